@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Kernels are compiled without bounds checks in release builds; correctness is covered by the
+/// exhaustive tests, which run in debug (checked) mode.
+let fast: [SwiftSetting] = [
+    .swiftLanguageMode(.v5),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "dsconvert",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dsconvert", targets: ["dsconvert"]),
+        .library(name: "DSConvert", targets: ["SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // JSON with ordered objects, exact number text and byte offsets in every error.
+        .target(name: "JSON", swiftSettings: fast),
+        // The one place that talks to POSIX: open, pread, mmap, madvise, write, rename.
+        .target(name: "SystemIO", swiftSettings: v5),
+        // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
+        .target(name: "SafeTensors", dependencies: ["JSON", "SystemIO"], swiftSettings: fast),
+        // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
+        .target(name: "Numerics", swiftSettings: fast),
+        // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
+        .target(name: "Checkpoint", dependencies: ["JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
+        // Schemes, the per-tensor plan and the quantizer kernels.
+        .target(name: "Quantization", dependencies: ["JSON", "Numerics", "SafeTensors", "Checkpoint"], swiftSettings: fast),
+        // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
+        .target(name: "Conversion", dependencies: ["JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
+        .executableTarget(
+            name: "dsconvert",
+            dependencies: [
+                "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: v5),
+        // Shared by the test targets: temp dirs, running the Python references.
+        .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: v5),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "JSON", "TestSupport"], swiftSettings: v5),
+    ]
+)

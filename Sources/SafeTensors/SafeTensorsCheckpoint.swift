@@ -1,0 +1,125 @@
+import SystemIO
+
+/// The safetensors weights of a checkpoint: one file, or a directory of shards with
+/// `model.safetensors.index.json`, validated as a whole but read lazily.
+///
+/// Opening reads only headers. Every tensor name is unique across the shards, every index entry
+/// points at a file that exists and holds that tensor, and every tensor in a shard is listed.
+public final class SafeTensorsCheckpoint: @unchecked Sendable {
+    public struct Shard: Sendable {
+        /// File name within `directory`.
+        public var name: String
+        public var path: String
+        public var header: SafeTensorsHeader
+        public var status: Sys.FileStatus
+    }
+
+    /// Where a tensor lives.
+    public struct Location: Sendable {
+        public var shard: Int
+        public var info: TensorInfo
+    }
+
+    public let directory: String
+    public let shards: [Shard]
+    /// The index, when the checkpoint has one.
+    public let index: SafeTensorsIndex?
+    /// Tensor names in shard order, then data order within each shard.
+    public let tensorNames: [String]
+    private let locations: [String: Location]
+
+    /// Opens `path`: a `.safetensors` file, or a directory holding an index or safetensors files.
+    public init(path: String) throws {
+        let p = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        let isDir: Bool
+        do { isDir = try Sys.stat(p).isDirectory } catch { throw SafeTensorsError.io(error) }
+        var shardNames: [String]
+        var index: SafeTensorsIndex?
+        if isDir {
+            directory = p
+            let indexPath = p + "/" + SafeTensorsIndex.fileName
+            if Sys.exists(indexPath) {
+                let idx = try SafeTensorsIndex.read(path: indexPath)
+                index = idx
+                var seen = Set<String>()
+                shardNames = []
+                for (_, f) in idx.weightMap where seen.insert(f).inserted { shardNames.append(f) }
+                shardNames.sort()
+                for f in shardNames where !Sys.exists(p + "/" + f) {
+                    let example = idx.weightMap.first { $0.1 == f }!.0
+                    throw SafeTensorsError(.missingShard, file: indexPath, tensor: example,
+                        "the index maps this tensor to '\(f)', which does not exist in \(p)")
+                }
+            } else {
+                let names: [String]
+                do { names = try Sys.listDirectory(p) } catch { throw SafeTensorsError.io(error) }
+                shardNames = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }
+                if shardNames.isEmpty {
+                    throw SafeTensorsError(.missingShard, file: p, "no .safetensors files and no \(SafeTensorsIndex.fileName) in this directory")
+                }
+            }
+        } else {
+            let slash = p.lastIndex(of: "/")
+            directory = slash.map { String(p[..<$0]) } ?? "."
+            shardNames = [slash.map { String(p[p.index(after: $0)...]) } ?? p]
+        }
+        self.index = index
+
+        var shards: [Shard] = []
+        var locations: [String: Location] = [:]
+        var names: [String] = []
+        for (i, f) in shardNames.enumerated() {
+            let path = directory + "/" + f
+            let header = try SafeTensorsHeader.read(path: path, displayName: path)
+            let status: Sys.FileStatus
+            do { status = try Sys.stat(path) } catch { throw SafeTensorsError.io(error) }
+            shards.append(Shard(name: f, path: path, header: header, status: status))
+            for t in header.tensors {
+                if let other = locations[t.name] {
+                    throw SafeTensorsError(.duplicateTensor, file: path, tensor: t.name,
+                        "tensor also stored in \(shardNames[other.shard])")
+                }
+                locations[t.name] = Location(shard: i, info: t)
+                names.append(t.name)
+            }
+        }
+        if let index {
+            let indexPath = directory + "/" + SafeTensorsIndex.fileName
+            var listed = Set<String>()
+            for (name, f) in index.weightMap {
+                listed.insert(name)
+                guard let loc = locations[name] else {
+                    throw SafeTensorsError(.missingTensor, file: directory + "/" + f, tensor: name,
+                        "listed in \(SafeTensorsIndex.fileName) but not present in this shard")
+                }
+                if shardNames[loc.shard] != f {
+                    throw SafeTensorsError(.missingTensor, file: directory + "/" + f, tensor: name,
+                        "listed in \(SafeTensorsIndex.fileName) for this shard but stored in \(shardNames[loc.shard])")
+                }
+            }
+            if listed.count != locations.count, let extra = names.first(where: { !listed.contains($0) }) {
+                throw SafeTensorsError(.unlistedTensor, file: shards[locations[extra]!.shard].path, tensor: extra,
+                    "stored in this shard but missing from \(indexPath)")
+            }
+        }
+        self.shards = shards
+        self.locations = locations
+        self.tensorNames = names
+    }
+
+    public var tensorCount: Int { locations.count }
+
+    public func location(_ name: String) -> Location? { locations[name] }
+    public func info(_ name: String) -> TensorInfo? { locations[name]?.info }
+    public func contains(_ name: String) -> Bool { locations[name] != nil }
+
+    /// Total bytes of all shard files.
+    public var totalFileBytes: Int { shards.reduce(0) { $0 + $1.header.fileSize } }
+    /// Total tensor data bytes (what the index's `total_size` counts).
+    public var totalTensorBytes: Int { shards.reduce(0) { $0 + $1.header.tensors.reduce(0) { $0 + $1.byteCount } } }
+
+    /// Maps shard `i` (the caller drops the returned object to unmap it).
+    public func open(shard i: Int) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: shards[i].path, header: shards[i].header)
+    }
+}

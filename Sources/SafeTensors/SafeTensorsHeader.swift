@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import JSON
+import SystemIO
+
+/// A validated safetensors header.
+///
+/// Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON (an object mapping tensor
+/// names to `{"dtype", "shape", "data_offsets": [begin, end]}` plus an optional `__metadata__`
+/// string→string map), then the data buffer. Validation follows the reference implementation:
+/// N ≤ 100,000,000 and within the file, strict JSON, known dtypes, byte ranges equal to
+/// shape × dtype size, ranges that tile the data buffer exactly (no overlap, no hole, nothing
+/// past the end, nothing left over).
+public struct SafeTensorsHeader: Sendable {
+    /// The largest header the reference implementation accepts.
+    public static let maxHeaderSize = 100_000_000
+
+    /// Tensors in data order (ascending offsets).
+    public var tensors: [TensorInfo]
+    /// `__metadata__` entries in document order, or nil when absent.
+    public var metadata: [(String, String)]?
+    /// Byte offset of the data buffer in the file: 8 + N.
+    public var dataStart: Int
+    /// Total file size the header describes: dataStart + data buffer size.
+    public var fileSize: Int
+    private var indexByName: [String: Int]
+
+    public func info(_ name: String) -> TensorInfo? { indexByName[name].map { tensors[$0] } }
+    public var tensorNames: [String] { tensors.map(\.name) }
+
+    /// Reads and validates the header of the file at `path` (reads only the header bytes).
+    public static func read(path: String, displayName: String? = nil) throws -> SafeTensorsHeader {
+        let name = displayName ?? path
+        do {
+            let fd = try Sys.open(path, O_RDONLY)
+            defer { Sys.close(fd) }
+            let size = try Sys.fstat(fd, path: path).size
+            if size < 8 {
+                throw SafeTensorsError(.truncated, file: name, offset: 0, "file is \(size) bytes, too short to hold the 8-byte header length")
+            }
+            var lengthBytes: UInt64 = 0
+            try Sys.pread(fd, path: path, into: &lengthBytes, count: 8, offset: 0)
+            let n = try checkedHeaderLength(UInt64(littleEndian: lengthBytes), fileSize: size, file: name)
+            var json = [UInt8](repeating: 0, count: n)
+            try json.withUnsafeMutableBytes { (b) throws in
+                if n > 0 { try Sys.pread(fd, path: path, into: b.baseAddress!, count: n, offset: 8) }
+            }
+            return try json.withUnsafeBytes { (b) throws in
+                try parse(json: b, fileSize: size, file: name)
+            }
+        } catch let e as SafeTensorsError {
+            throw e
+        } catch let e as IOError {
+            throw SafeTensorsError.io(e)
+        } catch {
+            throw SafeTensorsError(.io, file: name, "\(error)")
+        }
+    }
+
+    /// Parses a complete file image (8-byte length, header, data) held in memory.
+    public static func parse(file bytes: UnsafeRawBufferPointer, file name: String = "<memory>") throws -> SafeTensorsHeader {
+        if bytes.count < 8 {
+            throw SafeTensorsError(.truncated, file: name, offset: 0, "file is \(bytes.count) bytes, too short to hold the 8-byte header length")
+        }
+        let raw = bytes.loadUnaligned(as: UInt64.self)
+        let n = try checkedHeaderLength(UInt64(littleEndian: raw), fileSize: bytes.count, file: name)
+        return try parse(json: UnsafeRawBufferPointer(rebasing: bytes[8..<8 + n]), fileSize: bytes.count, file: name)
+    }
+
+    static func checkedHeaderLength(_ n: UInt64, fileSize: Int, file: String) throws -> Int {
+        if n > UInt64(maxHeaderSize) {
+            throw SafeTensorsError(.headerTooLarge, file: file, offset: 0, "header length \(n) exceeds the 100 MB limit")
+        }
+        if Int(n) + 8 > fileSize {
+            throw SafeTensorsError(.headerOutOfBounds, file: file, offset: 0, "header length \(n) runs past the end of the \(fileSize)-byte file (truncated?)")
+        }
+        return Int(n)
+    }
+
+    /// Parses and validates the JSON header bytes of a file of `fileSize` bytes.
+    public static func parse(json: UnsafeRawBufferPointer, fileSize: Int, file: String) throws -> SafeTensorsHeader {
+        let dataStart = 8 + json.count
+        if json.first != UInt8(ascii: "{") {
+            throw SafeTensorsError(.invalidHeader, file: file, offset: 8, "header does not start with '{'")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(json, maxDepth: 8)
+        } catch {
+            throw SafeTensorsError(.invalidJSON, file: file, offset: 8 + error.offset, "invalid header JSON: \(error.message)")
+        }
+        guard let members = value.objectMembers else {
+            throw SafeTensorsError(.invalidHeader, file: file, offset: 8, "header is not a JSON object")
+        }
+        var tensors: [TensorInfo] = []
+        tensors.reserveCapacity(members.count)
+        var metadata: [(String, String)]?
+        for (name, entry) in members {
+            if name == "__metadata__" {
+                guard let m = entry.objectMembers else {
+                    throw SafeTensorsError(.invalidMetadata, file: file, "__metadata__ is not an object of strings")
+                }
+                var pairs: [(String, String)] = []
+                for (k, v) in m {
+                    guard let s = v.stringValue else {
+                        throw SafeTensorsError(.invalidMetadata, file: file, "__metadata__ entry '\(k)' is not a string")
+                    }
+                    pairs.append((k, s))
+                }
+                metadata = pairs
+                continue
+            }
+            tensors.append(try tensorInfo(name: name, entry: entry, file: file))
+        }
+        let dataSize = fileSize - dataStart
+        tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
+        var expected = 0
+        for t in tensors {
+            let r = t.dataOffsets
+            if r.lowerBound < expected {
+                throw SafeTensorsError(.overlap, file: file, tensor: t.name, offset: dataStart + r.lowerBound,
+                    "data_offsets [\(r.lowerBound), \(r.upperBound)] overlap the previous tensor, which ends at \(expected)")
+            }
+            if r.lowerBound > expected {
+                throw SafeTensorsError(.hole, file: file, tensor: t.name, offset: dataStart + expected,
+                    "data_offsets [\(r.lowerBound), \(r.upperBound)] leave a hole of \(r.lowerBound - expected) bytes after offset \(expected)")
+            }
+            if r.upperBound > dataSize {
+                throw SafeTensorsError(.offsetOutOfBounds, file: file, tensor: t.name, offset: dataStart + r.lowerBound,
+                    "data_offsets [\(r.lowerBound), \(r.upperBound)] run past the end of the data buffer (\(dataSize) bytes; file truncated?)")
+            }
+            expected = r.upperBound
+        }
+        if expected != dataSize {
+            throw SafeTensorsError(.notFullyCovered, file: file, offset: dataStart + expected,
+                "\(dataSize - expected) bytes after the last tensor are not covered by any tensor")
+        }
+        var index: [String: Int] = [:]
+        index.reserveCapacity(tensors.count)
+        for (i, t) in tensors.enumerated() { index[t.name] = i }
+        return SafeTensorsHeader(tensors: tensors, metadata: metadata, dataStart: dataStart, fileSize: fileSize, indexByName: index)
+    }
+
+    private static func tensorInfo(name: String, entry: JSONValue, file: String) throws -> TensorInfo {
+        guard let fields = entry.objectMembers else {
+            throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "entry is not an object")
+        }
+        var dtypeText: String?
+        var shapeValue: [JSONValue]?
+        var offsetsValue: [JSONValue]?
+        for (k, v) in fields {
+            switch k {
+            case "dtype":
+                guard let s = v.stringValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "dtype is not a string") }
+                dtypeText = s
+            case "shape":
+                guard let a = v.arrayValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "shape is not an array") }
+                shapeValue = a
+            case "data_offsets":
+                guard let a = v.arrayValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "data_offsets is not an array") }
+                offsetsValue = a
+            default:
+                throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "unknown field '\(k)'")
+            }
+        }
+        guard let dtypeText else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "missing dtype") }
+        guard let shapeValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "missing shape") }
+        guard let offsetsValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "missing data_offsets") }
+        guard let dtype = DType(rawValue: dtypeText) else {
+            throw SafeTensorsError(.unknownDType, file: file, tensor: name, "unknown dtype '\(dtypeText)'")
+        }
+        var shape: [Int] = []
+        shape.reserveCapacity(shapeValue.count)
+        var elements = 1
+        var overflow = false
+        for d in shapeValue {
+            guard let n = d.intValue, n >= 0, d.stringValueIsPlainInteger else {
+                throw SafeTensorsError(.invalidShape, file: file, tensor: name, "shape entries must be non-negative integers, got \(JSONWriter.compact(.array(shapeValue)))")
+            }
+            shape.append(n)
+            if !overflow {
+                let (m, o) = elements.multipliedReportingOverflow(by: n)
+                elements = m
+                overflow = o
+            }
+        }
+        guard offsetsValue.count == 2, let b = offsetsValue[0].intValue, let e = offsetsValue[1].intValue, b >= 0, e >= b,
+              offsetsValue[0].stringValueIsPlainInteger, offsetsValue[1].stringValueIsPlainInteger else {
+            throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "data_offsets must be [begin, end] with 0 <= begin <= end, got \(JSONWriter.compact(.array(offsetsValue)))")
+        }
+        guard !overflow, let needed = dtype.byteCount(elements: elements) else {
+            throw SafeTensorsError(.invalidShape, file: file, tensor: name, "\(dtype.rawValue) \(JSONWriter.compact(.array(shapeValue))) does not have a whole, representable byte size")
+        }
+        if needed != e - b {
+            throw SafeTensorsError(.sizeMismatch, file: file, tensor: name,
+                "data_offsets [\(b), \(e)] hold \(e - b) bytes but \(dtype.rawValue) \(JSONWriter.compact(.array(shapeValue))) needs \(needed)")
+        }
+        return TensorInfo(name: name, dtype: dtype, shape: shape, dataOffsets: b..<e)
+    }
+}
+
+extension JSONValue {
+    /// True for a number written as a plain integer (no fraction, no exponent).
+    var stringValueIsPlainInteger: Bool {
+        if case let .number(t) = self { return Int(t) != nil }
+        return false
+    }
+}

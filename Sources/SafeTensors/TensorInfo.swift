@@ -1,0 +1,57 @@
+/// One tensor's header entry: its name, type, shape and where its bytes lie in the data buffer.
+public struct TensorInfo: Sendable, Hashable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Byte range relative to the start of the data buffer (after the header).
+    public var dataOffsets: Range<Int>
+
+    public init(name: String, dtype: DType, shape: [Int], dataOffsets: Range<Int>) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.dataOffsets = dataOffsets
+    }
+
+    /// Number of elements (1 for a scalar of shape []).
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { dataOffsets.count }
+
+    /// `[7168, 2048]`
+    public var shapeText: String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }
+}
+
+/// A tensor to be written: name, type and shape (its offsets are assigned by the writer).
+public struct TensorSpec: Sendable, Hashable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    /// Byte size; traps on sub-byte sizes that are not whole (writers validate first).
+    public var byteCount: Int { dtype.byteCount(elements: elementCount)! }
+}
+
+/// A tensor's bytes in a mapped file, with its header entry (zero-copy).
+public struct TensorView: @unchecked Sendable {
+    public var info: TensorInfo
+    public var bytes: UnsafeRawBufferPointer
+    /// The file the bytes come from.
+    public var file: String
+
+    public init(info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String) {
+        self.info = info
+        self.bytes = bytes
+        self.file = file
+    }
+
+    public var name: String { info.name }
+    public var dtype: DType { info.dtype }
+    public var shape: [Int] { info.shape }
+}

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory map of a whole file. Unmapped on deinit.
+///
+/// Pages are shared with the page cache (no copy); `release(_:)` drops pages the caller is done
+/// with from this process's resident set (`MADV_DONTNEED` on a shared file mapping does not
+/// discard data), which is how a conversion keeps its RSS bounded by the tensors in flight.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    public let base: UnsafeRawPointer?
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        size = try Sys.fstat(fd, path: path).size
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED { throw IOError("mmap", path: path, errno: errno) }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    /// The bytes `range` of the file (zero-copy).
+    public func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        precondition(range.lowerBound >= 0 && range.upperBound <= size)
+        guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
+    }
+
+    public enum Advice { case sequential, willNeed, dontNeed }
+
+    /// Passes an access hint for `range` to the kernel (page-aligned outward; errors ignored).
+    public func advise(_ advice: Advice, _ range: Range<Int>? = nil) {
+        guard let base else { return }
+        let r = range ?? 0..<size
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = r.lowerBound / page * page
+        let end = min(size, (r.upperBound + page - 1) / page * page)
+        guard end > start else { return }
+        let a: Int32
+        switch advice {
+        case .sequential: a = MADV_SEQUENTIAL
+        case .willNeed: a = MADV_WILLNEED
+        case .dontNeed: a = MADV_DONTNEED
+        }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, a)
+    }
+
+    /// Drops the pages wholly inside `range` from the resident set (data stays in the page cache).
+    public func release(_ range: Range<Int>) {
+        guard let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The one seam through which dsconvert calls POSIX. Every call is retried on EINTR and turns
+/// a failure into an `IOError` naming the path.
+public enum Sys {
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ body: () -> T) -> T {
+        while true {
+            let r = body()
+            if r == -1 && errno == EINTR { continue }
+            return r
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws -> Int32 {
+        let fd = retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        if fd < 0 { throw IOError("open", path: path, errno: errno) }
+        return fd
+    }
+
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    public struct FileStatus: Sendable, Equatable {
+        public var size: Int
+        public var mtimeNanoseconds: Int64
+        public var isDirectory: Bool
+        public var isRegular: Bool
+    }
+
+    public static func stat(_ path: String) throws -> FileStatus {
+        var st = Glibc.stat()
+        if retrying({ () -> Int32 in lstatFollow(path, &st) }) != 0 { throw IOError("stat", path: path, errno: errno) }
+        return status(st)
+    }
+
+    public static func fstat(_ fd: Int32, path: String) throws -> FileStatus {
+        var st = Glibc.stat()
+        if retrying({ () -> Int32 in Glibc.fstat(fd, &st) }) != 0 { throw IOError("stat", path: path, errno: errno) }
+        return status(st)
+    }
+
+    private static func lstatFollow(_ path: String, _ st: inout Glibc.stat) -> Int32 {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | 0o10000000)
+        if fd < 0 { return -1 }
+        defer { Glibc.close(fd) }
+        return Glibc.fstat(fd, &st)
+    }
+
+    private static func status(_ st: Glibc.stat) -> FileStatus {
+        FileStatus(
+            size: Int(st.st_size),
+            mtimeNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+            isDirectory: (st.st_mode & S_IFMT) == S_IFDIR,
+            isRegular: (st.st_mode & S_IFMT) == S_IFREG)
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool { (try? stat(path))?.isDirectory ?? false }
+
+    /// Reads exactly `count` bytes at `offset`, or throws (a short file is reported as such).
+    public static func pread(_ fd: Int32, path: String, into buffer: UnsafeMutableRawPointer, count: Int, offset: Int) throws {
+        var done = 0
+        while done < count {
+            let n = retrying { Glibc.pread(fd, buffer + done, count - done, off_t(offset + done)) }
+            if n < 0 { throw IOError("read", path: path, errno: errno) }
+            if n == 0 {
+                throw IOError("read", path: path, errno: 0, detail: "file ended at byte \(offset + done), expected \(count - done) more bytes")
+            }
+            done += n
+        }
+    }
+
+    /// Writes all of `buffer` at the current position.
+    public static func writeAll(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = retrying { Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done) }
+            if n < 0 { throw IOError("write", path: path, errno: errno) }
+            if n == 0 { throw IOError("write", path: path, errno: ENOSPC) }
+            done += n
+        }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw IOError("rename", path: "\(from) -> \(to)", errno: errno) }
+    }
+
+    public static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+
+    public static func fsync(_ fd: Int32, path: String) throws {
+        if retrying({ Glibc.fsync(fd) }) != 0 { throw IOError("fsync", path: path, errno: errno) }
+    }
+
+    public static func makeDirectory(_ path: String) throws {
+        // Create parents as needed (like mkdir -p).
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += part
+            if Glibc.mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw IOError("mkdir", path: prefix, errno: errno)
+            }
+            if !isDirectory(prefix) { throw IOError("mkdir", path: prefix, errno: ENOTDIR) }
+            prefix += "/"
+        }
+    }
+
+    public static func removeDirectory(_ path: String) { _ = Glibc.rmdir(path) }
+
+    /// Names in a directory (not `.` and `..`), sorted.
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw IOError("opendir", path: path, errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Reads a whole (small) file.
+    public static func readFile(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        let size = try fstat(fd, path: path).size
+        if size > limit { throw IOError("read", path: path, errno: EFBIG, detail: "\(size) bytes, more than the \(limit) allowed") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        if size > 0 {
+            try bytes.withUnsafeMutableBytes { (b) throws in
+                try pread(fd, path: path, into: b.baseAddress!, count: size, offset: 0)
+            }
+        }
+        return bytes
+    }
+
+    /// Copies a regular file through an atomic temporary, 8 MiB at a time.
+    public static func copyFile(from source: String, to destination: String) throws {
+        let input = try open(source, O_RDONLY)
+        defer { close(input) }
+        let size = try fstat(input, path: source).size
+        let out = try AtomicFile(destination)
+        let chunkSize = 8 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        var copied = 0
+        while copied < size {
+            let chunk = min(chunkSize, size - copied)
+            try pread(input, path: source, into: buffer, count: chunk, offset: copied)
+            try out.write(UnsafeRawBufferPointer(start: buffer, count: chunk))
+            copied += chunk
+        }
+        try out.commit()
+    }
+}
