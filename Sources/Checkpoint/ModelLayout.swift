@@ -1,0 +1,100 @@
+/// Names the role of each tensor of a deepseek_v3, qwen2 or llama checkpoint (Hugging Face
+/// names), so the quantization plan never has to guess.
+public struct ModelLayout: Sendable {
+    public let architecture: Architecture
+
+    public init(architecture: Architecture) { self.architecture = architecture }
+
+    static let attentionProjections: Set<String> = [
+        "q_proj", "k_proj", "v_proj", "o_proj",
+        "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+    ]
+    static let mlpProjections: Set<String> = ["gate_proj", "up_proj", "down_proj"]
+    static let quantizationParameters: Set<String> = ["weight_scale_inv", "weight_scale", "input_scale", "weight_zero_point", "input_zero_point"]
+    static let layerNorms: Set<String> = ["input_layernorm", "post_attention_layernorm", "enorm", "hnorm"]
+
+    /// The role of `name`, or nil when the name does not fit the architecture.
+    public func role(of name: String) -> TensorRole? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 2, let parameter = parts.last else { return nil }
+        let module = parts.dropLast().joined(separator: ".")
+        var role = TensorRole(kind: .norm, module: module, parameter: parameter, layer: nil, expert: nil, projection: nil)
+        let isQuantParam = ModelLayout.quantizationParameters.contains(parameter)
+        func linear(_ kind: TensorRole.Kind, _ projection: String?) -> TensorRole? {
+            role.kind = isQuantParam ? .quantizationParameter : kind
+            role.projection = projection
+            if !isQuantParam && parameter == "bias" {
+                guard architecture == .qwen2 || kind == .attention else { return nil }
+                role.kind = .bias
+                return role
+            }
+            return isQuantParam || parameter == "weight" ? role : nil
+        }
+        func plain(_ kind: TensorRole.Kind, _ params: Set<String> = ["weight"]) -> TensorRole? {
+            guard params.contains(parameter) else { return nil }
+            role.kind = kind
+            return role
+        }
+
+        switch parts[0] {
+        case "lm_head":
+            return parts.count == 2 ? plain(.lmHead) : nil
+        case "model":
+            break
+        default:
+            return nil
+        }
+        guard parts.count >= 3 else { return nil }
+        if parts.count == 3 {
+            switch parts[1] {
+            case "embed_tokens": return plain(.embedding)
+            case "norm": return plain(.norm)
+            default: return nil
+            }
+        }
+        if parts.count == 4, parts[1] == "rotary_emb", parameter == "inv_freq" { role.kind = .buffer; return role }
+        guard parts[1] == "layers", let layer = Int(parts[2]), layer >= 0 else { return nil }
+        role.layer = layer
+        let rest = Array(parts[3..<(parts.count - 1)])  // between layer index and parameter
+        guard let head = rest.first else { return nil }
+        switch head {
+        case _ where rest.count == 1 && ModelLayout.layerNorms.contains(head):
+            return plain(.norm)
+        case "self_attn":
+            guard rest.count == 2 else {
+                if rest.count == 3, rest[1] == "rotary_emb", parameter == "inv_freq" { role.kind = .buffer; return role }
+                return nil
+            }
+            if rest[1] == "q_a_layernorm" || rest[1] == "kv_a_layernorm" {
+                return architecture == .deepseekV3 ? plain(.norm) : nil
+            }
+            guard ModelLayout.attentionProjections.contains(rest[1]) else { return nil }
+            return linear(.attention, rest[1])
+        case "mlp":
+            if rest.count == 2 && ModelLayout.mlpProjections.contains(rest[1]) { return linear(.mlp, rest[1]) }
+            guard architecture == .deepseekV3 else { return nil }
+            if rest.count == 2 && rest[1] == "gate" {
+                if parameter == "e_score_correction_bias" { role.kind = .routerBias; return role }
+                return plain(.router)
+            }
+            if rest.count == 3 && rest[1] == "shared_experts" && ModelLayout.mlpProjections.contains(rest[2]) {
+                return linear(.sharedExpert, rest[2])
+            }
+            if rest.count == 4 && rest[1] == "experts", let e = Int(rest[2]), e >= 0, ModelLayout.mlpProjections.contains(rest[3]) {
+                role.expert = e
+                return linear(.expert, rest[3])
+            }
+            return nil
+        case "embed_tokens" where architecture == .deepseekV3 && rest.count == 1:
+            return plain(.embedding)
+        case "eh_proj" where architecture == .deepseekV3 && rest.count == 1:
+            return linear(.mtpProjection, "eh_proj")
+        case "shared_head" where architecture == .deepseekV3 && rest.count == 2:
+            if rest[1] == "norm" { return plain(.norm) }
+            if rest[1] == "head" { return linear(.lmHead, "head") }
+            return nil
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import JSON
+import Checkpoint
+import Quantization
+import SafeTensors
+import SystemIO
+
+/// Options of a conversion run.
+public struct ConversionOptions: Sendable {
+    public var outputDirectory: String
+    /// Split the output shards into `jobs` disjoint sets (round robin) and convert only set
+    /// `jobIndex`; `merge-index` completes the directory afterwards.
+    public var jobs: Int = 1
+    public var jobIndex: Int = 0
+    /// fsync each shard before renaming it.
+    public var durable: Bool = false
+
+    public init(outputDirectory: String, jobs: Int = 1, jobIndex: Int = 0, durable: Bool = false) {
+        self.outputDirectory = outputDirectory
+        self.jobs = jobs
+        self.jobIndex = jobIndex
+        self.durable = durable
+    }
+}
+
+/// What a run did.
+public struct ConversionReport: Sendable {
+    public var converted: [String] = []
+    public var skipped: [String] = []
+    public var inputBytes = 0
+    public var outputBytes = 0
+    public var seconds = 0.0
+    /// True when the directory was completed (index, config, copies written).
+    public var finalized = false
+    public var copiedFiles: [String] = []
+    public var notCopied: [String] = []
+}
+
+/// Runs a `ConversionPlan`: converts this job's output shards (skipping ones a previous run
+/// finished and that still verify), then, for a single job, completes the directory.
+public final class ConversionRunner {
+    let checkpoint: Checkpoint
+    let plan: ConversionPlan
+    let options: ConversionOptions
+    let observer: ConversionObserver
+
+    public init(checkpoint: Checkpoint, plan: ConversionPlan, options: ConversionOptions, observer: ConversionObserver = SilentObserver()) {
+        self.checkpoint = checkpoint
+        self.plan = plan
+        self.options = options
+        self.observer = observer
+    }
+
+    /// The output shards job `index` of `jobs` converts (round robin over the plan's order).
+    public static func shards(of plan: ConversionPlan, jobs: Int, index: Int) -> [OutputShardPlan] {
+        plan.shards.enumerated().filter { $0.offset % jobs == index }.map(\.element)
+    }
+
+    public func run() throws -> ConversionReport {
+        let start = monotonicSeconds()
+        let out = options.outputDirectory
+        guard options.jobs >= 1, options.jobIndex >= 0, options.jobIndex < options.jobs else {
+            throw ConversionError.invalidOptions("--job-index must be in 0..<\(max(options.jobs, 1)) (got \(options.jobIndex) with --jobs \(options.jobs))")
+        }
+        try Sys.makeDirectory(out)
+        if try realPath(out) == realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
+        AtomicFile.removeStaleTemporaries(in: out)
+        let state = out + "/" + ResumeRecord.directoryName
+        try Sys.makeDirectory(state)
+        AtomicFile.removeStaleTemporaries(in: state)
+        try DirectoryFinisher.writePlan(plan, checkpoint: checkpoint, outputDirectory: out)
+
+        let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
+        observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
+        var report = ConversionReport()
+        let converter = ShardConverter(weights: checkpoint.weights)
+        var verified = Set<String>()
+        for shard in mine {
+            let path = out + "/" + shard.name
+            let inputs = shard.inputShards.map { i -> ResumeRecord.Input in
+                let s = checkpoint.weights.shards[i]
+                return ResumeRecord.Input(name: s.name, size: s.status.size, mtimeNanoseconds: s.status.mtimeNanoseconds)
+            }
+            let recordPath = ResumeRecord.path(outputDirectory: out, shard: shard.name)
+            if let rec = ResumeRecord.read(recordPath), rec.settings == plan.settings, rec.inputs == inputs,
+               let st = try? Sys.stat(path), st.size == rec.size,
+               let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh64 {
+                observer.skipped(shard: shard.name, tensors: shard.tensors.count, inputBytes: shard.inputBytes)
+                report.skipped.append(shard.name)
+                verified.insert(shard.name)
+                continue
+            }
+            Sys.unlink(recordPath)
+            let (size, hash) = try converter.convert(shard, to: path, observer: observer)
+            try ResumeRecord(shard: shard.name, settings: plan.settings, inputs: inputs, size: size, xxh64: hash).write(outputDirectory: out)
+            observer.shardDone(shard.name, bytes: size)
+            report.converted.append(shard.name)
+            report.inputBytes += shard.inputBytes
+            report.outputBytes += size
+            verified.insert(shard.name)
+        }
+        if options.jobs == 1 {
+            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer)
+            report.finalized = true
+            report.copiedFiles = fin.copied
+            report.notCopied = fin.notCopied
+        } else {
+            observer.note("job \(options.jobIndex + 1) of \(options.jobs) done; run `dsconvert merge-index \(out)` after every job has finished")
+        }
+        report.seconds = monotonicSeconds() - start
+        return report
+    }
+}
+
+func realPath(_ p: String) throws -> String {
+    guard let r = realpath(p, nil) else { throw IOError("realpath", path: p, errno: errno) }
+    defer { free(r) }
+    return String(cString: r)
+}
+
+/// Seconds from a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,102 @@
+import JSON
+import Checkpoint
+import Quantization
+import SafeTensors
+import SystemIO
+
+/// Completes an output directory once every shard exists: the index (from the shards' own
+/// headers), config.json, the input's other files, and removal of `.dsconvert/`. This is the
+/// last step of a single-process run and the whole of `dsconvert merge-index`.
+public enum DirectoryFinisher {
+    static let planName = "plan.json"
+
+    /// Files of the input folder that are not copied (other weight formats).
+    static func isOtherWeightFormat(_ name: String) -> Bool {
+        [".bin", ".pth", ".pt", ".gguf", ".ckpt", ".h5", ".msgpack", ".onnx"].contains { name.hasSuffix($0) }
+    }
+
+    /// Records in `OUT/.dsconvert/plan.json` what completing the directory needs.
+    static func writePlan(_ plan: ConversionPlan, checkpoint: Checkpoint, outputDirectory out: String) throws {
+        let v = JSONValue.object([
+            ("settings", .string(plan.settings)),
+            ("input_directory", .string(try realPath(checkpoint.directory))),
+            ("shards", .array(plan.shards.map { .string($0.name) })),
+            ("writes_index", .bool(plan.writesIndex)),
+            ("index_metadata", .object(plan.indexMetadata)),
+            ("config", plan.config ?? .null),
+        ])
+        try AtomicFile.write(Array(JSONWriter.pretty(v).utf8), to: out + "/" + ResumeRecord.directoryName + "/" + planName)
+    }
+
+    public struct Result: Sendable {
+        public var shards: Int
+        public var totalSize: Int
+        public var copied: [String]
+        public var notCopied: [String]
+    }
+
+    /// Verifies every planned shard against its record (hashing those not in `alreadyVerified`),
+    /// then writes index, config and copies, and removes `.dsconvert/`.
+    @discardableResult
+    public static func finish(outputDirectory out: String, alreadyVerified: Set<String> = [], observer: ConversionObserver = SilentObserver()) throws -> Result {
+        let state = out + "/" + ResumeRecord.directoryName
+        let planPath = state + "/" + planName
+        guard Sys.exists(planPath) else { throw ConversionError.notAConversionDirectory(out) }
+        let plan = try JSONParser.parse(Sys.readFile(planPath))
+        guard let shards = plan["shards"]?.arrayValue?.compactMap(\.stringValue), let settings = plan["settings"]?.stringValue,
+              let input = plan["input_directory"]?.stringValue else {
+            throw ConversionError.notAConversionDirectory(out)
+        }
+        var missing: [String] = []
+        for s in shards {
+            guard let rec = ResumeRecord.read(ResumeRecord.path(outputDirectory: out, shard: s)), rec.settings == settings,
+                  let st = try? Sys.stat(out + "/" + s), st.size == rec.size else {
+                missing.append(s)
+                continue
+            }
+            if !alreadyVerified.contains(s) {
+                let (_, h) = try ResumeRecord.hashFile(out + "/" + s)
+                if h != rec.xxh64 {
+                    throw ConversionError.corruptShard(path: out + "/" + s, "contents changed since it was written (checksum mismatch); delete it and run its job again")
+                }
+            }
+        }
+        if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
+
+        var weightMap: [(String, String)] = []
+        var total = 0
+        for s in shards {
+            let h = try SafeTensorsHeader.read(path: out + "/" + s)
+            for t in h.tensors {
+                weightMap.append((t.name, s))
+                total += t.byteCount
+            }
+        }
+        if plan["writes_index"]?.boolValue == true {
+            let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
+            try AtomicFile.write(idx.serialized(totalSize: total), to: out + "/" + SafeTensorsIndex.fileName)
+        }
+        if let config = plan["config"], config != .null {
+            try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: out + "/" + ModelConfig.fileName)
+        }
+        var copied: [String] = []
+        var notCopied: [String] = []
+        for name in try Sys.listDirectory(input) where !name.hasPrefix(".") {
+            let path = input + "/" + name
+            if name.hasSuffix(".safetensors") || name == SafeTensorsIndex.fileName || name == ModelConfig.fileName { continue }
+            guard let st = try? Sys.stat(path) else { continue }
+            if st.isDirectory || !st.isRegular || isOtherWeightFormat(name) {
+                notCopied.append(name + (st.isDirectory ? "/" : ""))
+                continue
+            }
+            try Sys.copyFile(from: path, to: out + "/" + name)
+            copied.append(name)
+        }
+        if !notCopied.isEmpty {
+            observer.note("not copied (subfolders and other weight formats): \(notCopied.joined(separator: ", "))")
+        }
+        for n in (try? Sys.listDirectory(state)) ?? [] { Sys.unlink(state + "/" + n) }
+        Sys.removeDirectory(state)
+        return Result(shards: shards.count, totalSize: total, copied: copied, notCopied: notCopied)
+    }
+}

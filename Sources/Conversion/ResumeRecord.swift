@@ -1,0 +1,80 @@
+import JSON
+import Numerics
+import SystemIO
+
+/// The small record written beside each finished output shard in `OUT/.dsconvert/`, which lets
+/// a re-run skip the shard: its inputs' sizes and mtimes, the conversion settings, and the
+/// output's size and XXH64. A shard is skipped only when the record matches and the file's bytes
+/// hash to the recorded value.
+public struct ResumeRecord: Equatable, Sendable {
+    public struct Input: Equatable, Sendable {
+        public var name: String
+        public var size: Int
+        public var mtimeNanoseconds: Int64
+    }
+
+    public var shard: String
+    public var settings: String
+    public var inputs: [Input]
+    public var size: Int
+    public var xxh64: UInt64
+
+    public static let directoryName = ".dsconvert"
+
+    public static func path(outputDirectory: String, shard: String) -> String {
+        "\(outputDirectory)/\(directoryName)/\(shard).json"
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("shard", .string(shard)),
+            ("settings", .string(settings)),
+            ("inputs", .array(inputs.map { .object([("name", .string($0.name)), ("size", .int($0.size)), ("mtime_ns", .number(String($0.mtimeNanoseconds)))]) })),
+            ("size", .int(size)),
+            ("xxh64", .string(XXH64.hex(xxh64))),
+        ])
+    }
+
+    public init(shard: String, settings: String, inputs: [Input], size: Int, xxh64: UInt64) {
+        self.shard = shard
+        self.settings = settings
+        self.inputs = inputs
+        self.size = size
+        self.xxh64 = xxh64
+    }
+
+    /// Reads a record; nil when it is missing or unreadable (the shard is then redone).
+    public static func read(_ path: String) -> ResumeRecord? {
+        guard let bytes = try? Sys.readFile(path, limit: 1 << 20), let v = try? JSONParser.parse(bytes),
+              let shard = v["shard"]?.stringValue, let settings = v["settings"]?.stringValue,
+              let size = v["size"]?.intValue, let hex = v["xxh64"]?.stringValue, let hash = UInt64(hex, radix: 16),
+              let ins = v["inputs"]?.arrayValue else { return nil }
+        var inputs: [Input] = []
+        for i in ins {
+            guard let n = i["name"]?.stringValue, let s = i["size"]?.intValue,
+                  case let .number(t)? = i["mtime_ns"], let m = Int64(t) else { return nil }
+            inputs.append(Input(name: n, size: s, mtimeNanoseconds: m))
+        }
+        return ResumeRecord(shard: shard, settings: settings, inputs: inputs, size: size, xxh64: hash)
+    }
+
+    public func write(outputDirectory: String) throws {
+        try AtomicFile.write(Array(JSONWriter.pretty(json).utf8), to: ResumeRecord.path(outputDirectory: outputDirectory, shard: shard))
+    }
+
+    /// XXH64 of a whole file (mapped; pages released as it goes).
+    public static func hashFile(_ path: String) throws -> (size: Int, xxh64: UInt64) {
+        let m = try MappedFile(path: path)
+        m.advise(.sequential)
+        var h = XXH64()
+        let step = 64 << 20
+        var off = 0
+        while off < m.size {
+            let end = min(m.size, off + step)
+            h.update(m.bytes(off..<end))
+            m.release(off..<end)
+            off = end
+        }
+        return (m.size, h.finalize())
+    }
+}

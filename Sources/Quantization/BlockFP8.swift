@@ -1,0 +1,149 @@
+import Numerics
+
+/// DeepSeek-V3's block FP8 weight quantization (the layout of the published FP8 checkpoints).
+///
+/// For a weight W [rows, cols] upcast to f32 and blocks of `blockRows × blockCols` (edge blocks
+/// just smaller, as if zero-padded):
+///
+///     amax  = max |W[block]|                          (f32)
+///     scale = max(amax, 1e-12) / 448                  (f32 division; stored as weight_scale_inv)
+///     Q     = E4M3(clamp(W / scale, -448, 448))       (true f32 division, round to nearest even)
+///
+/// and dequantization is `round_to(dtype, f32(Q) × scale)`. Scales have shape
+/// [ceil(rows / blockRows), ceil(cols / blockCols)], row-major.
+public enum BlockFP8 {
+    /// The E4M3FN largest finite value.
+    public static let fp8Max: Float = 448
+    /// The floor on amax that keeps an all-zero block's scale positive.
+    public static let amaxFloor: Float = 1e-12
+
+    public static func scaleShape(rows: Int, cols: Int, blockRows: Int, blockCols: Int) -> [Int] {
+        [(rows + blockRows - 1) / blockRows, (cols + blockCols - 1) / blockCols]
+    }
+
+    /// Quantizes `src` (format `format`, row-major [rows, cols]) into `q` (rows × cols bytes) and
+    /// `scales` (f32, `scaleShape` elements). Runs over row bands in parallel.
+    /// Throws `QuantizationError.nonFinite` when a block holds NaN or ±inf.
+    public static func quantize(
+        name: String, src: UnsafeRawPointer, format: FloatFormat, rows: Int, cols: Int,
+        blockRows: Int = 128, blockCols: Int = 128,
+        q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>
+    ) throws {
+        switch format {
+        case .bf16: try quantize(BF16Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
+        case .f16: try quantize(F16Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
+        case .f32: try quantize(F32Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
+        default: throw QuantizationError.unsupportedDType(tensor: name, dtype: format.rawValue, "cannot be block-quantized (expected BF16, F16 or F32)")
+        }
+    }
+
+    static func quantize<L: FloatLoader>(
+        _: L.Type, _ name: String, _ src: UnsafeRawPointer, _ rows: Int, _ cols: Int,
+        _ blockRows: Int, _ blockCols: Int, _ q: UnsafeMutablePointer<UInt8>, _ scales: UnsafeMutablePointer<Float>
+    ) throws {
+        let bandCount = (rows + blockRows - 1) / blockRows
+        let colBlocks = (cols + blockCols - 1) / blockCols
+        var bad = [Int](repeating: -1, count: bandCount)  // per band: first bad column block
+        bad.withUnsafeMutableBufferPointer { badPtr in
+            Parallel.forEach(bandCount) { band in
+                let r0 = band * blockRows
+                let r1 = min(rows, r0 + blockRows)
+                let amax = UnsafeMutablePointer<UInt32>.allocate(capacity: colBlocks)
+                defer { amax.deallocate() }
+                amax.initialize(repeating: 0, count: colBlocks)
+                for r in r0..<r1 {
+                    let row = src + r * cols * L.format.size
+                    for cb in 0..<colBlocks {
+                        let c0 = cb * blockCols
+                        let c1 = min(cols, c0 + blockCols)
+                        var m = Vector.U(repeating: 0)
+                        var c = c0
+                        while c + 8 <= c1 {
+                            m = pointwiseMax(m, Vector.absBits(L.load8(row, c)))
+                            c += 8
+                        }
+                        var s = m.max()
+                        while c < c1 {
+                            s = Swift.max(s, L.load1(row, c).bitPattern & 0x7FFF_FFFF)
+                            c += 1
+                        }
+                        if s > amax[cb] { amax[cb] = s }
+                    }
+                }
+                let scaleRow = scales + band * colBlocks
+                for cb in 0..<colBlocks {
+                    if amax[cb] >= 0x7F80_0000 && badPtr[band] < 0 { badPtr[band] = cb }
+                    scaleRow[cb] = Swift.max(Float(bitPattern: amax[cb]), amaxFloor) / fp8Max
+                }
+                if badPtr[band] >= 0 { return }
+                for r in r0..<r1 {
+                    let row = src + r * cols * L.format.size
+                    let out = UnsafeMutableRawPointer(q + r * cols)
+                    for cb in 0..<colBlocks {
+                        let c0 = cb * blockCols
+                        let c1 = min(cols, c0 + blockCols)
+                        let s = scaleRow[cb]
+                        let sv = Vector.F(repeating: s)
+                        var c = c0
+                        while c + 8 <= c1 {
+                            out.storeBytes(of: Vector.toE4M3(L.load8(row, c) / sv, saturate: true), toByteOffset: c, as: SIMD8<UInt8>.self)
+                            c += 8
+                        }
+                        while c < c1 {
+                            out.storeBytes(of: FloatBits.f32ToE4M3Saturating(L.load1(row, c) / s), toByteOffset: c, as: UInt8.self)
+                            c += 1
+                        }
+                    }
+                }
+            }
+        }
+        if let band = bad.firstIndex(where: { $0 >= 0 }) {
+            throw QuantizationError.nonFinite(tensor: name, row: band * blockRows, column: bad[band] * blockCols)
+        }
+    }
+
+    /// Dequantizes E4M3 `q` with block scales into `out` in `format` (RNE): out = f32(q) × scale.
+    public static func dequantize(
+        q: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, rows: Int, cols: Int,
+        blockRows: Int = 128, blockCols: Int = 128, out: UnsafeMutableRawPointer, format: FloatFormat
+    ) {
+        switch format {
+        case .bf16: dequantize(BF16Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
+        case .f16: dequantize(F16Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
+        case .f32: dequantize(F32Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
+        default: preconditionFailure("dequantize to \(format) is not supported")
+        }
+    }
+
+    static func dequantize<S: FloatStorer>(
+        _: S.Type, _ q: UnsafePointer<UInt8>, _ scales: UnsafePointer<Float>, _ rows: Int, _ cols: Int,
+        _ blockRows: Int, _ blockCols: Int, _ out: UnsafeMutableRawPointer
+    ) {
+        let colBlocks = (cols + blockCols - 1) / blockCols
+        FloatBits.e4m3Table.withUnsafeBufferPointer { table in
+            let t = table.baseAddress!
+            Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
+                for r in range {
+                    let scaleRow = scales + (r / blockRows) * colBlocks
+                    let row = UnsafeRawPointer(q + r * cols)
+                    let base = r * cols
+                    for cb in 0..<colBlocks {
+                        let c0 = cb * blockCols
+                        let c1 = Swift.min(cols, c0 + blockCols)
+                        let s = scaleRow[cb]
+                        let sv = Vector.F(repeating: s)
+                        var c = c0
+                        while c + 8 <= c1 {
+                            S.store8(Vector.loadTable(row, c, t) * sv, out, base + c)
+                            c += 8
+                        }
+                        while c < c1 {
+                            S.store1(t[Int(row.load(fromByteOffset: c, as: UInt8.self))] * s, out, base + c)
+                            c += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

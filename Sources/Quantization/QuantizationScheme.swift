@@ -1,0 +1,110 @@
+import JSON
+import SafeTensors
+
+/// What `quantize` produces: the value format, the scale granularity and the layout that
+/// follows from them (DESIGN.md §1).
+///
+/// - FP8 + block: DeepSeek-native. `X.weight` F8_E4M3, `X.weight_scale_inv` F32
+///   [ceil(out/b), ceil(in/b)], `quantization_config.quant_method = "fp8"`.
+/// - FP8 + tensor|channel, INT8 + channel|tensor: compressed-tensors. `X.weight` F8_E4M3 or I8,
+///   `X.weight_scale` in the model dtype ([1] or [out, 1]), `quant_method = "compressed-tensors"`,
+///   dynamic per-token input activations unless `weightOnly`.
+public struct QuantizationScheme: Sendable, Equatable {
+    public enum Format: String, Sendable { case fp8, int8 }
+    public enum Granularity: String, Sendable, CaseIterable { case block, tensor, channel }
+
+    public var format: Format
+    public var granularity: Granularity
+    /// Block edge for `.block` (rows and columns).
+    public var blockSize: Int
+    /// Drop the activation entry (weight-only quantization).
+    public var weightOnly: Bool
+
+    public init(format: Format, granularity: Granularity? = nil, blockSize: Int = 128, weightOnly: Bool = false) throws {
+        self.format = format
+        self.granularity = granularity ?? (format == .fp8 ? .block : .channel)
+        self.blockSize = blockSize
+        self.weightOnly = weightOnly
+        if format == .int8 && self.granularity == .block {
+            throw QuantizationError.invalidOption("--int8 supports --granularity channel or tensor (block scales are an FP8 layout)")
+        }
+        if blockSize < 1 || blockSize > 65536 {
+            throw QuantizationError.invalidOption("--block-size must be between 1 and 65536, got \(blockSize)")
+        }
+        if self.granularity == .block && weightOnly {
+            throw QuantizationError.invalidOption("--weight-only applies to the compressed-tensors layouts (--granularity tensor|channel or --int8); DeepSeek's block layout always has dynamic activations")
+        }
+    }
+
+    /// DeepSeek's own layout (as opposed to compressed-tensors).
+    public var isDeepSeekNative: Bool { format == .fp8 && granularity == .block }
+
+    /// The safetensors suffix of the scale tensor.
+    public var scaleSuffix: String { isDeepSeekNative ? "weight_scale_inv" : "weight_scale" }
+
+    public var valueDType: DType { format == .fp8 ? .f8e4m3 : .i8 }
+
+    /// Tensors written for a quantized weight `module.weight` of shape [rows, cols].
+    public func outputs(module: String, rows: Int, cols: Int, modelDType: DType) -> [TensorSpec] {
+        let scaleShape: [Int]
+        let scaleDType: DType
+        switch granularity {
+        case .block:
+            scaleShape = BlockFP8.scaleShape(rows: rows, cols: cols, blockRows: blockSize, blockCols: blockSize)
+            scaleDType = .f32
+        case .channel:
+            scaleShape = [rows, 1]
+            scaleDType = modelDType
+        case .tensor:
+            scaleShape = [1]
+            scaleDType = modelDType
+        }
+        return [
+            TensorSpec(name: module + ".weight", dtype: valueDType, shape: [rows, cols]),
+            TensorSpec(name: module + "." + scaleSuffix, dtype: scaleDType, shape: scaleShape),
+        ]
+    }
+
+    /// config.json's `quantization_config` for this scheme. `ignore` lists the modules left
+    /// unquantized (compressed-tensors layout only), as exact names or `re:` patterns.
+    public func quantizationConfig(ignore: [String]) -> JSONValue {
+        if isDeepSeekNative {
+            return .object([
+                ("activation_scheme", .string("dynamic")),
+                ("fmt", .string("e4m3")),
+                ("quant_method", .string("fp8")),
+                ("weight_block_size", .array([.int(blockSize), .int(blockSize)])),
+            ])
+        }
+        let type = format == .fp8 ? "float" : "int"
+        let fmt = format == .fp8 ? "float-quantized" : "int-quantized"
+        func args(strategy: String, dynamic: Bool) -> JSONValue {
+            .object([
+                ("num_bits", .int(8)), ("type", .string(type)), ("symmetric", .bool(true)),
+                ("group_size", .null), ("strategy", .string(strategy)), ("dynamic", .bool(dynamic)),
+            ])
+        }
+        let group = JSONValue.object([
+            ("targets", .array([.string("Linear")])),
+            ("weights", args(strategy: granularity.rawValue, dynamic: false)),
+            ("input_activations", weightOnly ? .null : args(strategy: "token", dynamic: true)),
+            ("output_activations", .null),
+            ("format", .string(fmt)),
+        ])
+        return .object([
+            ("config_groups", .object([("group_0", group)])),
+            ("quant_method", .string("compressed-tensors")),
+            ("kv_cache_scheme", .null),
+            ("format", .string(fmt)),
+            ("quantization_status", .string("compressed")),
+            ("global_compression_ratio", .null),
+            ("ignore", .array(ignore.map { .string($0) })),
+        ])
+    }
+
+    /// A stable one-line description (recorded for resume, shown in logs).
+    public var summary: String {
+        isDeepSeekNative ? "fp8 block \(blockSize)x\(blockSize) (DeepSeek layout)"
+            : "\(format.rawValue) \(granularity.rawValue) (compressed-tensors\(weightOnly ? ", weight-only" : ", dynamic per-token activations"))"
+    }
+}

@@ -1,0 +1,129 @@
+import Numerics
+import SafeTensors
+
+extension DType {
+    /// The Numerics format of a float dtype dsconvert converts.
+    public var floatFormat: FloatFormat? {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        case .f8e4m3: return .e4m3
+        case .f8e5m2: return .e5m2
+        default: return nil
+        }
+    }
+}
+
+/// A reusable, growing, 64-byte aligned buffer (one per worker; never shrinks during a run).
+public final class Scratch {
+    public private(set) var pointer: UnsafeMutableRawPointer
+    public private(set) var capacity: Int
+
+    public init(capacity: Int = 1 << 20) {
+        self.capacity = max(capacity, 64)
+        pointer = .allocate(byteCount: self.capacity, alignment: 64)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// A buffer of at least `bytes` (contents not preserved when it grows).
+    public func reserve(_ bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes > capacity {
+            pointer.deallocate()
+            capacity = max(bytes, capacity * 2)
+            pointer = .allocate(byteCount: capacity, alignment: 64)
+        }
+        return pointer
+    }
+}
+
+/// Executes one `TensorPlan`: reads the input tensor (and its scale), computes the outputs, and
+/// hands each output's bytes to `emit` in plan order.
+public struct TensorTransform {
+    /// Scratch space: values, scales, and an intermediate for requantization.
+    let values = Scratch()
+    let scales = Scratch()
+    let intermediate = Scratch()
+
+    public init() {}
+
+    public func run(
+        _ plan: TensorPlan, input: TensorView, tensor lookup: (String) throws -> TensorView,
+        emit: (TensorSpec, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        switch plan.action {
+        case .copy:
+            try emit(plan.outputs[0], input.bytes)
+        case let .quantize(scheme):
+            try quantize(plan, scheme: scheme, source: input.bytes.baseAddress!, format: input.dtype.floatFormat!, emit: emit)
+        case let .dequantize(q, dtype):
+            let out = values.reserve(plan.outputs[0].byteCount)
+            try dequantize(q, input: input, scale: lookup(q.scale.name), to: dtype, out: out)
+            try emit(plan.outputs[0], UnsafeRawBufferPointer(start: out, count: plan.outputs[0].byteCount))
+        case let .requantize(q, scheme, target):
+            let tmp = intermediate.reserve(q.weight.elementCount * target.byteSize!)
+            try dequantize(q, input: input, scale: lookup(q.scale.name), to: target, out: tmp)
+            try quantize(plan, scheme: scheme, source: UnsafeRawPointer(tmp), format: target.floatFormat!, emit: emit)
+        }
+    }
+
+    func quantize(_ plan: TensorPlan, scheme: QuantizationScheme, source: UnsafeRawPointer, format: FloatFormat,
+                  emit: (TensorSpec, UnsafeRawBufferPointer) throws -> Void) throws {
+        let w = plan.outputs[0], s = plan.outputs[1]
+        let rows = w.shape[0], cols = w.shape[1]
+        let q = values.reserve(w.byteCount)
+        let sc = scales.reserve(s.elementCount * 4 + s.byteCount + 64)
+        let f32Scales = sc.bindMemory(to: Float.self, capacity: s.elementCount)
+        if scheme.isDeepSeekNative {
+            try BlockFP8.quantize(name: plan.source, src: source, format: format, rows: rows, cols: cols,
+                                  blockRows: scheme.blockSize, blockCols: scheme.blockSize,
+                                  q: q.bindMemory(to: UInt8.self, capacity: w.byteCount), scales: f32Scales)
+            try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
+            try emit(s, UnsafeRawBufferPointer(start: sc, count: s.byteCount))
+            return
+        }
+        try CompressedTensorsQuantizer.quantize(
+            name: plan.source, src: source, format: format, rows: rows, cols: cols,
+            perChannel: scheme.granularity == .channel, target: scheme.format == .fp8 ? .fp8 : .int8,
+            q: q, scalesOut: f32Scales)
+        try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
+        // Scales are already rounded to the model dtype: converting is exact.
+        let stored = sc + s.elementCount * 4
+        FloatFormat.convert(UnsafeRawPointer(sc), from: .f32, to: stored, s.dtype.floatFormat!, count: s.elementCount)
+        try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))
+    }
+
+    /// out = dtype(scaleDType(f32(q) × scale)) for every element (see `BlockFP8` and
+    /// `CompressedTensorsQuantizer` for the formulas of each layout).
+    public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, to dtype: DType, out: UnsafeMutableRawPointer) throws {
+        guard let outFormat = dtype.floatFormat, [.bf16, .f16, .f32].contains(outFormat) else {
+            throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: dtype.rawValue, "is not a dequantization target (bf16, f16, f32)")
+        }
+        let rows = q.weight.shape[0], cols = q.weight.shape[1]
+        let n = scale.info.elementCount
+        let scaleFormat = scale.dtype.floatFormat!
+        let f32 = scales.reserve(n * 4).bindMemory(to: Float.self, capacity: n)
+        FloatFormat.convert(scale.bytes.baseAddress!, from: scaleFormat, to: UnsafeMutableRawPointer(f32), .f32, count: n)
+        let qp = input.bytes.baseAddress!
+        switch q.granularity {
+        case let .block(br, bc):
+            if scaleFormat == .f32 {
+                BlockFP8.dequantize(q: qp.assumingMemoryBound(to: UInt8.self), scales: f32, rows: rows, cols: cols,
+                                    blockRows: br, blockCols: bc, out: out, format: outFormat)
+            } else {
+                let colBlocks = (cols + bc - 1) / bc
+                for r in 0..<rows {
+                    for c in 0..<cols {
+                        let v = FloatBits.e4m3ToF32(qp.load(fromByteOffset: r * cols + c, as: UInt8.self)) * f32[(r / br) * colBlocks + c / bc]
+                        FloatFormat.store(scaleFormat.round(v), outFormat, out, r * cols + c)
+                    }
+                }
+            }
+        case .channel, .tensor:
+            CompressedTensorsQuantizer.dequantize(
+                q: qp, quantized: q.weight.dtype == .i8 ? .int8 : .fp8, scales: f32, perChannel: q.granularity == .channel,
+                rows: rows, cols: cols, modelFormat: scaleFormat, out: out, outFormat: outFormat)
+        }
+    }
+}
