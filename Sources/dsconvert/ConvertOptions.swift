@@ -1,0 +1,65 @@
+import ArgumentParser
+import Checkpoint
+import Conversion
+import Foundation
+import JSON
+import Quantization
+import SystemIO
+
+/// Options shared by `quantize` and `dequantize`.
+struct ConvertOptions: ParsableArguments {
+    @Argument(help: "The input model directory (or a .safetensors file).")
+    var input: String
+
+    @Argument(help: "The output directory (created if needed; must differ from the input).")
+    var output: String
+
+    @Option(name: .long, help: "Re-chunk the output into files of at most this size (e.g. 5GB), named model-00001-of-0000N.safetensors. Default: one output file per input file, same names.")
+    var shardSize: ByteSize?
+
+    @Option(name: .long, help: "Split the work into N disjoint sets of shards (for a job array).")
+    var jobs: Int = 1
+
+    @Option(name: .long, help: "Convert only set I (0-based) of --jobs N; finish with `dsconvert merge-index OUT`.")
+    var jobIndex: Int = 0
+
+    @Flag(name: .long, help: "fsync every output file before renaming it into place.")
+    var fsync = false
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard jobIndex >= 0 && jobIndex < jobs else { throw ValidationError("--job-index must be between 0 and \(jobs - 1)") }
+    }
+
+    /// Runs `plan` with a progress display and prints the report.
+    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
+        Interrupt.install()
+        let progress = TerminalProgress(verb: verb, quiet: common.quiet || common.json)
+        let runner = ConversionRunner(
+            checkpoint: ckpt, plan: plan,
+            options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync),
+            observer: progress)
+        let report = try runner.run()
+        progress.finish()
+        let gbps = report.seconds > 0 ? Double(report.inputBytes) / report.seconds / 1e9 : 0
+        if common.json {
+            let v = JSONValue.object([
+                ("input", .string(input)), ("output", .string(output)), ("settings", .string(plan.settings)),
+                ("converted_shards", .array(report.converted.map { .string($0) })),
+                ("skipped_shards", .array(report.skipped.map { .string($0) })),
+                ("counts", .object(plan.counts.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                ("input_bytes", .int(report.inputBytes)), ("output_bytes", .int(report.outputBytes)),
+                ("seconds", .double(report.seconds)), ("gb_per_s", .double(gbps)),
+                ("complete", .bool(report.finalized)), ("job_index", .int(jobIndex)), ("jobs", .int(jobs)),
+                ("copied_files", .array(report.copiedFiles.map { .string($0) })),
+                ("not_copied", .array(report.notCopied.map { .string($0) })),
+            ])
+            print(JSONWriter.pretty(v), terminator: "")
+        } else if !common.quiet {
+            let counts = plan.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            printError("\(counts); \(report.converted.count) shard(s) written, \(report.skipped.count) skipped; "
+                + "\(formatBytes(report.inputBytes)) → \(formatBytes(report.outputBytes)) in \(String(format: "%.2f", report.seconds)) s (\(String(format: "%.2f", gbps)) GB/s)")
+            if report.finalized { printError("wrote \(output)") }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import JSON
+import Quantization
+import SafeTensors
+
+extension DSConvert {
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Describe a checkpoint from its headers: architecture, parameters, bytes by dtype, quantization, tensors.")
+
+        @Argument(help: "A model directory, a sharded checkpoint or a .safetensors file.")
+        var path: String
+
+        @Option(name: .long, help: "Only list tensors whose name matches this regular expression (search).")
+        var filter: String?
+
+        @Flag(name: .long, help: "Omit the per-tensor table.")
+        var summary = false
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            try common.apply()
+            let ckpt = try Checkpoint(path: path)
+            let s = CheckpointSummary(ckpt)
+            let q = QuantizationState.of(ckpt)
+            var regex: NSRegularExpression?
+            if let filter {
+                do { regex = try NSRegularExpression(pattern: filter) } catch {
+                    throw ValidationError("--filter '\(filter)' is not a valid regular expression")
+                }
+            }
+            let names = ckpt.weights.tensorNames.filter { n in
+                guard let regex else { return true }
+                return regex.firstMatch(in: n, range: NSRange(n.startIndex..., in: n)) != nil
+            }
+            if common.json {
+                print(JSONWriter.pretty(report(ckpt, s, q, names)), terminator: "")
+            } else {
+                printText(ckpt, s, q, names)
+            }
+        }
+
+        func report(_ ckpt: Checkpoint, _ s: CheckpointSummary, _ q: QuantizationState, _ names: [String]) -> JSONValue {
+            var members: [(String, JSONValue)] = [
+                ("path", .string(path)),
+                ("architecture", ckpt.architecture.map { .string($0.rawValue) } ?? .null),
+                ("model_type", ckpt.config?.modelType.map { .string($0) } ?? .null),
+                ("architectures", .array((ckpt.config?.architectures ?? []).map { .string($0) })),
+                ("config", .object(ckpt.config.map(CheckpointSummary.keyConfigValues) ?? [])),
+                ("parameters", .int(s.parameterCount)),
+                ("tensor_count", .int(s.tensorCount)),
+                ("shard_count", .int(s.shardCount)),
+                ("tensor_bytes", .int(s.totalTensorBytes)),
+                ("file_bytes", .int(s.totalFileBytes)),
+                ("bytes_by_dtype", .object(s.bytesByDType.map { ($0.0.rawValue, .object([("bytes", .int($0.bytes)), ("tensors", .int($0.tensors))])) })),
+                ("quantization", .object([
+                    ("method", .string(q.method)),
+                    ("quantized_weights", .int(q.quantizedWeights)),
+                    ("groups", .array(q.groups.map { g in .object([
+                        ("dtype", .string(g.valueDType.rawValue)), ("scale", .string(g.scaleName)),
+                        ("scale_dtype", .string(g.scaleDType.rawValue)), ("granularity", .string(g.granularity)),
+                        ("count", .int(g.count)), ("example", .string(g.example)),
+                    ]) })),
+                    ("config", q.config ?? .null),
+                ])),
+                ("unclassified_tensors", .array(ckpt.unknownTensors.prefix(100).map { .string($0) })),
+            ]
+            if !summary {
+                members.append(("tensors", .array(names.map { n in
+                    let loc = ckpt.weights.location(n)!
+                    return .object([
+                        ("name", .string(n)), ("dtype", .string(loc.info.dtype.rawValue)),
+                        ("shape", .array(loc.info.shape.map { .int($0) })), ("bytes", .int(loc.info.byteCount)),
+                        ("shard", .string(ckpt.weights.shards[loc.shard].name)),
+                        ("role", ckpt.roles[n].map { .string($0.kind.rawValue) } ?? .null),
+                    ])
+                })))
+            }
+            return .object(members)
+        }
+
+        func printText(_ ckpt: Checkpoint, _ s: CheckpointSummary, _ q: QuantizationState, _ names: [String]) {
+            print("checkpoint    \(path)  (\(s.shardCount) file\(s.shardCount == 1 ? "" : "s"), \(formatBytes(s.totalFileBytes)))")
+            if let c = ckpt.config {
+                let arch = ckpt.architecture?.rawValue ?? "unsupported (model_type \(c.modelType ?? "missing"))"
+                print("architecture  \(arch)  \(c.architectures.joined(separator: ", "))")
+                let kv = CheckpointSummary.keyConfigValues(c).map { "\($0.0)=\(JSONWriter.compact($0.1))" }
+                var line = "config       "
+                for item in kv {
+                    if line.count + item.count > 100 { print(line); line = "             " }
+                    line += " " + item
+                }
+                print(line)
+            } else {
+                print("architecture  unknown (no config.json beside the weights)")
+            }
+            print("parameters    \(grouped(s.parameterCount))  (stored values, scales excluded)")
+            print("tensors       \(grouped(s.tensorCount)), \(formatBytes(s.totalTensorBytes)) of data")
+            for (dtype, bytes, count) in s.bytesByDType {
+                print("  \(dtype.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0))\(formatBytes(bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(grouped(count)) tensors")
+            }
+            if q.groups.isEmpty {
+                print("quantization  none" + (q.config != nil ? " (config.json has a quantization_config, but no quantized weights were found)" : ""))
+            } else {
+                print("quantization  \(q.method): \(grouped(q.quantizedWeights)) weights")
+                for g in q.groups {
+                    print("  \(g.count) × \(g.valueDType.rawValue) with \(g.scaleName) (\(g.scaleDType.rawValue), \(g.granularity)), e.g. \(g.example)")
+                }
+            }
+            if !ckpt.unknownTensors.isEmpty {
+                print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).joined(separator: ", "))")
+            }
+            guard !summary else { return }
+            print("")
+            let nameWidth = min(72, max(4, names.map(\.count).max() ?? 4))
+            let multi = s.shardCount > 1
+            print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype    shape                bytes" + (multi ? "  shard" : ""))
+            for n in names {
+                let loc = ckpt.weights.location(n)!
+                let shape = loc.info.shapeText
+                var line = n.padding(toLength: max(nameWidth, n.count), withPad: " ", startingAt: 0) + "  "
+                line += loc.info.dtype.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + " "
+                line += shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + " "
+                let b = String(loc.info.byteCount)
+                line += String(repeating: " ", count: max(0, 10 - b.count)) + b
+                if multi { line += "  " + ckpt.weights.shards[loc.shard].name }
+                print(line)
+            }
+            if let filter { print("(\(names.count) of \(s.tensorCount) tensors match '\(filter)')") }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Checkpoint
+import Quantization
+
+extension QuantizationScheme.Granularity: ExpressibleByArgument {}
+
+extension DSConvert {
+    struct Quantize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Quantize a checkpoint's linear weights to FP8 (DeepSeek block layout by default) or INT8.",
+            discussion: """
+            --fp8 alone writes DeepSeek-V3's native layout: F8_E4M3 weights with F32 weight_scale_inv per 128x128 \
+            block, loadable by vLLM and SGLang. --granularity tensor|channel and --int8 write the compressed-tensors \
+            layout (llm-compressor's), with dynamic per-token activations unless --weight-only. Embeddings, lm_head, \
+            norms, the MoE router and its bias (and the MTP layer's eh_proj) are never quantized; --ignore adds more.
+            """)
+
+        @Flag(name: .long, help: "FP8 E4M3 weights.")
+        var fp8 = false
+
+        @Flag(name: .long, help: "INT8 weights (per channel; W8A8 with dynamic per-token activations).")
+        var int8 = false
+
+        @Option(name: .long, help: "Scale granularity: block (FP8 default), channel (INT8 default) or tensor.")
+        var granularity: QuantizationScheme.Granularity?
+
+        @Option(name: .long, help: "Block edge for --granularity block.")
+        var blockSize: Int = 128
+
+        @Flag(name: .long, help: "Weight-only (no input_activations entry) for the compressed-tensors layouts.")
+        var weightOnly = false
+
+        @Option(name: .long, help: "Keep modules whose name matches this regular expression unquantized (Python re.search semantics; repeatable).")
+        var ignore: [String] = []
+
+        @OptionGroup var convert: ConvertOptions
+        @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            if fp8 == int8 { throw ValidationError("choose one of --fp8 or --int8") }
+        }
+
+        func run() throws {
+            try common.apply()
+            let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize, weightOnly: weightOnly)
+            let ckpt = try Checkpoint(path: convert.input)
+            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, shardSize: convert.shardSize?.bytes)
+            try convert.run(ckpt, plan, verb: "quantizing (\(scheme.summary))", common: common)
+        }
+    }
+}

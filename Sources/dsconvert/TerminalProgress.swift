@@ -1,0 +1,92 @@
+import Conversion
+import Foundation
+
+/// Progress for long runs on standard error: a redrawn bar on a terminal (tensors, bytes, GB/s,
+/// ETA), plain log lines otherwise (one per shard, plus one at least every 10 s).
+final class TerminalProgress: ConversionObserver {
+    let isTTY = isatty(2) != 0
+    let quiet: Bool
+    var totalBytes = 0
+    var totalTensors = 0
+    var doneBytes = 0
+    var doneTensors = 0
+    var skippedBytes = 0
+    var start = monotonicSeconds()
+    var lastDraw = 0.0
+    var lastLog = 0.0
+    let verb: String
+
+    init(verb: String, quiet: Bool) {
+        self.verb = verb
+        self.quiet = quiet
+    }
+
+    private func emit(_ s: String) {
+        FileHandle.standardError.write(s.data(using: .utf8)!)
+    }
+
+    func started(shards: Int, tensors: Int, inputBytes: Int) {
+        totalBytes = inputBytes
+        totalTensors = tensors
+        start = monotonicSeconds()
+        if !quiet { emit("\(verb) \(tensors) tensors in \(shards) shard\(shards == 1 ? "" : "s") (\(formatBytes(inputBytes)))\n") }
+    }
+
+    func skipped(shard: String, tensors: Int, inputBytes: Int) {
+        doneBytes += inputBytes
+        skippedBytes += inputBytes
+        doneTensors += tensors
+        line("\(shard): already complete and verified, skipped")
+    }
+
+    func tensorDone(_ name: String, inputBytes: Int) {
+        doneBytes += inputBytes
+        doneTensors += 1
+        let now = monotonicSeconds()
+        if isTTY && !quiet && now - lastDraw > 0.1 {
+            lastDraw = now
+            draw(now)
+        } else if !isTTY && !quiet && now - lastLog > 10 {
+            lastLog = now
+            emit(status(now) + "\n")
+        }
+    }
+
+    func shardDone(_ name: String, bytes: Int) {
+        line("\(name): written (\(formatBytes(bytes)))")
+    }
+
+    func note(_ message: String) { line(message) }
+
+    func finish() {
+        if isTTY && !quiet { draw(monotonicSeconds()); emit("\n") }
+    }
+
+    private func line(_ s: String) {
+        guard !quiet else { return }
+        if isTTY { emit("\r\u{1B}[2K" + s + "\n"); draw(monotonicSeconds()) } else { emit(s + "\n") }
+    }
+
+    private func status(_ now: Double) -> String {
+        let elapsed = max(now - start, 1e-9)
+        let rate = Double(doneBytes - skippedBytes) / elapsed
+        let remaining = rate > 0 ? Double(totalBytes - doneBytes) / rate : 0
+        let pct = totalBytes > 0 ? 100 * Double(doneBytes) / Double(totalBytes) : 100
+        return String(format: "%5.1f%%  %d/%d tensors  %@ / %@  %.2f GB/s  ETA %@", pct, doneTensors, totalTensors,
+                      formatBytes(doneBytes), formatBytes(totalBytes), rate / 1e9, duration(remaining))
+    }
+
+    private func draw(_ now: Double) {
+        let width = 28
+        let frac = totalBytes > 0 ? min(1, Double(doneBytes) / Double(totalBytes)) : 1
+        let filled = Int(frac * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        emit("\r\u{1B}[2K" + bar + " " + status(now))
+    }
+}
+
+func duration(_ s: Double) -> String {
+    if !s.isFinite || s < 0 { return "--" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}

@@ -1,0 +1,118 @@
+import Foundation
+import JSON
+import SafeTensors
+import SystemIO
+import TestSupport
+import XCTest
+
+/// The malformed-file corpus (`STCorpus`, in TestSupport/Fixtures.swift): one file or sharded
+/// directory per failure class, each of which dsconvert must reject with the right error code,
+/// naming the file (and the tensor, where one is concerned). Every single-file case is also run
+/// through the Python `safetensors` package in one call (Tests/Reference/check_corpus.py), which
+/// must reject exactly the same files.
+///
+/// `DSCONVERT_CORPUS_DIR=/some/dir` writes the corpus there and keeps it.
+final class MalformedCorpusTests: XCTestCase {
+    private func corpusDirectory() throws -> (String, STTemporaryDirectory?) {
+        if let dir = ProcessInfo.processInfo.environment["DSCONVERT_CORPUS_DIR"], !dir.isEmpty {
+            return (dir, nil)
+        }
+        let tmp = try STTemporaryDirectory("st-corpus")
+        return (tmp.file("corpus"), tmp)
+    }
+
+    /// Checks one error against its case.
+    private func check(_ error: any Error, _ c: STCorpusCase, root: String, via: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let e = error as? SafeTensorsError else {
+            return XCTFail("\(c.name) via \(via): not a SafeTensorsError: \(error)", file: file, line: line)
+        }
+        XCTAssertEqual(e.code, c.code, "\(c.name) via \(via): \(e)", file: file, line: line)
+        if let f = c.errorFile {
+            let expected = root + "/" + f
+            XCTAssertEqual(e.file, expected, "\(c.name) via \(via): error names the wrong file", file: file, line: line)
+            XCTAssertTrue(e.description.hasPrefix(expected), "\(c.name) via \(via): \(e)", file: file, line: line)
+        }
+        if let t = c.tensor {
+            XCTAssertEqual(e.tensor, t, "\(c.name) via \(via): \(e)", file: file, line: line)
+            XCTAssertTrue(e.description.contains("tensor '\(t)'"), "\(c.name) via \(via): \(e)", file: file, line: line)
+        }
+        for m in c.mentions {
+            XCTAssertTrue(e.description.contains(m), "\(c.name) via \(via): '\(e)' should mention \(m)", file: file, line: line)
+        }
+        XCTAssertFalse(e.message.isEmpty, file: file, line: line)
+    }
+
+    func testCorpusIsRejectedByDSConvertAndByTheReference() throws {
+        let (root, tmp) = try corpusDirectory()
+        let cases = try STCorpus.write(to: root)
+        XCTAssertGreaterThanOrEqual(cases.filter { $0.expectation == .reject && $0.reference }.count, 30)
+        XCTAssertGreaterThanOrEqual(cases.filter { $0.expectation == .reject && !$0.reference }.count, 8)
+
+        for c in cases {
+            let path = root + "/" + c.path
+            if c.isDirectory {
+                switch c.expectation {
+                case .accept:
+                    XCTAssertNoThrow(try SafeTensorsCheckpoint(path: path), c.name)
+                case .reject:
+                    XCTAssertThrowsError(try SafeTensorsCheckpoint(path: path), c.name) { check($0, c, root: root, via: "checkpoint") }
+                }
+                continue
+            }
+            let bytes = try Sys.readFile(path)
+            let memory = Result { try bytes.withUnsafeBytes { try SafeTensorsHeader.parse(file: $0, file: path) } }
+            switch c.expectation {
+            case .accept:
+                XCTAssertNoThrow(try SafeTensorsHeader.read(path: path), c.name)
+                XCTAssertNoThrow(try memory.get(), c.name)
+                XCTAssertNoThrow(try SafeTensorsFile(path: path), c.name)
+                XCTAssertNoThrow(try SafeTensorsCheckpoint(path: path), c.name)
+            case .reject:
+                XCTAssertThrowsError(try SafeTensorsHeader.read(path: path), c.name) { check($0, c, root: root, via: "header read") }
+                XCTAssertThrowsError(try memory.get(), c.name) { check($0, c, root: root, via: "in-memory parse") }
+                XCTAssertThrowsError(try SafeTensorsFile(path: path), c.name) { check($0, c, root: root, via: "file") }
+                XCTAssertThrowsError(try SafeTensorsCheckpoint(path: path), c.name) { check($0, c, root: root, via: "checkpoint") }
+                // Where the offset is known it lies inside the file (or at its end).
+                if case .failure(let e as SafeTensorsError) = memory, let o = e.offset {
+                    XCTAssertTrue((0...bytes.count).contains(o), "\(c.name): offset \(o) outside the \(bytes.count)-byte file")
+                }
+            }
+        }
+
+        // The reference implementation over the same directory, in one Python call.
+        let report = try STPython.runJSON("check_corpus.py", [root])
+        let results = try XCTUnwrap(report["results"]?.objectMembers)
+        let byName = Dictionary(uniqueKeysWithValues: results.map { ($0.0, $0.1) })
+        for c in cases where c.reference {
+            guard let r = byName[c.name] else {
+                XCTFail("check_corpus.py did not report \(c.name)")
+                continue
+            }
+            for way in ["safe_open", "load_file", "deserialize"] {
+                let outcome = r[way]
+                switch c.expectation {
+                case .reject:
+                    XCTAssertNotNil(outcome?.stringValue, "\(c.name): the reference accepted it via \(way), dsconvert rejects it")
+                case .accept:
+                    XCTAssertEqual(outcome, .null, "\(c.name): the reference rejected it via \(way): \(outcome.map(JSONWriter.compact) ?? "-")")
+                }
+            }
+        }
+        XCTAssertEqual(results.count, cases.filter(\.reference).count)
+        withExtendedLifetime(tmp) {}
+    }
+
+    func testManifestDescribesEveryCase() throws {
+        let tmp = try STTemporaryDirectory("st-corpus-manifest")
+        let cases = try STCorpus.write(to: tmp.path)
+        let manifest = try JSONParser.parse(Sys.readFile(tmp.file(STCorpus.manifestName)))
+        let listed = try XCTUnwrap(manifest["cases"]?.arrayValue)
+        XCTAssertEqual(listed.count, cases.count)
+        XCTAssertEqual(Set(cases.map(\.name)).count, cases.count, "case names are unique")
+        for (entry, c) in zip(listed, cases) {
+            XCTAssertEqual(entry["name"]?.stringValue, c.name)
+            XCTAssertEqual(entry["code"]?.stringValue, c.code?.rawValue)
+            XCTAssertTrue(Sys.exists(tmp.file(c.path)), c.path)
+        }
+    }
+}
