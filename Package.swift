@@ -30,8 +30,11 @@ let package = Package(
         .target(name: "Numerics", swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
         .target(name: "Checkpoint", dependencies: ["JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
+        // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
+        // time (target_clones), bit-identical to the Swift reference in Numerics.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Schemes, the per-tensor plan and the quantizer kernels.
-        .target(name: "Quantization", dependencies: ["JSON", "Numerics", "SafeTensors", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Quantization", dependencies: ["JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: fast),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
         .target(name: "Conversion", dependencies: ["JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
         .executableTarget(

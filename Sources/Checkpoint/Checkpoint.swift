@@ -1,6 +1,7 @@
 import JSON
 import SafeTensors
 import SystemIO
+import Dispatch
 
 /// A model directory as a whole: its config, architecture, safetensors weights (read lazily)
 /// and the role of every tensor.
@@ -31,9 +32,17 @@ public final class Checkpoint: @unchecked Sendable {
         var unknown: [String] = []
         if let architecture {
             let layout = ModelLayout(architecture: architecture)
-            roles.reserveCapacity(weights.tensorCount)
-            for name in weights.tensorNames {
-                if let r = layout.role(of: name) { roles[name] = r } else { unknown.append(name) }
+            let names = weights.tensorNames
+            var found = [TensorRole?](repeating: nil, count: names.count)
+            found.withUnsafeMutableBufferPointer { out in
+                let chunk = 4096
+                DispatchQueue.concurrentPerform(iterations: (names.count + chunk - 1) / chunk) { c in
+                    for i in c * chunk..<min(names.count, (c + 1) * chunk) { out[i] = layout.role(of: names[i]) }
+                }
+            }
+            roles.reserveCapacity(names.count)
+            for (name, r) in zip(names, found) {
+                if let r { roles[name] = r } else { unknown.append(name) }
             }
         }
         self.roles = roles

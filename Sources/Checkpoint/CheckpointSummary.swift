@@ -15,13 +15,15 @@ public struct CheckpointSummary: Sendable {
     public init(_ ckpt: Checkpoint) {
         var params = 0
         var byType: [DType: (Int, Int)] = [:]
-        for name in ckpt.weights.tensorNames {
-            let info = ckpt.weights.info(name)!
+        for shard in ckpt.weights.shards {
+          for info in shard.header.tensors {
+            let name = info.name
             let isQuantParam = ckpt.roles[name].map { $0.kind == .quantizationParameter }
                 ?? ["weight_scale_inv", "weight_scale", "input_scale", "weight_zero_point", "input_zero_point"].contains { name.hasSuffix("." + $0) }
             if !isQuantParam { params += info.elementCount }
             let cur = byType[info.dtype] ?? (0, 0)
             byType[info.dtype] = (cur.0 + info.byteCount, cur.1 + 1)
+          }
         }
         parameterCount = params
         tensorCount = ckpt.weights.tensorCount

@@ -15,9 +15,10 @@ public struct ModelLayout: Sendable {
 
     /// The role of `name`, or nil when the name does not fit the architecture.
     public func role(of name: String) -> TensorRole? {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 2, let parameter = parts.last else { return nil }
-        let module = parts.dropLast().joined(separator: ".")
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 2, let lastDot = name.lastIndex(of: ".") else { return nil }
+        let parameter = String(name[name.index(after: lastDot)...])
+        let module = String(name[..<lastDot])
         var role = TensorRole(kind: .norm, module: module, parameter: parameter, layer: nil, expert: nil, projection: nil)
         let isQuantParam = ModelLayout.quantizationParameters.contains(parameter)
         func linear(_ kind: TensorRole.Kind, _ projection: String?) -> TensorRole? {
@@ -55,7 +56,7 @@ public struct ModelLayout: Sendable {
         if parts.count == 4, parts[1] == "rotary_emb", parameter == "inv_freq" { role.kind = .buffer; return role }
         guard parts[1] == "layers", let layer = Int(parts[2]), layer >= 0 else { return nil }
         role.layer = layer
-        let rest = Array(parts[3..<(parts.count - 1)])  // between layer index and parameter
+        let rest = parts[3..<(parts.count - 1)].map(String.init)  // between layer index and parameter
         guard let head = rest.first else { return nil }
         switch head {
         case _ where rest.count == 1 && ModelLayout.layerNorms.contains(head):

@@ -179,17 +179,21 @@ public struct JSONParser {
                 case UInt8(ascii: "r"): out.append(0x0D)
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
+                    // Surrogate errors are reported at the backslash of the escape that has no partner.
+                    let escapeStart = pos - 2
                     var scalar = try parseHex4()
                     if scalar >= 0xD800 && scalar < 0xDC00 {
                         guard pos + 1 < bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else {
-                            throw fail("lone UTF-16 surrogate in \\u escape")
+                            throw fail("lone UTF-16 surrogate in \\u escape", at: escapeStart)
                         }
                         pos += 2
                         let low = try parseHex4()
-                        guard low >= 0xDC00 && low < 0xE000 else { throw fail("invalid UTF-16 surrogate pair") }
+                        guard low >= 0xDC00 && low < 0xE000 else {
+                            throw fail("lone UTF-16 surrogate in \\u escape (not followed by a low surrogate)", at: escapeStart)
+                        }
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     } else if scalar >= 0xDC00 && scalar < 0xE000 {
-                        throw fail("lone UTF-16 surrogate in \\u escape")
+                        throw fail("lone UTF-16 surrogate in \\u escape", at: escapeStart)
                     }
                     out.append(contentsOf: Array(String(UnicodeScalar(scalar)!).utf8))
                 default: throw fail("invalid escape '\\\(printable(e))'", at: pos - 2)

@@ -156,7 +156,7 @@ public enum FloatBits {
     /// Round half to even, then clamp to [lo, hi] (NaN gives 0).
     @inlinable public static func f32ToInt8(_ f: Float, lo: Int8 = -128, hi: Int8 = 127) -> Int8 {
         if f.isNaN { return 0 }
-        let r = f.rounded(.toNearestOrAwayFromZero)
+        let r = f.rounded(.toNearestOrEven)
         return Int8(max(Float(lo), min(Float(hi), r)))
     }
 }

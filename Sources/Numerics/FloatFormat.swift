@@ -18,6 +18,15 @@ public enum FloatFormat: String, CaseIterable, Sendable {
         _ src: UnsafeRawPointer, from: FloatFormat, to dst: UnsafeMutableRawPointer, _ toFormat: FloatFormat,
         count: Int, saturate: Bool = false
     ) {
+        if count <= 0 { return }
+        // `astype` to the same dtype is a copy: every bit pattern, NaN payloads included, is kept
+        // (the kernels would canonicalise NaNs: bf16 0x7F81 → 0x7FC0, f16 0x7C01 → 0x7E00, E5M2
+        // 0x7D → 0x7E). Saturating E5M2 → E5M2 still runs the kernel (inf becomes ±57344);
+        // saturating E4M3 → E4M3 is the identity anyway.
+        if from == toFormat && !(saturate && toFormat == .e5m2) {
+            if src != UnsafeRawPointer(dst) { dst.copyMemory(from: src, byteCount: count * from.size) }
+            return
+        }
         Parallel.forEachChunk(count: count, minChunk: 1 << 15) { r in
             // Keep chunk starts on vector boundaries except for the first element of the range.
             convertRange(src, from, dst, toFormat, r, saturate)

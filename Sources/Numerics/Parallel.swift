@@ -4,7 +4,7 @@ import Dispatch
 public enum Parallel {
     /// Worker count; defaults to the number of active processors.
     nonisolated(unsafe) public static var threads: Int = {
-        #if canImport(Glibc)
+        #if canImport(Glibc) || canImport(Darwin)
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         #else
         return 1
@@ -42,4 +42,6 @@ public enum Parallel {
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif

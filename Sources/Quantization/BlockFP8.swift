@@ -1,3 +1,4 @@
+import CKernels
 import Numerics
 
 /// DeepSeek-V3's block FP8 weight quantization (the layout of the published FP8 checkpoints).
@@ -56,17 +57,7 @@ public enum BlockFP8 {
                     for cb in 0..<colBlocks {
                         let c0 = cb * blockCols
                         let c1 = min(cols, c0 + blockCols)
-                        var m = Vector.U(repeating: 0)
-                        var c = c0
-                        while c + 8 <= c1 {
-                            m = pointwiseMax(m, Vector.absBits(L.load8(row, c)))
-                            c += 8
-                        }
-                        var s = m.max()
-                        while c < c1 {
-                            s = Swift.max(s, L.load1(row, c).bitPattern & 0x7FFF_FFFF)
-                            c += 1
-                        }
+                        let s = absMax(L.format, row, c0, c1 - c0)
                         if s > amax[cb] { amax[cb] = s }
                     }
                 }
@@ -82,23 +73,31 @@ public enum BlockFP8 {
                     for cb in 0..<colBlocks {
                         let c0 = cb * blockCols
                         let c1 = min(cols, c0 + blockCols)
-                        let s = scaleRow[cb]
-                        let sv = Vector.F(repeating: s)
-                        var c = c0
-                        while c + 8 <= c1 {
-                            out.storeBytes(of: Vector.toE4M3(L.load8(row, c) / sv, saturate: true), toByteOffset: c, as: SIMD8<UInt8>.self)
-                            c += 8
-                        }
-                        while c < c1 {
-                            out.storeBytes(of: FloatBits.f32ToE4M3Saturating(L.load1(row, c) / s), toByteOffset: c, as: UInt8.self)
-                            c += 1
-                        }
+                        encode(L.format, row, c0, c1 - c0, scaleRow[cb], out.assumingMemoryBound(to: UInt8.self) + c0)
                     }
                 }
             }
         }
         if let band = bad.firstIndex(where: { $0 >= 0 }) {
             throw QuantizationError.nonFinite(tensor: name, row: band * blockRows, column: bad[band] * blockCols)
+        }
+    }
+
+    /// max |x| (as f32 bits) of `n` elements of `row` from column `c0` (C kernel, vectorised).
+    @inline(__always) static func absMax(_ f: FloatFormat, _ row: UnsafeRawPointer, _ c0: Int, _ n: Int) -> UInt32 {
+        switch f {
+        case .bf16: return dsc_absmax_bf16(row.assumingMemoryBound(to: UInt16.self) + c0, n)
+        case .f16: return dsc_absmax_f16(row.assumingMemoryBound(to: UInt16.self) + c0, n)
+        default: return dsc_absmax_f32(row.assumingMemoryBound(to: Float.self) + c0, n)
+        }
+    }
+
+    /// E4M3(clamp(x / scale, ±448)) of `n` elements of `row` from column `c0` into `out`.
+    @inline(__always) static func encode(_ f: FloatFormat, _ row: UnsafeRawPointer, _ c0: Int, _ n: Int, _ scale: Float, _ out: UnsafeMutablePointer<UInt8>) {
+        switch f {
+        case .bf16: dsc_quantize_e4m3_bf16(row.assumingMemoryBound(to: UInt16.self) + c0, n, scale, out)
+        case .f16: dsc_quantize_e4m3_f16(row.assumingMemoryBound(to: UInt16.self) + c0, n, scale, out)
+        default: dsc_quantize_e4m3_f32(row.assumingMemoryBound(to: Float.self) + c0, n, scale, out)
         }
     }
 

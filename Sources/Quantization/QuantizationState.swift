@@ -25,18 +25,22 @@ public struct QuantizationState: Sendable {
     public static func of(_ ckpt: Checkpoint) -> QuantizationState {
         let config = ckpt.config?.quantizationConfig
         let found = (try? QuantizedWeight.find(in: ckpt)) ?? [:]
-        var groups: [String: Group] = [:]
-        for name in ckpt.weights.tensorNames {
-            guard let q = found[name] else { continue }
+        struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: QuantizedWeight.Granularity }
+        var groups: [Key: Group] = [:]
+        for q in found.values {
             let g: String
             switch q.granularity {
             case let .block(r, c): g = "block \(r)x\(c)"
             case .channel: g = "channel"
             case .tensor: g = "tensor"
             }
-            let scaleName = String(q.scale.name.split(separator: ".").last!)
-            let key = "\(q.weight.dtype.rawValue)|\(scaleName)|\(q.scale.dtype.rawValue)|\(g)"
-            groups[key, default: Group(valueDType: q.weight.dtype, scaleName: scaleName, scaleDType: q.scale.dtype, granularity: g, count: 0, example: name)].count += 1
+            let scaleName = q.scale.name.hasSuffix("_inv") ? "weight_scale_inv" : "weight_scale"
+            let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.granularity)
+            if groups[key] == nil {
+                groups[key] = Group(valueDType: q.weight.dtype, scaleName: scaleName, scaleDType: q.scale.dtype, granularity: g, count: 0, example: q.weight.name)
+            }
+            groups[key]!.count += 1
+            if q.weight.name < groups[key]!.example { groups[key]!.example = q.weight.name }
         }
         var method = config?["quant_method"]?.stringValue ?? (groups.isEmpty ? "none" : "unknown")
         if groups.isEmpty && config == nil { method = "none" }

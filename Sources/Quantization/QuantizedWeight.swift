@@ -4,7 +4,7 @@ import Checkpoint
 
 /// A weight that is already quantized in the input checkpoint, with how to dequantize it.
 public struct QuantizedWeight: Sendable {
-    public enum Granularity: Sendable, Equatable {
+    public enum Granularity: Sendable, Hashable {
         case block(rows: Int, cols: Int)
         case channel
         case tensor
@@ -25,8 +25,10 @@ public struct QuantizedWeight: Sendable {
         let w = checkpoint.weights
         let blockEdge = configuredBlock(checkpoint.config?.quantizationConfig)
         var out: [String: QuantizedWeight] = [:]
-        for name in w.tensorNames where name.hasSuffix(".weight") {
-            guard let info = w.info(name), info.dtype == .f8e4m3 || info.dtype == .i8 else { continue }
+        for shard in w.shards {
+          for info in shard.header.tensors where info.dtype == .f8e4m3 || info.dtype == .i8 {
+            let name = info.name
+            guard name.hasSuffix(".weight") else { continue }
             let module = String(name.dropLast(".weight".count))
             guard let scale = w.info(module + ".weight_scale_inv") ?? w.info(module + ".weight_scale") else {
                 throw QuantizationError.missingScale(tensor: name, scale: module + ".weight_scale_inv")
@@ -37,9 +39,10 @@ public struct QuantizedWeight: Sendable {
             let rows = info.shape[0], cols = info.shape[1]
             let g: Granularity
             let s = scale.shape
-            if s == [1] || s == [] || s == [1, 1] && rows != 1 {
+            let deepSeekLayout = scale.name.hasSuffix(".weight_scale_inv")
+            if !deepSeekLayout && (s == [1] || s == []) {
                 g = .tensor
-            } else if s == [rows, 1] || s == [rows] {
+            } else if !deepSeekLayout && (s == [rows, 1] || s == [rows]) {
                 g = .channel
             } else if s.count == 2, let (br, bc) = blockEdge,
                       s == BlockFP8.scaleShape(rows: rows, cols: cols, blockRows: br, blockCols: bc) {
@@ -55,6 +58,7 @@ public struct QuantizedWeight: Sendable {
             }
             let extras = ["input_scale", "weight_zero_point", "input_zero_point"].compactMap { w.info(module + "." + $0) }
             out[name] = QuantizedWeight(weight: info, scale: scale, extras: extras, granularity: g)
+          }
         }
         return out
     }

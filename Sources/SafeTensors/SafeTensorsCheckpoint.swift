@@ -1,3 +1,4 @@
+import Dispatch
 import SystemIO
 
 /// The safetensors weights of a checkpoint: one file, or a directory of shards with
@@ -65,29 +66,46 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         }
         self.index = index
 
+        // Headers are read and parsed concurrently (a 163-shard checkpoint has ~90k entries).
+        let dir = directory
+        let parsed = UnsafeMutableBufferPointer<Result<Shard, Error>?>.allocate(capacity: shardNames.count)
+        parsed.initialize(repeating: nil)
+        defer { parsed.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: shardNames.count) { i in
+            let f = shardNames[i]
+            let path = dir + "/" + f
+            parsed[i] = Result {
+                let header = try SafeTensorsHeader.read(path: path, displayName: path)
+                let status: Sys.FileStatus
+                do { status = try Sys.stat(path) } catch { throw SafeTensorsError.io(error) }
+                return Shard(name: f, path: path, header: header, status: status)
+            }
+        }
         var shards: [Shard] = []
+        shards.reserveCapacity(shardNames.count)
         var locations: [String: Location] = [:]
         var names: [String] = []
-        for (i, f) in shardNames.enumerated() {
-            let path = directory + "/" + f
-            let header = try SafeTensorsHeader.read(path: path, displayName: path)
-            let status: Sys.FileStatus
-            do { status = try Sys.stat(path) } catch { throw SafeTensorsError.io(error) }
-            shards.append(Shard(name: f, path: path, header: header, status: status))
+        let totalTensors = parsed.reduce(0) { $0 + ((try? $1!.get())?.header.tensors.count ?? 0) }
+        locations.reserveCapacity(totalTensors)
+        names.reserveCapacity(totalTensors)
+        for (i, _) in shardNames.enumerated() {
+            let shard = try parsed[i]!.get()
+            let path = shard.path
+            let header = shard.header
+            shards.append(shard)
             for t in header.tensors {
-                if let other = locations[t.name] {
+                if let other = locations.updateValue(Location(shard: i, info: t), forKey: t.name) {
                     throw SafeTensorsError(.duplicateTensor, file: path, tensor: t.name,
                         "tensor also stored in \(shardNames[other.shard])")
                 }
-                locations[t.name] = Location(shard: i, info: t)
                 names.append(t.name)
             }
         }
         if let index {
             let indexPath = directory + "/" + SafeTensorsIndex.fileName
-            var listed = Set<String>()
+            // weight_map keys are unique (the JSON parser rejects duplicates), so when every entry is
+            // found and the counts agree, every stored tensor is listed.
             for (name, f) in index.weightMap {
-                listed.insert(name)
                 guard let loc = locations[name] else {
                     throw SafeTensorsError(.missingTensor, file: directory + "/" + f, tensor: name,
                         "listed in \(SafeTensorsIndex.fileName) but not present in this shard")
@@ -97,7 +115,9 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
                         "listed in \(SafeTensorsIndex.fileName) for this shard but stored in \(shardNames[loc.shard])")
                 }
             }
-            if listed.count != locations.count, let extra = names.first(where: { !listed.contains($0) }) {
+            if index.weightMap.count != locations.count {
+                let listed = Set(index.weightMap.map(\.0))
+                let extra = names.first(where: { !listed.contains($0) })!
                 throw SafeTensorsError(.unlistedTensor, file: shards[locations[extra]!.shard].path, tensor: extra,
                     "stored in this shard but missing from \(indexPath)")
             }

@@ -35,7 +35,11 @@ public struct SafeTensorsHeader: Sendable {
         do {
             let fd = try Sys.open(path, O_RDONLY)
             defer { Sys.close(fd) }
-            let size = try Sys.fstat(fd, path: path).size
+            let status = try Sys.fstat(fd, path: path)
+            if !status.isRegular {
+                throw SafeTensorsError(.io, file: name, status.isDirectory ? "is a directory, not a safetensors file" : "not a regular file")
+            }
+            let size = status.size
             if size < 8 {
                 throw SafeTensorsError(.truncated, file: name, offset: 0, "file is \(size) bytes, too short to hold the 8-byte header length")
             }
@@ -176,6 +180,10 @@ public struct SafeTensorsHeader: Sendable {
         var overflow = false
         for d in shapeValue {
             guard let n = d.intValue, n >= 0, d.stringValueIsPlainInteger else {
+                if case let .number(t) = d, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                    // A valid usize for the reference, which accepts it when another dimension is 0.
+                    throw SafeTensorsError(.invalidShape, file: file, tensor: name, "shape entry \(t) is larger than dsconvert supports (\(Int.max))")
+                }
                 throw SafeTensorsError(.invalidShape, file: file, tensor: name, "shape entries must be non-negative integers, got \(JSONWriter.compact(.array(shapeValue)))")
             }
             shape.append(n)
@@ -201,9 +209,12 @@ public struct SafeTensorsHeader: Sendable {
 }
 
 extension JSONValue {
-    /// True for a number written as a plain integer (no fraction, no exponent).
+    /// True for a number written as a plain non-negative integer: digits only, no sign, no
+    /// fraction, no exponent. The reference implementation reads shapes and offsets as `usize`
+    /// through serde_json, which turns `-0` into the float -0.0 and rejects it, so `-0` must not
+    /// pass here either.
     var stringValueIsPlainInteger: Bool {
-        if case let .number(t) = self { return Int(t) != nil }
+        if case let .number(t) = self { return !t.isEmpty && t.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && Int(t) != nil }
         return false
     }
 }

@@ -31,7 +31,9 @@ public struct SafeTensorsIndex: Sendable {
             guard let f = v.stringValue else {
                 throw SafeTensorsError(.indexInvalid, file: path, tensor: name, "weight_map value is not a file name")
             }
-            if f.contains("/") || f == ".." || f.isEmpty {
+            // A plain name inside the checkpoint directory: no separators, not "." or "..", and
+            // no NUL (which would cut the path short when it is handed to open(2)).
+            if f.contains("/") || f == ".." || f == "." || f.isEmpty || f.utf8.contains(0) {
                 throw SafeTensorsError(.indexInvalid, file: path, tensor: name, "shard name '\(f)' is not a plain file name")
             }
             weightMap.append((name, f))

@@ -21,6 +21,8 @@ public final class SafeTensorsWriter {
     private var current = 0
     private var writtenInCurrent = 0
     private var started = false
+    private enum State { case open, finished, aborted }
+    private var state = State.open
 
     /// - Parameter metadata: `__metadata__` entries; dsconvert always writes `format: pt`.
     public init(path: String, tensors: [TensorSpec], metadata: [(String, String)]? = [("format", "pt")]) throws {
@@ -47,15 +49,26 @@ public final class SafeTensorsWriter {
             if !seen.insert(t.name).inserted || t.name == "__metadata__" {
                 throw SafeTensorsError(.duplicateTensor, file: file, tensor: t.name, "tensor name given twice (or reserved)")
             }
-            guard t.shape.allSatisfy({ $0 >= 0 }), let size = t.dtype.byteCount(elements: t.elementCount) else {
-                throw SafeTensorsError(.invalidShape, file: file, tensor: t.name, "\(t.dtype.rawValue) \(t.shape) has no whole byte size")
+            // Element count and offsets with overflow checks (TensorSpec.elementCount would trap).
+            var elements: Int? = 1
+            for d in t.shape {
+                guard d >= 0, let e = elements else { elements = nil; break }
+                let (m, overflow) = e.multipliedReportingOverflow(by: d)
+                elements = overflow ? nil : m
+            }
+            guard let elements, let size = t.dtype.byteCount(elements: elements) else {
+                throw SafeTensorsError(.invalidShape, file: file, tensor: t.name, "\(t.dtype.rawValue) \(t.shape) has no whole, representable byte size")
+            }
+            let (end, overflow) = offset.addingReportingOverflow(size)
+            if overflow {
+                throw SafeTensorsError(.invalidShape, file: file, tensor: t.name, "data offsets overflow: the tensors hold more than \(Int.max) bytes")
             }
             members.append((t.name, .object([
                 ("dtype", .string(t.dtype.rawValue)),
                 ("shape", .array(t.shape.map { .int($0) })),
-                ("data_offsets", .array([.int(offset), .int(offset + size)])),
+                ("data_offsets", .array([.int(offset), .int(end)])),
             ])))
-            offset += size
+            offset = end
         }
         var json = Array(JSONWriter.compact(.object(members)).utf8)
         while json.count % 8 != 0 { json.append(0x20) }
@@ -67,14 +80,23 @@ public final class SafeTensorsWriter {
     }
 
     private func emit(_ bytes: UnsafeRawBufferPointer) throws {
-        if Interrupt.requested { file.abort(); throw Interrupted() }
+        if Interrupt.requested { abort(); throw Interrupted() }
         do {
             try file.write(bytes)
         } catch {
-            file.abort()
+            abort()
             throw SafeTensorsError.io(error)
         }
         observer?(bytes)
+    }
+
+    /// Throws unless the writer can still take bytes (not finished, not aborted).
+    private func checkOpen(_ tensor: String?) throws {
+        switch state {
+        case .open: return
+        case .finished: throw SafeTensorsError(.writerMisuse, file: path, tensor: tensor, "the file was already finished")
+        case .aborted: throw SafeTensorsError(.writerMisuse, file: path, tensor: tensor, "the writer was aborted (after an error or on request); nothing was written under this name")
+        }
     }
 
     private func startIfNeeded() throws {
@@ -83,26 +105,42 @@ public final class SafeTensorsWriter {
         try headerBytes.withUnsafeBytes { (b) throws in try emit(b) }
     }
 
-    /// The spec of the tensor whose bytes are expected next, or nil when all are written.
-    public var nextTensor: TensorSpec? { current < specs.count ? specs[current] : nil }
+    /// The spec of the tensor whose bytes are expected next (zero-size tensors, which need no
+    /// bytes, are passed over), or nil when all are written.
+    public var nextTensor: TensorSpec? {
+        var i = current
+        if writtenInCurrent == 0 { while i < specs.count && specs[i].byteCount == 0 { i += 1 } }
+        return i < specs.count ? specs[i] : nil
+    }
 
     /// Appends bytes of tensor `name`, which must be the next one in order. A tensor may be
-    /// written in several pieces; it is complete once its byte size has been reached.
+    /// written in several pieces; it is complete once its byte size has been reached. Zero-size
+    /// tensors may be written (with no bytes) in their place, or left out.
     public func write(_ name: String, _ bytes: UnsafeRawBufferPointer) throws {
+        try checkOpen(name)
         try startIfNeeded()
+        if writtenInCurrent == 0, current < specs.count, specs[current].name != name {
+            // Pass over zero-size tensors the caller did not write, up to `name`.
+            var i = current
+            while i < specs.count && specs[i].byteCount == 0 && specs[i].name != name { i += 1 }
+            if i < specs.count && specs[i].name == name { current = i }
+        }
         guard current < specs.count else {
             throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "all tensors were already written")
         }
         let spec = specs[current]
         guard spec.name == name else {
-            throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "written out of order: expected '\(spec.name)' next")
+            throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "written out of order: expected '\((nextTensor ?? spec).name)' next")
         }
         guard writtenInCurrent + bytes.count <= spec.byteCount else {
             throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "\(writtenInCurrent + bytes.count) bytes written, tensor has \(spec.byteCount)")
         }
         try emit(bytes)
         writtenInCurrent += bytes.count
-        advancePastCompleted()
+        if writtenInCurrent == spec.byteCount {
+            current += 1
+            writtenInCurrent = 0
+        }
     }
 
     private func advancePastCompleted() {
@@ -117,20 +155,30 @@ public final class SafeTensorsWriter {
     }
 
     /// Checks every tensor was written in full, then renames the file into place.
+    /// Fails (removing the temporary) when a tensor is missing or incomplete, or when the writer
+    /// was already finished or aborted.
     public func finish(durable: Bool = false) throws {
+        try checkOpen(nil)
         try startIfNeeded()
         advancePastCompleted()
         if current < specs.count {
-            file.abort()
+            abort()
             throw SafeTensorsError(.writerMisuse, file: path, tensor: specs[current].name, "finished before this tensor was written in full")
         }
         do {
             try file.commit(durable: durable)
         } catch {
+            abort()
             throw SafeTensorsError.io(error)
         }
+        state = .finished
     }
 
-    /// Removes the temporary without writing anything under the final name.
-    public func abort() { file.abort() }
+    /// Removes the temporary without writing anything under the final name (no effect once
+    /// finished).
+    public func abort() {
+        guard state == .open else { return }
+        file.abort()
+        state = .aborted
+    }
 }

@@ -1,5 +1,5 @@
 import XCTest
-@testable import JSON
+import JSON
 
 /// The expected strings are what CPython's json module prints for the same documents:
 /// `json.dumps(doc, separators=(',', ':'), ensure_ascii=False)` for `compact` and

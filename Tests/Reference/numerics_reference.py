@@ -10,7 +10,8 @@ by re-implementing the conversions, and written as raw little-endian binary file
 `conversions` writes (format names: f32, f16, bf16, e4m3 = float8_e4m3fn, e5m2 = float8_e5m2):
 
   exhaustive_<src>.bin            every bit pattern of <src> (65,536 for bf16/f16, 256 for fp8)
-  exhaustive_<src>_to_<dst>.bin   astype(<dst>) of it, for dst in f32, bf16/f16, e4m3, e5m2
+  exhaustive_<src>_to_<dst>.bin   astype(<dst>) of it, for dst in f32, bf16, f16, e4m3, e5m2
+                                  (dst == src too: astype to the same dtype is a copy)
   exhaustive_<src>_to_<dst>_sat.bin   dst in e4m3/e5m2: astype(dst) of np.clip(x, -max, max)
                                   (max = 448 / 57344); NaN gives the dst NaN code 0x7F / 0x7E | sign
   random_f32.bin                  N float32 values (uniform bit patterns, exact ties, overflow
@@ -56,11 +57,13 @@ SAT_MAX = {"e4m3": 448.0, "e5m2": 57344.0}
 SAT_NAN = {"e4m3": 0x7F, "e5m2": 0x7E}
 
 # Exhaustive pairs: every source bit pattern to each listed target.
+# The same-format pair (astype to its own dtype, a copy) checks that bulk conversion keeps every
+# bit pattern, NaN payloads included.
 EXHAUSTIVE = {
-    "bf16": ["f32", "f16", "e4m3", "e5m2"],
-    "f16": ["f32", "bf16", "e4m3", "e5m2"],
-    "e4m3": ["f32", "bf16", "f16", "e5m2"],
-    "e5m2": ["f32", "bf16", "f16", "e4m3"],
+    "bf16": ["f32", "f16", "e4m3", "e5m2", "bf16"],
+    "f16": ["f32", "bf16", "e4m3", "e5m2", "f16"],
+    "e4m3": ["f32", "bf16", "f16", "e5m2", "e4m3"],
+    "e5m2": ["f32", "bf16", "f16", "e4m3", "e5m2"],
 }
 RANDOM_TARGETS = ["bf16", "f16", "e4m3", "e5m2"]
 

@@ -102,6 +102,44 @@ final class MalformedCorpusTests: XCTestCase {
         withExtendedLifetime(tmp) {}
     }
 
+    /// The few files the reference accepts and dsconvert deliberately rejects. Pinned here so a
+    /// change on either side shows up (the differential fuzz test allows exactly these).
+    func testDeliberatelyStricterThanTheReference() throws {
+        let tmp = try STTemporaryDirectory("st-stricter")
+        let e = STImage.entry
+        let cases: [(String, [UInt8], SafeTensorsError.Code, String)] = [
+            // serde ignores unknown fields in a tensor entry.
+            ("unknown-field", STImage.make(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":5}}"#, data: [1]),
+             .invalidHeader, "unknown field 'extra'"),
+            // serde reads a null __metadata__ as absent.
+            ("null-metadata", STImage.make(header: "{\"__metadata__\":null," + e("a", "U8", "[1]", "[0,1]") + "}", data: [1]),
+             .invalidMetadata, "not an object"),
+            // serde keeps the last of duplicate keys; identical entries then tile the data.
+            ("duplicate-identical", STImage.make(header: "{" + e("a", "U8", "[1]", "[0,1]") + "," + e("a", "U8", "[1]", "[0,1]") + "}", data: [1]),
+             .invalidJSON, "duplicate key"),
+            // Canonically equivalent names (U+00E9 vs e + U+0301) are one key to Swift's String,
+            // two tensors to the reference; dsconvert refuses rather than confuse them.
+            ("canonically-equivalent-names", STImage.make(header: "{" + e("\u{E9}", "U8", "[1]", "[0,1]") + "," + e("e\u{301}", "U8", "[1]", "[1,2]") + "}", data: [1, 2]),
+             .invalidJSON, "duplicate key"),
+            // A dimension above Int.max is a valid usize; with another dimension 0 the tensor is empty.
+            ("huge-dimension-of-empty-tensor", STImage.make(header: "{" + e("a", "U8", "[0,9223372036854775808]", "[0,0]") + "}"),
+             .invalidShape, "larger than dsconvert supports"),
+        ]
+        for (name, image, code, fragment) in cases {
+            try STImage.write(image, to: tmp.file(name + ".safetensors"))
+            XCTAssertThrowsError(try image.withUnsafeBytes { try SafeTensorsHeader.parse(file: $0) }, name) { error in
+                let err = error as? SafeTensorsError
+                XCTAssertEqual(err?.code, code, "\(error)")
+                XCTAssertTrue(err?.message.contains(fragment) ?? false, "\(error)")
+                XCTAssertTrue(err.map(HeaderFuzzTests.knownStricter) ?? false, "\(error)")
+            }
+        }
+        let report = try STPython.runJSON("st_classify.py", [tmp.path])
+        for (name, _, _, _) in cases {
+            XCTAssertEqual(report["results"]?[name + ".safetensors"], .null, "\(name): the reference now rejects it too")
+        }
+    }
+
     func testManifestDescribesEveryCase() throws {
         let tmp = try STTemporaryDirectory("st-corpus-manifest")
         let cases = try STCorpus.write(to: tmp.path)

@@ -365,8 +365,8 @@ public enum STPython {
         let python = ProcessInfo.processInfo.environment["DSCONVERT_PYTHON"] ?? "python3"
         let scratch = try STTemporaryDirectory("st-python")
         let outPath = scratch.file("stdout"), errPath = scratch.file("stderr")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
             throw STReferenceFailure("cannot capture the output of \(script)")
         }

@@ -1,0 +1,59 @@
+#include "ckernels.h"
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#define DSC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DSC_CLONES
+#endif
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t em = h & 0x7FFF;
+    uint32_t scaled = f2u(u2f(em << 13) * u2f(0x77800000));  // 2^112 rescales normals and subnormals exactly
+    uint32_t special = 0x7F800000 | ((em & 0x3FF) << 13);
+    return u2f((em >= 0x7C00 ? special : scaled) | sign);
+}
+
+/// E4M3FN code of x, clamped to ±448 first; NaN → 0x7F | sign.
+static inline uint8_t e4m3_saturating(float x) {
+    uint32_t b = f2u(x);
+    uint32_t sign = (b >> 24) & 0x80;
+    uint32_t a = b & 0x7FFFFFFF;
+    uint32_t nan = a > 0x7F800000;
+    uint32_t c = a > 0x43E00000 ? 0x43E00000 : a;
+    uint32_t sub = f2u(u2f(c) + 16384.0f) - 0x46800000;       // rounds to 2^-9 steps
+    uint32_t norm = ((c + 0x7FFFF + ((c >> 20) & 1)) >> 20) - 960;  // RNE to 3 mantissa bits, rebias
+    uint32_t code = c < 0x3C800000 ? sub : norm;
+    code = nan ? 0x7F : code;
+    return (uint8_t)(code | sign);
+}
+
+#define ABSMAX(NAME, T, LOAD)                                        \
+    DSC_CLONES uint32_t NAME(const T *src, size_t n) {               \
+        uint32_t m = 0;                                              \
+        for (size_t i = 0; i < n; i++) {                             \
+            uint32_t a = f2u(LOAD(src[i])) & 0x7FFFFFFF;              \
+            m = a > m ? a : m;                                       \
+        }                                                            \
+        return m;                                                    \
+    }
+
+#define QUANTIZE(NAME, T, LOAD)                                              \
+    DSC_CLONES void NAME(const T *src, size_t n, float scale, uint8_t *dst) { \
+        for (size_t i = 0; i < n; i++) dst[i] = e4m3_saturating(LOAD(src[i]) / scale); \
+    }
+
+#define ID(x) (x)
+
+ABSMAX(dsc_absmax_bf16, uint16_t, bf16_to_f32)
+ABSMAX(dsc_absmax_f16, uint16_t, f16_to_f32)
+ABSMAX(dsc_absmax_f32, float, ID)
+QUANTIZE(dsc_quantize_e4m3_bf16, uint16_t, bf16_to_f32)
+QUANTIZE(dsc_quantize_e4m3_f16, uint16_t, f16_to_f32)
+QUANTIZE(dsc_quantize_e4m3_f32, float, ID)
