@@ -85,8 +85,10 @@ public struct SafeTensorsHeader: Sendable {
     /// Parses and validates the JSON header bytes of a file of `fileSize` bytes.
     public static func parse(json: UnsafeRawBufferPointer, fileSize: Int, file: String) throws -> SafeTensorsHeader {
         let dataStart = 8 + json.count
-        if json.first != UInt8(ascii: "{") {
-            throw SafeTensorsError(.invalidHeader, file: file, offset: 8, "header does not start with '{'")
+        // Like the reference (safetensors 0.8, serde_json), JSON whitespace may precede the object.
+        let first = json.firstIndex { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
+        if first.map({ json[$0] }) != UInt8(ascii: "{") {
+            throw SafeTensorsError(.invalidHeader, file: file, offset: 8 + (first ?? json.count), "header does not start with '{'")
         }
         let value: JSONValue
         do {

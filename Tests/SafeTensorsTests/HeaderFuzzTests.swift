@@ -18,7 +18,9 @@ final class HeaderFuzzTests: XCTestCase {
         let n = Int(image.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
         if h.dataStart != 8 + n { problems.append("dataStart \(h.dataStart) != 8 + \(n)") }
         if h.fileSize != image.count { problems.append("fileSize \(h.fileSize) != \(image.count)") }
-        if n == 0 || image[8] != UInt8(ascii: "{") { problems.append("header does not start with '{'") }
+        if image[8..<8 + n].first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }) != UInt8(ascii: "{") {
+            problems.append("header does not start with '{'")
+        }
         let dataSize = image.count - h.dataStart
         var expected = 0
         var names = Set<String>()

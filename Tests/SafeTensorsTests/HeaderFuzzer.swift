@@ -86,8 +86,10 @@ struct HeaderFuzzer {
                 } else {
                     json.insert(contentsOf: t, at: at)
                 }
-            case 50..<66: // edit a number
+            case 50..<60: // edit a number
                 editNumber(&json)
+            case 60..<66: // nudge a data offset: overlaps, holes, runs past the end
+                editOffset(&json)
             case 66..<72: // swap a dtype
                 swapDType(&json)
             case 72..<76: // duplicate a slice of the header elsewhere (e.g. a whole entry)
@@ -151,6 +153,34 @@ struct HeaderFuzzer {
             text = HeaderFuzzer.numbers[rng.below(HeaderFuzzer.numbers.count)]
         }
         json.replaceSubrange(r, with: Array(text.utf8))
+    }
+
+    /// Moves one `data_offsets` bound, or both (keeping the size: overlaps and holes), by a
+    /// small amount.
+    private mutating func editOffset(_ json: inout [UInt8]) {
+        let key = Array("\"data_offsets\":[".utf8)
+        var starts: [Int] = []
+        if json.count >= key.count {
+            for i in 0...(json.count - key.count) where json[i] == 0x22 && json[i..<i + key.count].elementsEqual(key) {
+                starts.append(i + key.count)
+            }
+        }
+        guard !starts.isEmpty else { return }
+        let a = starts[rng.below(starts.count)]
+        var end = a
+        while end < json.count && json[end] != 0x5D { end += 1 }
+        guard end < json.count else { return }
+        let parts = String(decoding: json[a..<end], as: UTF8.self).split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count == 2, let b = Int(parts[0]), let e = Int(parts[1]) else { return }
+        let deltas = [-4, -2, -1, 1, 2, 4]
+        let d = deltas[rng.below(deltas.count)]
+        let text: String
+        switch rng.below(3) {
+        case 0: text = "\(max(0, b &+ d)),\(max(0, e &+ d))"
+        case 1: text = "\(max(0, b &+ d)),\(e)"
+        default: text = "\(b),\(max(0, e &+ d))"
+        }
+        json.replaceSubrange(a..<end, with: Array(text.utf8))
     }
 
     private mutating func swapDType(_ json: inout [UInt8]) {

@@ -253,6 +253,10 @@ public enum STCorpus {
         add(STCorpusCase(name: "valid-unordered", path: "valid-unordered.safetensors", expectation: .accept, code: nil, errorFile: nil, tensor: nil, mentions: [], reference: true),
             image([e("b", "U8", "[4]", "[4,8]"), e("z0", "F32", "[0]", "[0,0]"), e("a", "U8", "[2,2]", "[0,4]"), e("z1", "F32", "[2,0]", "[8,8]")], data: 8))
 
+        // JSON whitespace before the object is accepted by the reference (0.8).
+        add(STCorpusCase(name: "valid-leading-whitespace", path: "valid-leading-whitespace.safetensors", expectation: .accept, code: nil, errorFile: nil, tensor: nil, mentions: [], reference: true),
+            STImage.make(header: " \n\t\r{" + e("a", "U8", "[2]", "[0,2]") + "}", data: data(2)))
+
         // Framing.
         add(reject("short-file", .truncated), [0x10, 0, 0, 0, 0])
         add(reject("header-length-beyond-file", .headerOutOfBounds), STImage.lengthPrefix(4096) + Array("{}      ".utf8) + data(16))
@@ -268,6 +272,7 @@ public enum STCorpus {
             STImage.make(header: Array("{\"a".utf8) + [0xED, 0xA0, 0x80] + Array("\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}".utf8), data: data(4)))
         add(reject("lone-surrogate-escape", .invalidJSON), image(["\"w\\ud800\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}"], data: 4))
         add(reject("header-not-object", .invalidHeader), STImage.make(header: "[{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}]", data: data(4)))
+        add(reject("header-byte-order-mark", .invalidHeader), STImage.make(header: Array("\u{FEFF}{}".utf8)))
         add(reject("header-nul-padding", .invalidJSON), STImage.make(header: Array("{}".utf8) + [0, 0, 0, 0, 0, 0], pad: false))
         add(reject("duplicate-tensor-name", .invalidJSON, mentions: ["w"]), image([e("w", "U8", "[4]", "[0,4]"), e("w", "U8", "[4]", "[4,8]")], data: 8))
 

@@ -1,0 +1,61 @@
+# dsconvert — the few commands people run. Each target installs what it needs on a fresh
+# Debian machine (apt packages, small PyPI references), so `make demo` and `make test` work
+# on a clean clone with nothing else done first.
+
+SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+PYTHON     ?= python3
+APT_PKGS   := libzstd-dev libssl-dev pkg-config
+PIP_PKGS   := numpy ml_dtypes safetensors tokenizers xxhash
+INTEROP_PKGS := torch transformers compressed-tensors pytest
+BIN        := .build/release/dsconvert
+SAMPLE     := Samples/deepseek-v3-tiny
+OUT        := out
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench fuzz clean
+
+all: build
+
+deps: deps-apt deps-pip
+
+# apt packages, only when missing (apt-get update once first, as a new machine needs).
+deps-apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The small Python packages the tests use as independent references.
+deps-pip:
+	@$(PYTHON) -c "import numpy, ml_dtypes, safetensors, tokenizers, xxhash" 2>/dev/null || \
+		$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PKGS)
+
+build: deps-apt
+	$(SWIFT) build -c release --product dsconvert
+
+# The main job on the bundled sample: inspect it, quantize it to DeepSeek block FP8, inspect the result.
+demo: build
+	$(BIN) inspect $(SAMPLE) --summary
+	$(BIN) quantize --fp8 $(SAMPLE) $(OUT)/deepseek-v3-tiny-fp8
+	$(BIN) inspect $(OUT)/deepseek-v3-tiny-fp8 --summary
+
+# The test suite (XCTest; Python references: numpy, ml_dtypes, safetensors, xxhash).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Interop tier (opt-in, ~5 GB of torch): compressed-tensors, torch and transformers as references.
+test-interop: build
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PKGS) $(INTEROP_PKGS)
+	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q Tests/Interop
+
+bench: build deps-pip
+	Scripts/bench.sh
+
+fuzz: deps
+	Scripts/fuzz.sh
+
+clean:
+	rm -rf .build $(OUT)
