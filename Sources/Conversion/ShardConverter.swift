@@ -1,16 +1,21 @@
+import Dispatch
 import Numerics
 import Quantization
 import SafeTensors
 import SystemIO
 
 /// Writes one output shard: maps the input shards it reads, transforms each tensor in plan
-/// order with all cores, streams the results through a `SafeTensorsWriter` (temporary name,
-/// renamed when complete) and hashes the bytes on the way for the resume record. Input pages
-/// are dropped from the resident set as soon as a tensor is done, so memory stays bounded by
-/// the tensors in flight, not by the shard or checkpoint size.
+/// order with all cores, and streams the results through a `SafeTensorsWriter` (temporary name,
+/// renamed when complete), hashing the bytes on the way for the resume record.
+///
+/// Computing and writing overlap: tensor k+1 is transformed while a writer thread copies tensor
+/// k to the file, using two sets of scratch buffers in turn. Input pages are dropped from the
+/// resident set as soon as a tensor is written, so memory stays bounded by the two tensors in
+/// flight, not by the shard or checkpoint size.
 final class ShardConverter {
     let weights: SafeTensorsCheckpoint
-    let transform = TensorTransform()
+    /// Two transforms, each with its own scratch buffers, used alternately.
+    private let slots = [TensorTransform(), TensorTransform()]
     private var open: [Int: SafeTensorsFile] = [:]
 
     init(weights: SafeTensorsCheckpoint) {
@@ -37,26 +42,82 @@ final class ShardConverter {
         defer { open.removeAll() }  // unmap inputs
         let specs = plan.tensors.flatMap(\.outputs)
         let writer = try SafeTensorsWriter(path: path, tensors: specs)
-        var hash = XXH64()
-        writer.observer = { hash.update($0) }
-        for t in plan.tensors {
-            if Interrupt.requested { writer.abort(); throw Interrupted() }
+        let pipeline = WritePipeline(writer: writer)
+        defer { pipeline.drain() }
+        for (k, t) in plan.tensors.enumerated() {
+            if Interrupt.requested { pipeline.drain(); writer.abort(); throw Interrupted() }
+            let slot = k % slots.count
+            try pipeline.acquire(slot)
             let (input, f) = try view(t.source)
             let range = f.fileRange(input.info)
             f.mapping.advise(.willNeed, range)
             var read = input.info.byteCount
-            try transform.run(t, input: input, tensor: { name in
-                let (v, g) = try self.view(name)
-                read += v.info.byteCount
-                _ = g
-                return v
-            }) { spec, bytes in
-                try writer.write(spec.name, bytes)
+            var pieces: [(String, UnsafeRawBufferPointer)] = []
+            pieces.reserveCapacity(2)
+            do {
+                try slots[slot].run(t, input: input, tensor: { name in
+                    let (v, _) = try self.view(name)
+                    read += v.info.byteCount
+                    return v
+                }) { spec, bytes in pieces.append((spec.name, bytes)) }
+            } catch {
+                pipeline.release(slot)
+                pipeline.drain()
+                writer.abort()
+                throw error
             }
-            f.mapping.release(range)
+            pipeline.submit(slot, pieces) { f.mapping.release(range) }
             observer.tensorDone(t.source, inputBytes: read)
         }
+        pipeline.drain()
+        try pipeline.check()
         try writer.finish()
-        return (writer.fileSize, hash.finalize())
+        return (writer.fileSize, pipeline.hash)
+    }
+}
+
+/// A serial writer thread fed with the byte ranges of one tensor at a time; each submission
+/// belongs to a scratch slot that may not be reused until its bytes are written.
+private final class WritePipeline: @unchecked Sendable {
+    let writer: SafeTensorsWriter
+    let queue = DispatchQueue(label: "dsconvert.shard-writer")
+    let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+    private(set) var hash: UInt64 = 0
+    private var hasher = XXH64()
+    private var error: Error?
+
+    init(writer: SafeTensorsWriter) {
+        self.writer = writer
+        writer.observer = { [unowned self] in self.hasher.update($0) }
+    }
+
+    /// Waits until `slot`'s previous bytes are written; rethrows a write error.
+    func acquire(_ slot: Int) throws {
+        free[slot].wait()
+        try check()
+    }
+
+    func release(_ slot: Int) { free[slot].signal() }
+
+    func submit(_ slot: Int, _ pieces: [(String, UnsafeRawBufferPointer)], then done: @escaping () -> Void) {
+        queue.async { [self] in
+            defer { free[slot].signal() }
+            guard error == nil else { return }
+            do {
+                for (name, bytes) in pieces { try writer.write(name, bytes) }
+                done()
+            } catch {
+                self.error = error
+            }
+        }
+    }
+
+    /// Waits for every submitted write.
+    func drain() {
+        queue.sync { hash = hasher.finalize() }
+    }
+
+    func check() throws {
+        if let e = queue.sync(execute: { error }) { throw e }
     }
 }
