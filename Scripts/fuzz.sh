@@ -25,4 +25,4 @@ scratch="${SCRATCH:-.build}"
 
 echo "fuzzing ${DSCONVERT_FUZZ_ITERATIONS} inputs (${config}, seed ${DSCONVERT_FUZZ_SEED:-default})"
 swift test -c "$config" -Xswiftc -enable-testing --scratch-path "$scratch" --filter 'SafeTensorsTests.HeaderFuzzTests' 2>&1 \
-    | grep -Ev '^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)' 
+    | grep -E 'error:|fatal|crash|fuzz|Executed|failed|Build complete' 

@@ -21,7 +21,9 @@ public struct ModelBlueprint: Sendable {
     /// The shard count the real release uses (for file naming), if it has one.
     public var releaseShardCount: Int?
 
-    public init(kind: Kind, scale: Int) {
+    /// - Parameter layers: overrides the layer count (tests and memory benchmarks use it to make
+    ///   checkpoints of different sizes with identical tensor shapes); nil keeps the real count.
+    public init(kind: Kind, scale: Int, layers layerOverride: Int? = nil) {
         self.kind = kind
         let k = max(1, scale)
         func d(_ n: Int) -> Int { max(1, n / k) }
@@ -30,7 +32,7 @@ public struct ModelBlueprint: Sendable {
         switch kind {
         case .deepseekV3:
             let hidden = d(7168), inter = d(18432), moe = d(2048), vocab = d(129280), qLora = d(1536), kvLora = d(512)
-            let heads = 128, nope = 128, rope = 64, vHead = 128, experts = 256, layers = 61, dense = 3
+            let heads = 128, nope = 128, rope = 64, vHead = 128, experts = 256, layers = layerOverride ?? 61, dense = min(3, layers)
             add("model.embed_tokens.weight", [vocab, hidden])
             func block(_ p: String, moeLayer: Bool) {
                 add(p + "input_layernorm.weight", [hidden])
@@ -96,7 +98,7 @@ public struct ModelBlueprint: Sendable {
         case .qwen2, .llama:
             let isQwen = kind == .qwen2
             let hidden = d(isQwen ? 3584 : 4096), inter = d(isQwen ? 18944 : 14336), vocab = d(isQwen ? 152064 : 128256)
-            let layers = isQwen ? 28 : 32, heads = isQwen ? 28 : 32, kvHeads = isQwen ? 4 : 8, headDim = 128
+            let layers = layerOverride ?? (isQwen ? 28 : 32), heads = isQwen ? 28 : 32, kvHeads = isQwen ? 4 : 8, headDim = 128
             add("model.embed_tokens.weight", [vocab, hidden])
             for l in 0..<layers {
                 let p = "model.layers.\(l)."

@@ -18,6 +18,9 @@ extension DSConvert {
         @Option(name: .long, help: "Width divisor as 1/K (or K).")
         var scale: String = "1/64"
 
+        @Option(name: .long, help: "Override the number of layers (same tensor shapes, different checkpoint size).")
+        var layers: Int?
+
         @Option(name: .long, help: "Random seed.")
         var seed: UInt64 = 0
 
@@ -40,7 +43,8 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            let bp = ModelBlueprint(kind: arch, scale: try divisor())
+            if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
+            let bp = ModelBlueprint(kind: arch, scale: try divisor(), layers: layers)
             var o = SyntheticCheckpoint.Options()
             o.seed = seed
             o.shards = shards

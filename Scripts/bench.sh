@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# dsconvert benchmarks, each printed beside its reference measured in the same run (the
+# machines are noisy; compare ratios, not absolute times).
+#   1. kernel: BF16 -> FP8 block-128 over a 1 GiB tensor vs memcpy, numpy/ml_dtypes and torch
+#   2. read: iterate every tensor of a multi-GiB checkpoint vs `cat FILES > /dev/null` (warm)
+#   3. quantize: `dsconvert quantize --fp8` vs `cp -r` vs a PyTorch CPU script (same threads),
+#      with the peak RSS of each
+#   4. memory: peak RSS of quantize on a 2 GiB and a 16 GiB checkpoint of equal shard size
+# Env: BENCH_DIR (default /tmp/dsconvert-bench), BENCH_THREADS (default 2), BENCH_SKIP_MEMORY=1,
+#      BENCH_SKIP_TORCH=1. Needs ~40 GB free in BENCH_DIR for the memory test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${DSCONVERT:-.build/release/dsconvert}
+DIR=${BENCH_DIR:-/tmp/dsconvert-bench}
+T=${BENCH_THREADS:-2}
+export BENCH_THREADS=$T
+mkdir -p "$DIR"
+py=python3
+have_torch=$($py -c "import torch" 2>/dev/null && [ -z "${BENCH_SKIP_TORCH:-}" ] && echo 1 || echo 0)
+# numpy is slowed by OPENBLAS_* settings on some machines (see the env notes); unset for timing only.
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE || true
+
+secs() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc -l; }
+rss_kb() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+gbps() { echo "scale=2; $1 / $2 / 1000000000" | bc -l; }
+
+echo "== 1. kernel: BF16 -> FP8 E4M3 block-128, 1 GiB tensor, $T threads"
+k=$($BIN bench kernel --mib 1024 --repeats 5 --threads "$T" --json)
+ref=$($py Scripts/bench_reference.py 1024)
+q=$(echo "$k" | $py -c "import json,sys; print(json.load(sys.stdin)['quantize_gb_s'])")
+m=$(echo "$k" | $py -c "import json,sys; print(json.load(sys.stdin)['memcpy_gb_s'])")
+np_=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['numpy_gb_s'])")
+th=$(echo "$ref" | $py -c "import json,sys; v=json.load(sys.stdin)['torch_gb_s']; print(v if v else 0)")
+printf "dsconvert %.2f GB/s | memcpy %.2f GB/s -> %.2fx memcpy | numpy+ml_dtypes %.2f GB/s -> %.1fx | torch %.2f GB/s -> %s\n" \
+  "$q" "$m" "$(ratio "$q" "$m")" "$np_" "$(ratio "$q" "$np_")" "$th" "$( [ "$th" != 0 ] && ratio "$q" "$th" || echo n/a)x"
+
+CK="$DIR/llama-half"
+if [ ! -f "$CK/model.safetensors.index.json" ]; then
+  echo "(synthesizing a 4.7 GB llama-shaped BF16 checkpoint in $CK)"
+  $BIN synth --arch llama --scale 1/2 --shards 3 "$CK" -q
+fi
+bytes=$(du -cb "$CK"/*.safetensors | tail -1 | cut -f1)
+cat "$CK"/*.safetensors > /dev/null; cat "$CK"/*.safetensors > /dev/null
+
+echo "== 2. read: every tensor of $(numfmt --to=si "$bytes")B (page cache warm)"
+tc=$(secs sh -c "cat $CK/*.safetensors > /dev/null")
+tr=$(secs "$BIN" bench read "$CK" --threads "$T")
+printf "dsconvert read %.2f GB/s | cat %.2f GB/s -> %.2fx cat\n" "$(gbps "$bytes" "$tr")" "$(gbps "$bytes" "$tc")" "$(ratio "$tc" "$tr")"
+
+echo "== 3. quantize --fp8 (block 128) of the same checkpoint, $T threads"
+rm -rf "$DIR/cp" "$DIR/q" "$DIR/torch"; sync
+tcp=$(secs cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
+rcp=$(rss_kb cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
+tq=$(secs "$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q); rm -rf "$DIR/q"; sync
+rq=$(rss_kb "$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q); rm -rf "$DIR/q"; sync
+printf "dsconvert %.2f GB/s (peak RSS %d MB) | cp -r %.2f GB/s (%d MB) -> %.2fx cp\n" \
+  "$(gbps "$bytes" "$tq")" $((rq / 1024)) "$(gbps "$bytes" "$tcp")" $((rcp / 1024)) "$(ratio "$tcp" "$tq")"
+if [ "$have_torch" = 1 ]; then
+  tt=$(secs $py Scripts/torch_quantize.py "$CK" "$DIR/torch"); rm -rf "$DIR/torch"; sync
+  rt=$(rss_kb $py Scripts/torch_quantize.py "$CK" "$DIR/torch"); rm -rf "$DIR/torch"
+  printf "PyTorch script %.2f GB/s (peak RSS %d MB) -> dsconvert is %.1fx faster\n" "$(gbps "$bytes" "$tt")" $((rt / 1024)) "$(ratio "$tt" "$tq")"
+else
+  echo "PyTorch script: skipped (torch not installed; make test-interop installs it)"
+fi
+
+if [ -z "${BENCH_SKIP_MEMORY:-}" ]; then
+  echo "== 4. peak RSS vs checkpoint size (equal shard size, same tensor shapes)"
+  for layers in 6 48; do
+    d="$DIR/mem-$layers"
+    [ -f "$d/config.json" ] || $BIN synth --arch llama --scale 1/2 --layers "$layers" --shard-size 1GB "$d" -q
+    sz=$(du -cb "$d"/*.safetensors | tail -1 | cut -f1)
+    r=$(rss_kb "$BIN" quantize --fp8 "$d" "$DIR/mem-out" --threads "$T" -q); rm -rf "$DIR/mem-out"
+    printf "%s checkpoint (%d shards): peak RSS %d MB\n" "$(numfmt --to=iec "$sz")B" "$(ls "$d"/*.safetensors | wc -l)" $((r / 1024))
+  done
+fi
