@@ -39,12 +39,6 @@ public struct TensorRole: Sendable, Hashable {
     /// The projection's short name (`q_b_proj`, `gate_proj`, …) for linear kinds.
     public var projection: String?
 
-    /// A 2-D linear weight of a kind that quantization targets by default.
-    public var isLinearWeight: Bool {
-        parameter == "weight" && [.attention, .mlp, .expert, .sharedExpert, .mtpProjection, .router, .lmHead, .embedding].contains(kind)
-            && kind != .embedding
-    }
-
     /// Linear weights dsconvert quantizes unless told otherwise; embeddings, lm_head, norms, the
     /// router and its bias, and the MTP layer's eh_proj are kept (DESIGN.md §3).
     public var quantizedByDefault: Bool {

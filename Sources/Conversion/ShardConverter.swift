@@ -81,7 +81,13 @@ final class ShardConverter {
 private final class WritePipeline: @unchecked Sendable {
     let writer: SafeTensorsWriter
     let queue = DispatchQueue(label: "dsconvert.shard-writer")
-    let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+    /// Created at 0 and signalled once: libdispatch traps when a semaphore is destroyed below its
+    /// initial value, which an error path (a slot acquired, never written) would otherwise do.
+    let free: [DispatchSemaphore] = (0..<2).map { _ in
+        let s = DispatchSemaphore(value: 0)
+        s.signal()
+        return s
+    }
     private(set) var hash: UInt64 = 0
     private var hasher = XXH64()
     private var error: Error?

@@ -53,7 +53,7 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
     /// Wraps a system error (or passes a SafeTensorsError through).
     static func io(_ e: any Error) -> SafeTensorsError {
         if let s = e as? SafeTensorsError { return s }
-        if let io = e as? IOError { return SafeTensorsError(.io, file: io.path, "\(io)") }
+        if let io = e as? IOError { return SafeTensorsError(.io, file: io.path, io.reason) }
         return SafeTensorsError(.io, file: "", "\(e)")
     }
 }

@@ -23,6 +23,14 @@ public struct IOError: Error, CustomStringConvertible, Sendable {
     /// True when the disk (or quota) is full.
     public var isDiskFull: Bool { errno == ENOSPC || errno == EDQUOT }
 
+    /// The message without the path: `write failed: No space left on device — …`.
+    public var reason: String {
+        let why = errno == 0 ? "" : ": " + String(cString: strerror(errno))
+        let extra = detail.map { " (\($0))" } ?? ""
+        let hint = isDiskFull ? " — free some space or choose another output directory, then run the same command again to resume" : ""
+        return "\(operation) failed\(why)\(extra)\(hint)"
+    }
+
     public var description: String {
         let reason = errno == 0 ? "" : ": " + String(cString: strerror(errno))
         let extra = detail.map { " (\($0))" } ?? ""

@@ -39,7 +39,14 @@ struct ConvertOptions: ParsableArguments {
             checkpoint: ckpt, plan: plan,
             options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync),
             observer: progress)
-        let report = try runner.run()
+        let report: ConversionReport
+        do {
+            report = try runner.run()
+        } catch let e as Interrupted {
+            progress.finish()
+            printError("\(e)")
+            throw ExitCode(130)
+        }
         progress.finish()
         let gbps = report.seconds > 0 ? Double(report.inputBytes) / report.seconds / 1e9 : 0
         if common.json {
