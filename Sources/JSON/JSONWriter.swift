@@ -52,6 +52,13 @@ public enum JSONWriter {
 
     /// Writes a JSON string literal; non-ASCII is kept as UTF-8 (not `\u` escaped).
     public static func writeString(_ s: String, into out: inout String) {
+        // Fast path: nothing to escape.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += "\""
+            out += s
+            out += "\""
+            return
+        }
         out += "\""
         for u in s.unicodeScalars {
             switch u {

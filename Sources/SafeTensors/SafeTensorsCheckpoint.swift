@@ -44,7 +44,11 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
                 index = idx
                 var seen = Set<String>()
                 shardNames = []
-                for (_, f) in idx.weightMap where seen.insert(f).inserted { shardNames.append(f) }
+                var last = ""
+                for (_, f) in idx.weightMap where f != last {
+                    last = f
+                    if seen.insert(f).inserted { shardNames.append(f) }
+                }
                 shardNames.sort()
                 for f in shardNames where !Sys.exists(p + "/" + f) {
                     let example = idx.weightMap.first { $0.1 == f }!.0
