@@ -34,7 +34,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public func view(_ info: TensorInfo) -> TensorView {
         let start = header.dataStart + info.dataOffsets.lowerBound
-        return TensorView(info: info, bytes: mapping.bytes(start..<start + info.byteCount), file: path)
+        return TensorView(info: info, bytes: mapping.bytes(start..<start + info.byteCount), file: path, owner: self)
     }
 
     /// File byte range of a tensor's data.

@@ -44,11 +44,14 @@ public struct TensorView: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer
     /// The file the bytes come from.
     public var file: String
+    /// Keeps the mapping alive as long as the view exists.
+    public let owner: AnyObject?
 
-    public init(info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String) {
+    public init(info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject? = nil) {
         self.info = info
         self.bytes = bytes
         self.file = file
+        self.owner = owner
     }
 
     public var name: String { info.name }

@@ -3,10 +3,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// An output file that only appears under its final name when it is complete.
 ///
-/// Bytes go to `DIR/.NAME.tmp-PID` beside the destination; `commit()` renames it into place
+/// Bytes go to `DIR/.NAME.tmp-PID-N` beside the destination; `commit()` renames it into place
 /// (atomic on POSIX file systems). If the object is dropped without `commit()`, or the process
 /// is interrupted (see `Interrupt`), the temporary is removed. A crash that kills the process
 /// outright can leave a `.tmp-` file but never a partial file under the final name; the next
@@ -23,7 +24,10 @@ public final class AtomicFile {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        temporaryPath = "\(dir)/.\(name)\(AtomicFile.marker)\(getpid())"
+        // PID plus a per-process sequence number: two AtomicFiles for the same destination (in
+        // one process) must not share, and so unlink or rename, each other's temporary.
+        let sequence = AtomicFile.sequence.add(1, ordering: .relaxed).oldValue
+        temporaryPath = "\(dir)/.\(name)\(AtomicFile.marker)\(getpid())-\(sequence)"
         Sys.unlink(temporaryPath)
         fd = try Sys.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         Interrupt.register(temporaryPath)
@@ -31,6 +35,7 @@ public final class AtomicFile {
 
     /// The infix that marks dsconvert's temporary files.
     public static let marker = ".tmp-"
+    private static let sequence = Atomic<Int>(0)
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         if bytes.isEmpty { return }
@@ -71,7 +76,7 @@ public final class AtomicFile {
         try f.commit()
     }
 
-    /// Deletes `.NAME.tmp-PID` files left in `directory` by runs that were killed.
+    /// Deletes `.NAME.tmp-PID-N` files left in `directory` by runs that were killed.
     public static func removeStaleTemporaries(in directory: String) {
         guard let names = try? Sys.listDirectory(directory) else { return }
         for n in names where n.hasPrefix(".") && n.contains(marker) {

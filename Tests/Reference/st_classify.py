@@ -5,8 +5,9 @@ usage: st_classify.py DIR
 
 Each file is opened with safetensors.safe_open (framework "numpy"; the header is validated on
 open) and with safetensors.deserialize (the in-memory reader). Prints one JSON object:
-{"results": {file name: null when accepted, else the error text}}. The two readers must agree
-on every file, or the script fails.
+{"results": {file name: {"error": text} when rejected, else
+{"metadata": {...} or null, "tensors": [[name, dtype, shape, hex of the bytes], ...]}}}.
+The two readers must agree on every file, or the script fails.
 """
 import json
 import os
@@ -28,22 +29,26 @@ def main():
         if not name.endswith(".safetensors"):
             continue
         path = os.path.join(directory, name)
+        metadata = None
         try:
             with safe_open(path, framework="numpy") as f:
+                metadata = f.metadata()
                 for key in f.keys():
                     f.get_slice(key).get_shape()
             opened = None
         except Exception as e:
             opened = f"{type(e).__name__}: {e}"
+        tensors = None
         try:
             with open(path, "rb") as f:
-                deserialize(f.read())
+                entries = deserialize(f.read())
+            tensors = sorted([k, v["dtype"], list(v["shape"]), bytes(v["data"]).hex()] for k, v in entries)
             parsed = None
         except Exception as e:
             parsed = f"{type(e).__name__}: {e}"
         if (opened is None) != (parsed is None):
             fail(f"{name}: safe_open says {opened!r}, deserialize says {parsed!r}")
-        results[name] = opened
+        results[name] = {"error": opened} if opened is not None else {"metadata": metadata, "tensors": tensors}
     print(json.dumps({"results": results}, ensure_ascii=False))
 
 

@@ -118,47 +118,73 @@ final class HeaderFuzzTests: XCTestCase {
 
     /// Differential check: a sample of mutated files judged by dsconvert and by Python's
     /// safetensors (one Python call) must get the same verdict, except where dsconvert is
-    /// deliberately stricter (see `knownStricter`).
+    /// deliberately stricter (see `knownStricter`); for files both accept, the tensors (names,
+    /// dtypes, shapes, bytes) and metadata must be the same.
     func testMutatedFilesAgreeWithTheReference() throws {
         let count = STFixtures.environmentInt("DSCONVERT_FUZZ_REFERENCE_FILES", default: 3000)
+        let seed = UInt64(STFixtures.environmentInt("DSCONVERT_FUZZ_SEED", default: 0xD1FF)) ^ 0xD1FF_0000
         let tmp = try STTemporaryDirectory("st-fuzz-ref")
-        var fuzzer = try HeaderFuzzer(seed: 0xD1FF)
-        var verdicts: [String: SafeTensorsError?] = [:]
+        var fuzzer = try HeaderFuzzer(seed: seed)
+        var verdicts: [String: Result<SafeTensorsHeader, SafeTensorsError>] = [:]
+        var images: [String: [UInt8]] = [:]
         var written = 0
         while written < count {
             let image = fuzzer.next()
             guard image.count < 1 << 16 else { continue }
-            let name = String(format: "f%05d.safetensors", written)
+            let name = String(format: "f%06d.safetensors", written)
             try STImage.write(image, to: tmp.file(name))
             do {
-                _ = try image.withUnsafeBytes { try SafeTensorsHeader.parse(file: $0) }
-                verdicts[name] = .some(nil)
+                verdicts[name] = .success(try image.withUnsafeBytes { try SafeTensorsHeader.parse(file: $0) })
+                images[name] = image
             } catch let e as SafeTensorsError {
-                verdicts[name] = e
+                verdicts[name] = .failure(e)
             }
             written += 1
         }
         let report = try STPython.runJSON("st_classify.py", [tmp.path])
         let reference = try XCTUnwrap(report["results"]?.objectMembers)
         XCTAssertEqual(reference.count, count)
-        var agree = 0, stricter = 0
+        var agree = 0, stricter = 0, failures = 0
+        func fail(_ message: String) {
+            failures += 1
+            if failures <= 10 { XCTFail(message) }
+        }
         for (name, outcome) in reference {
-            guard let mine = verdicts[name] else { XCTFail("unknown file \(name)"); continue }
-            let referenceError = outcome.stringValue
+            guard let mine = verdicts[name] else { fail("unknown file \(name)"); continue }
+            let referenceError = outcome["error"]?.stringValue
             switch (mine, referenceError) {
-            case (nil, nil), (.some, .some):
+            case (.failure, .some):
                 agree += 1
-            case (nil, .some(let why)):
-                XCTFail("\(name): dsconvert accepts, the reference rejects (\(why)): \(Self.show(try Sys.readFile(tmp.file(name))))")
-            case (.some(let e), nil):
+            case (.success(let h), nil):
+                let image = images[name]!
+                let expected = (outcome["tensors"]?.arrayValue ?? []).map { JSONWriter.compact($0) }
+                let actual = h.tensors.map { t -> String in
+                    let bytes = image[h.dataStart + t.dataOffsets.lowerBound..<h.dataStart + t.dataOffsets.upperBound]
+                    return JSONWriter.compact(.array([.string(t.name), .string(t.dtype.rawValue), .array(t.shape.map { .int($0) }),
+                                                      .string(bytes.map { String(format: "%02x", $0) }.joined())]))
+                }
+                // Python sorts by name with Python's (code point) order; compare as sets.
+                if Set(actual) != Set(expected) || actual.count != expected.count {
+                    fail("\(name): both accept, but dsconvert reads \(actual), the reference \(expected)")
+                }
+                let referenceMetadata = outcome["metadata"]?.objectMembers.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.0, $0.1.stringValue ?? "?") }) }
+                let myMetadata = h.metadata.map { Dictionary(uniqueKeysWithValues: $0) }
+                if referenceMetadata != myMetadata {
+                    fail("\(name): metadata \(String(describing: myMetadata)), reference \(String(describing: referenceMetadata))")
+                }
+                agree += 1
+            case (.success, .some(let why)):
+                fail("\(name): dsconvert accepts, the reference rejects (\(why)): \(Self.show(try Sys.readFile(tmp.file(name))))")
+            case (.failure(let e), nil):
                 if Self.knownStricter(e) {
                     stricter += 1
                 } else {
-                    XCTFail("\(name): dsconvert rejects (\(e)), the reference accepts: \(Self.show(try Sys.readFile(tmp.file(name))))")
+                    fail("\(name): dsconvert rejects (\(e)), the reference accepts: \(Self.show(try Sys.readFile(tmp.file(name))))")
                 }
             }
         }
-        print("fuzz vs reference: \(count) files, \(agree) same verdict, \(stricter) rejected only by dsconvert's deliberate strictness")
+        XCTAssertEqual(failures, 0)
+        print("fuzz vs reference: \(count) files (seed \(seed)), \(agree) same verdict (\(images.count) accepted, contents compared), \(stricter) rejected only by dsconvert's deliberate strictness")
     }
 
     /// Where dsconvert rejects what the reference lets through: duplicate JSON keys (serde keeps

@@ -30,6 +30,13 @@ final class SafeTensorsWriterTests: XCTestCase {
         }
     }
 
+    /// A tensor's bytes, copied while its file is still mapped (a TensorView is only valid as
+    /// long as the SafeTensorsFile that made it).
+    private func bytes(of tensor: String, in path: String) throws -> [UInt8] {
+        let f = try SafeTensorsFile(path: path)
+        return try withExtendedLifetime(f) { Array(try f.tensor(tensor).bytes) }
+    }
+
     // MARK: success
 
     func testHeaderBytesAreExactlyWhatTheReferenceWrites() throws {
@@ -221,6 +228,23 @@ final class SafeTensorsWriterTests: XCTestCase {
         XCTAssertFalse(Sys.exists(tmpPath))
         XCTAssertEqual(try leftovers(dir), ["model.safetensors"])
         XCTAssertEqual(try SafeTensorsHeader.read(path: path).tensors.count, specs.count)
+    }
+
+    func testTwoWritersForTheSameDestinationDoNotShareATemporary() throws {
+        let dir = try STTemporaryDirectory()
+        let path = dir.file("same.safetensors")
+        let one = try SafeTensorsWriter(path: path, tensors: [specs[2]], metadata: [("writer", "one")])
+        let two = try SafeTensorsWriter(path: path, tensors: [specs[2]], metadata: [("writer", "two")])
+        XCTAssertEqual(try leftovers(dir).count, 2, "one temporary each")
+        try one.write("b", [1, 1, 1])
+        try two.write("b", [2, 2, 2])
+        try one.finish()
+        XCTAssertEqual(try SafeTensorsHeader.read(path: path).metadata?.first?.1, "one")
+        XCTAssertEqual(try bytes(of: "b", in: path), [1, 1, 1])
+        try two.finish()
+        XCTAssertEqual(try SafeTensorsHeader.read(path: path).metadata?.first?.1, "two")
+        XCTAssertEqual(try bytes(of: "b", in: path), [2, 2, 2])
+        XCTAssertEqual(try leftovers(dir), ["same.safetensors"])
     }
 
     func testInterruptAbortsTheWrite() throws {
