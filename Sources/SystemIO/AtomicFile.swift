@@ -7,7 +7,7 @@ import Synchronization
 
 /// An output file that only appears under its final name when it is complete.
 ///
-/// Bytes go to `DIR/.NAME.tmp-PID-N` beside the destination; `commit()` renames it into place
+/// Bytes go to `DIR/.NAME.tmp-HOST-PID-N-RANDOM` beside the destination; `commit()` renames it into place
 /// (atomic on POSIX file systems). If the object is dropped without `commit()`, or the process
 /// is interrupted (see `Interrupt`), the temporary is removed. A crash that kills the process
 /// outright can leave a `.tmp-` file but never a partial file under the final name; the next
@@ -24,18 +24,26 @@ public final class AtomicFile {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        // PID plus a per-process sequence number: two AtomicFiles for the same destination (in
-        // one process) must not share, and so unlink or rename, each other's temporary.
+        // A name no other writer can hold: PID and a per-process sequence number (two AtomicFiles
+        // for one destination in a process), plus the host name and random bits, because the jobs
+        // of a job array (Kubernetes pods have PID namespaces: every dsconvert may be PID 1) write
+        // into one shared directory at once. O_EXCL makes a collision an error, never a shared file.
         let sequence = AtomicFile.sequence.add(1, ordering: .relaxed).oldValue
-        temporaryPath = "\(dir)/.\(name)\(AtomicFile.marker)\(getpid())-\(sequence)"
-        Sys.unlink(temporaryPath)
-        fd = try Sys.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        temporaryPath = "\(dir)/.\(name)\(AtomicFile.marker)\(AtomicFile.hostTag)-\(getpid())-\(sequence)-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        fd = try Sys.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         Interrupt.register(temporaryPath)
     }
 
     /// The infix that marks dsconvert's temporary files.
     public static let marker = ".tmp-"
     private static let sequence = Atomic<Int>(0)
+    /// The host name, reduced to characters safe in a file name.
+    static let hostTag: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        let name = String(cString: buf).filter { $0.isLetter || $0.isNumber || $0 == "-" }
+        return name.isEmpty ? "host" : String(name.prefix(32))
+    }()
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         if bytes.isEmpty { return }
