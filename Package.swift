@@ -50,6 +50,6 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

@@ -9,6 +9,10 @@ public struct ModelLayout: Sendable {
         "q_proj", "k_proj", "v_proj", "o_proj",
         "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
     ]
+    /// Multi-head latent attention (DeepSeek) only.
+    static let mlaProjections: Set<String> = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"]
+    /// The MTP layer's norms (DeepSeek) only.
+    static let mtpNorms: Set<String> = ["enorm", "hnorm"]
     static let mlpProjections: Set<String> = ["gate_proj", "up_proj", "down_proj"]
     static let quantizationParameters: Set<String> = ["weight_scale_inv", "weight_scale", "input_scale", "weight_zero_point", "input_zero_point"]
     static let layerNorms: Set<String> = ["input_layernorm", "post_attention_layernorm", "enorm", "hnorm"]
@@ -60,6 +64,7 @@ public struct ModelLayout: Sendable {
         guard let head = rest.first else { return nil }
         switch head {
         case _ where rest.count == 1 && ModelLayout.layerNorms.contains(head):
+            if ModelLayout.mtpNorms.contains(head) && architecture != .deepseekV3 { return nil }
             return plain(.norm)
         case "self_attn":
             guard rest.count == 2 else {
@@ -70,6 +75,7 @@ public struct ModelLayout: Sendable {
                 return architecture == .deepseekV3 ? plain(.norm) : nil
             }
             guard ModelLayout.attentionProjections.contains(rest[1]) else { return nil }
+            if ModelLayout.mlaProjections.contains(rest[1]) && architecture != .deepseekV3 { return nil }
             return linear(.attention, rest[1])
         case "mlp":
             if rest.count == 2 && ModelLayout.mlpProjections.contains(rest[1]) { return linear(.mlp, rest[1]) }

@@ -63,13 +63,23 @@ public final class ConversionRunner {
         }
         try Sys.makeDirectory(out)
         if try realPath(out) == realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
-        AtomicFile.removeStaleTemporaries(in: out)
         let state = out + "/" + ResumeRecord.directoryName
         try Sys.makeDirectory(state)
-        AtomicFile.removeStaleTemporaries(in: state)
+        let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
+        if options.jobs == 1 {
+            AtomicFile.removeStaleTemporaries(in: out)
+            AtomicFile.removeStaleTemporaries(in: state)
+        } else {
+            // The other jobs of a job array may be writing into this directory right now: remove
+            // only the leftovers of this job's own shards (and of their records), never another
+            // job's temporary that is still being written. `merge-index` clears the rest.
+            for shard in mine {
+                removeStaleTemporaries(in: out, of: shard.name)
+                removeStaleTemporaries(in: state, of: shard.name + ".json")  // see ResumeRecord.path
+            }
+        }
         try DirectoryFinisher.writePlan(plan, checkpoint: checkpoint, outputDirectory: out)
 
-        let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
         let converter = ShardConverter(weights: checkpoint.weights)
@@ -108,6 +118,14 @@ public final class ConversionRunner {
         }
         report.seconds = monotonicSeconds() - start
         return report
+    }
+}
+
+/// Deletes the temporaries `.NAME.tmp-PID` that an interrupted writer of `name` left in `directory`.
+func removeStaleTemporaries(in directory: String, of name: String) {
+    let prefix = "." + name + AtomicFile.marker
+    for n in (try? Sys.listDirectory(directory)) ?? [] where n.hasPrefix(prefix) {
+        Sys.unlink(directory + "/" + n)
     }
 }
 

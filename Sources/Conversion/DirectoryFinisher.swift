@@ -47,10 +47,18 @@ public enum DirectoryFinisher {
               let input = plan["input_directory"]?.stringValue else {
             throw ConversionError.notAConversionDirectory(out)
         }
+        /// False when an input the shard was made from has changed since (another size or mtime),
+        /// as a job re-run would find; an input that is gone is not held against the shard.
+        func inputsUnchanged(_ rec: ResumeRecord) -> Bool {
+            rec.inputs.allSatisfy { i in
+                guard let st = try? Sys.stat(input + "/" + i.name) else { return true }
+                return st.size == i.size && st.mtimeNanoseconds == i.mtimeNanoseconds
+            }
+        }
         var missing: [String] = []
         for s in shards {
             guard let rec = ResumeRecord.read(ResumeRecord.path(outputDirectory: out, shard: s)), rec.settings == settings,
-                  let st = try? Sys.stat(out + "/" + s), st.size == rec.size else {
+                  let st = try? Sys.stat(out + "/" + s), st.size == rec.size, inputsUnchanged(rec) else {
                 missing.append(s)
                 continue
             }
@@ -62,6 +70,8 @@ public enum DirectoryFinisher {
             }
         }
         if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
+        // Every job has finished: temporaries still here were left by killed runs.
+        AtomicFile.removeStaleTemporaries(in: out)
 
         var weightMap: [(String, String)] = []
         var total = 0
@@ -75,6 +85,16 @@ public enum DirectoryFinisher {
         if plan["writes_index"]?.boolValue == true {
             let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
             try AtomicFile.write(idx.serialized(totalSize: total), to: out + "/" + SafeTensorsIndex.fileName)
+        } else if Sys.exists(out + "/" + SafeTensorsIndex.fileName) {
+            // Left by an earlier run into this directory (e.g. with --shard-size): loaders would
+            // follow it to the wrong files instead of this single-file output.
+            Sys.unlink(out + "/" + SafeTensorsIndex.fileName)
+            observer.note("removed the \(SafeTensorsIndex.fileName) an earlier run left in \(out): this output is a single file")
+        }
+        let planned = Set(shards)
+        let strays = try Sys.listDirectory(out).filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !planned.contains($0) }
+        if !strays.isEmpty {
+            observer.note("\(out) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
         }
         if let config = plan["config"], config != .null {
             try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: out + "/" + ModelConfig.fileName)

@@ -89,7 +89,12 @@ public enum PlanBuilder {
                 continue
             }
             if role.kind == .quantizationParameter {
-                throw QuantizationError.missingScale(tensor: role.module + ".weight", scale: name)
+                // A scale no quantized weight claims (e.g. a half-converted checkpoint).
+                let weight = role.module + ".weight"
+                if let w = ckpt.weights.info(weight) {
+                    throw QuantizationError.unsupportedDType(tensor: weight, dtype: w.dtype.rawValue, "is not FP8 or INT8, yet the checkpoint stores a quantization tensor '\(name)' for it (half-converted?)")
+                }
+                throw QuantizationError.badShape(tensor: name, shape: info.shape, "is a quantization tensor of '\(weight)', which is not in the checkpoint")
             }
             if wanted {
                 guard info.shape.count == 2 else {
@@ -158,8 +163,19 @@ public enum PlanBuilder {
     static func assemble(_ ckpt: Checkpoint, plans: [String: TensorPlan], shardSize: Int?, config: JSONValue?, settings: String, counts: [String: Int]) throws -> ConversionPlan {
         let w = ckpt.weights
         var shards: [OutputShardPlan] = []
+        // Every input file an output reads, the scales of quantized inputs included (they can sit
+        // in another file than their weight), so that resume notices when any of them changes.
         func inputShards(_ ts: [TensorPlan]) -> [Int] {
-            Array(Set(ts.map { w.location($0.source)!.shard })).sorted()
+            var files = Set<Int>()
+            for t in ts {
+                files.insert(w.location(t.source)!.shard)
+                switch t.action {
+                case let .dequantize(q, _), let .requantize(q, _, _):
+                    if let l = w.location(q.scale.name) { files.insert(l.shard) }
+                default: break
+                }
+            }
+            return files.sorted()
         }
         func inputBytes(_ ts: [TensorPlan]) -> Int {
             ts.reduce(0) { total, t in
@@ -174,30 +190,57 @@ public enum PlanBuilder {
         let ordered = w.tensorNames.compactMap { plans[$0] }
         if let limit = shardSize {
             guard limit > 0 else { throw QuantizationError.invalidOption("--shard-size must be positive") }
-            var groups: [[TensorPlan]] = [[]]
-            var size = 0
-            for t in ordered {
-                let b = t.outputs.reduce(0) { $0 + $1.byteCount }
-                if size + b > limit && !groups[groups.count - 1].isEmpty {
-                    groups.append([])
-                    size = 0
-                }
-                groups[groups.count - 1].append(t)
-                size += b
+            // The limit is on whole files, header included (a file holding a single input tensor's
+            // outputs, a weight and its scale, that are larger than the limit is the only exception). The header's size is computed exactly as
+            // `SafeTensorsWriter` lays it out: 8-byte length, compact JSON object with
+            // `__metadata__` {"format": "pt"} then one member per tensor, space padding to 8.
+            func memberLength(_ key: String, _ value: JSONValue) -> Int {
+                JSONWriter.compact(.object([(key, value)])).utf8.count - 2  // without the braces
             }
+            let emptyJSON = 2 + memberLength("__metadata__", .object([("format", .string("pt"))]))
+            func fileSize(json: Int, data: Int) -> Int { 8 + (json + 7) / 8 * 8 + data }
+            /// JSON and data sizes after appending `t`'s outputs to a file with these sizes.
+            func appending(_ t: TensorPlan, json: Int, data: Int) -> (json: Int, data: Int) {
+                var j = json, d = data
+                for s in t.outputs {
+                    j += 1 + memberLength(s.name, .object([
+                        ("dtype", .string(s.dtype.rawValue)),
+                        ("shape", .array(s.shape.map { .int($0) })),
+                        ("data_offsets", .array([.int(d), .int(d + s.byteCount)])),
+                    ]))
+                    d += s.byteCount
+                }
+                return (j, d)
+            }
+            var groups: [[TensorPlan]] = []
+            var current: [TensorPlan] = []
+            var size = (json: emptyJSON, data: 0)
+            for t in ordered {
+                var next = appending(t, json: size.json, data: size.data)
+                if !current.isEmpty && fileSize(json: next.json, data: next.data) > limit {
+                    groups.append(current)
+                    current = []
+                    next = appending(t, json: emptyJSON, data: 0)
+                }
+                current.append(t)
+                size = next
+            }
+            if !current.isEmpty || groups.isEmpty { groups.append(current) }
             let n = groups.count
             for (i, g) in groups.enumerated() {
                 let name = String(format: "model-%05d-of-%05d.safetensors", i + 1, n)
                 shards.append(OutputShardPlan(name: name, inputShards: inputShards(g), tensors: g, inputBytes: inputBytes(g)))
             }
         } else {
-            for (i, s) in w.shards.enumerated() {
+            for s in w.shards {
                 let g = s.header.tensors.compactMap { plans[$0.name] }
                 if g.isEmpty { continue }
-                shards.append(OutputShardPlan(name: s.name, inputShards: [i], tensors: g, inputBytes: inputBytes(g)))
+                shards.append(OutputShardPlan(name: s.name, inputShards: inputShards(g), tensors: g, inputBytes: inputBytes(g)))
             }
         }
-        let writesIndex = w.index != nil || shards.count > 1
+        // Re-chunked files are named model-00001-of-0000N even when N is 1, a name loaders find
+        // only through the index: write it whenever dsconvert chose the names.
+        let writesIndex = w.index != nil || shards.count > 1 || shardSize != nil
         return ConversionPlan(shards: shards, config: config, writesIndex: writesIndex,
                               indexMetadata: w.index?.metadata ?? [], settings: settings, counts: counts)
     }

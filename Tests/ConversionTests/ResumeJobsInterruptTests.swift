@@ -1,0 +1,203 @@
+import Foundation
+import XCTest
+import Checkpoint
+import Conversion
+import JSON
+import Numerics
+import Quantization
+import SafeTensors
+import SystemIO
+
+final class ResumeJobsInterruptTests: XCTestCase {
+    let shards = CV.deepseekShards
+
+    override func tearDown() {
+        Interrupt.reset()
+        super.tearDown()
+    }
+
+    /// A re-run converts only what is missing or does not verify, and the result is the bytes of a
+    /// clean run.
+    func testResume() throws {
+        let tmp = try CVTempDir()
+        let clean = tmp.sub("clean")
+        try CV.quantize(CV.deepseek, clean)
+        let out = tmp.sub("out")
+        let state = out + "/.dsconvert"
+
+        // An unfinished directory: job 0 of 2 converts shards 1, 3, 5 and leaves its records.
+        let r0 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
+        XCTAssertEqual(r0.converted, [shards[0], shards[2], shards[4]])
+        XCTAssertFalse(r0.finalized)
+        XCTAssertEqual(try CV.files(state), ["model-00001-of-00005.safetensors.json", "model-00003-of-00005.safetensors.json",
+                                             "model-00005-of-00005.safetensors.json", "plan.json"])
+        XCTAssertFalse(CV.exists(out + "/config.json"), "the directory is completed only at the end")
+
+        // A shard deleted, its record kept: only that shard is converted again.
+        try FileManager.default.removeItem(atPath: out + "/" + shards[2])
+        let obs = RecordingObserver()
+        let r1 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0, observer: obs)
+        XCTAssertEqual(r1.converted, [shards[2]])
+        XCTAssertEqual(r1.skipped, [shards[0], shards[4]])
+        XCTAssertEqual(obs.skipped, [shards[0], shards[4]])
+        XCTAssertEqual(Set(obs.tensors), Set(try SafeTensorsHeader.read(path: CV.deepseek + "/" + shards[2]).tensorNames))
+
+        // One byte of a recorded shard changed (same size, same record): the checksum finds it.
+        var bytes = try CV.bytes(out + "/" + shards[4])
+        bytes[bytes.count / 2] ^= 0x01
+        try CV.write(bytes, to: out + "/" + shards[4])
+        let r2 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
+        XCTAssertEqual(r2.converted, [shards[4]])
+        XCTAssertEqual(r2.skipped, [shards[0], shards[2]])
+        for i in [0, 2, 4] { XCTAssertEqual(try CV.bytes(out + "/" + shards[i]), try CV.bytes(clean + "/" + shards[i]), shards[i]) }
+
+        // Other settings never reuse a shard.
+        let r4 = try CV.quantize(CV.deepseek, out, try QuantizationScheme(format: .fp8, blockSize: 64), jobs: 2, jobIndex: 0)
+        XCTAssertEqual(r4.converted, [shards[0], shards[2], shards[4]], "settings changed: nothing skipped")
+        let r5 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
+        XCTAssertEqual(r5.converted, [shards[0], shards[2], shards[4]])
+
+        // The single-process run finishes the rest and completes the directory.
+        let r6 = try CV.quantize(CV.deepseek, out)
+        XCTAssertEqual(r6.converted, [shards[1], shards[3]])
+        XCTAssertEqual(r6.skipped, [shards[0], shards[2], shards[4]])
+        XCTAssertTrue(r6.finalized)
+        try CV.assertSameDirectory(out, clean)
+        XCTAssertFalse(CV.exists(state))
+    }
+
+    /// Ctrl-C (simulated with `Interrupt.request()` after the k-th tensor): the run throws, no
+    /// shard under its final name is partial, no temporary is left, and a re-run completes the
+    /// directory with the bytes of a clean run, converting only what is missing.
+    func testInterruptionAndResume() throws {
+        let tmp = try CVTempDir()
+        let clean = tmp.sub("clean")
+        try CV.quantize(CV.deepseek, clean)
+        for k in [1, 2, 11, 60, 138] {
+            let out = tmp.sub("out-\(k)")
+            let obs = RecordingObserver()
+            obs.afterTensor = { n in if n == k { Interrupt.request() } }
+            XCTAssertThrowsError(try CV.quantize(CV.deepseek, out, observer: obs), "k=\(k)") { error in
+                XCTAssertTrue(error is Interrupted, "k=\(k): \(error)")
+            }
+            Interrupt.reset()
+            XCTAssertEqual(CV.temporaries(out), [], "k=\(k)")
+            XCTAssertFalse(CV.exists(out + "/config.json"))
+            XCTAssertFalse(CV.exists(out + "/model.safetensors.index.json"))
+            var present: [String] = []
+            for s in shards where CV.exists(out + "/" + s) {
+                present.append(s)
+                let bytes = try CV.bytes(out + "/" + s)
+                XCTAssertEqual(bytes, try CV.bytes(clean + "/" + s), "k=\(k): \(s) is under its final name but not complete")
+                let rec = try XCTUnwrap(ResumeRecord.read(out + "/.dsconvert/" + s + ".json"), "k=\(k): \(s) has no record")
+                XCTAssertEqual(rec.size, bytes.count)
+                XCTAssertEqual(rec.xxh64, bytes.withUnsafeBytes { XXH64.hash($0) })
+            }
+            XCTAssertLessThan(present.count, shards.count, "k=\(k): interrupted before the end")
+
+            let r = try CV.quantize(CV.deepseek, out)
+            XCTAssertEqual(r.skipped, present, "k=\(k)")
+            XCTAssertEqual(r.converted, shards.filter { !present.contains($0) }, "k=\(k)")
+            try CV.assertSameDirectory(out, clean, "k=\(k)")
+        }
+    }
+
+    /// `--jobs 3` (each job in turn) + merge-index = a single-process run, byte for byte; merge-index
+    /// before every job has finished names what is missing.
+    func testJobsAndMergeIndex() throws {
+        let tmp = try CVTempDir()
+        let clean = tmp.sub("clean")
+        try CV.quantize(CV.deepseek, clean)
+        let out = tmp.sub("out")
+        let expected = [[shards[0], shards[3]], [shards[1], shards[4]], [shards[2]]]
+
+        let j0 = try CV.quantize(CV.deepseek, out, jobs: 3, jobIndex: 0)
+        XCTAssertEqual(j0.converted, expected[0])
+        XCTAssertFalse(j0.finalized)
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case let ConversionError.incomplete(_, missing) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(missing, [shards[1], shards[2], shards[4]])
+            XCTAssertTrue("\(error)".contains(shards[2]), "\(error)")
+        }
+        let j2 = try CV.quantize(CV.deepseek, out, jobs: 3, jobIndex: 2)
+        XCTAssertEqual(j2.converted, expected[2])
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case let ConversionError.incomplete(_, missing) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(missing, [shards[1], shards[4]])
+        }
+        let j1 = try CV.quantize(CV.deepseek, out, jobs: 3, jobIndex: 1)
+        XCTAssertEqual(j1.converted, expected[1])
+
+        // merge-index verifies every shard's checksum: a changed byte is refused.
+        var bytes = try CV.bytes(out + "/" + shards[3])
+        bytes[100] ^= 0x80
+        try CV.write(bytes, to: out + "/" + shards[3])
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case let ConversionError.corruptShard(path, _) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(path.hasSuffix(shards[3]))
+        }
+        bytes[100] ^= 0x80
+        try CV.write(bytes, to: out + "/" + shards[3])
+
+        let result = try DirectoryFinisher.finish(outputDirectory: out)
+        XCTAssertEqual(result.shards, 5)
+        try CV.assertSameDirectory(out, clean)
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case ConversionError.notAConversionDirectory = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try CV.quantize(CV.deepseek, tmp.sub("x"), jobs: 2, jobIndex: 2)) { error in
+            guard case ConversionError.invalidOptions = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// Jobs of a job array run at the same time in one directory: starting a job must not delete
+    /// another job's temporary that is still being written (its rename would then fail), only its
+    /// own leftovers; merge-index clears what killed runs left.
+    func testJobLeavesOtherJobsTemporariesAlone() throws {
+        let tmp = try CVTempDir()
+        let out = tmp.sub("out")
+        try FileManager.default.createDirectory(atPath: out + "/.dsconvert", withIntermediateDirectories: true)
+        // Job 1 (another process) is writing shard 2 and its record; job 0 left a temporary of shard 1 when killed.
+        let inFlight = out + "/." + shards[1] + ".tmp-999999"
+        let inFlightRecord = out + "/.dsconvert/." + shards[1] + ".json.tmp-999999"
+        let leftover = out + "/." + shards[0] + ".tmp-999998"
+        for p in [inFlight, inFlightRecord, leftover] { try CV.write([1, 2, 3], to: p) }
+
+        try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
+        XCTAssertTrue(CV.exists(inFlight), "job 0 deleted job 1's file in flight")
+        XCTAssertTrue(CV.exists(inFlightRecord), "job 0 deleted job 1's record in flight")
+        XCTAssertFalse(CV.exists(leftover), "job 0's own leftover is removed")
+
+        // Job 1 completes normally; merge-index then leaves no temporary behind.
+        try FileManager.default.removeItem(atPath: inFlightRecord)
+        try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 1)
+        try CV.write([1], to: out + "/.config.json.tmp-999997")
+        try DirectoryFinisher.finish(outputDirectory: out)
+        XCTAssertEqual(CV.temporaries(out), [])
+        let clean = tmp.sub("clean")
+        try CV.quantize(CV.deepseek, clean)
+        try CV.assertSameDirectory(out, clean)
+    }
+
+    /// An input file that changes between the jobs and merge-index makes the shards made from it
+    /// stale: merge-index names them, and re-running their job redoes exactly those.
+    func testMergeIndexNoticesChangedInputs() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("in"), out = tmp.sub("out")
+        try CV.copyDirectory(CV.deepseek, to: input)
+        try CV.quantize(input, out, jobs: 2, jobIndex: 0)
+        try CV.quantize(input, out, jobs: 2, jobIndex: 1)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: input + "/" + shards[3])
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case let ConversionError.incomplete(_, missing) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(missing, [shards[3]])
+        }
+        let r = try CV.quantize(input, out, jobs: 2, jobIndex: 1)
+        XCTAssertEqual(r.converted, [shards[3]])
+        XCTAssertEqual(r.skipped, [shards[1]])
+        try DirectoryFinisher.finish(outputDirectory: out)
+        let clean = tmp.sub("clean")
+        try CV.quantize(input, clean)
+        try CV.assertSameDirectory(out, clean)
+    }
+}
