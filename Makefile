@@ -44,7 +44,7 @@ demo: build
 # The test suite (XCTest; Python references: numpy, ml_dtypes, safetensors, xxhash).
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 # Interop tier (opt-in, ~5 GB of torch): compressed-tensors, torch and transformers as references.
 test-interop: build

@@ -8,8 +8,15 @@ import Numerics
 ///     amax  = max |W|  over the tensor, or over each output row (channel)
 ///     scale = D(amax / (range / 2))      range / 2 = 448 for FP8 E4M3, 127.5 for INT8
 ///     scale = eps(D) where scale == 0    (torch.finfo(D).eps; BF16: 2^-7)
-///     Q     = FP8: E4M3(clamp(D(W / scale), ±448))
+///     Q     = FP8: E4M3(clamp(D(W / scale) + 0, ±448))
 ///             INT8: int8(round_half_even(clamp(D(W / scale), -128, 127)))
+///
+/// The `+ 0` is compressed-tensors' zero point: its `_quantize` always does
+/// `scaled += zero_point.to(x.dtype)` (llm-compressor registers a zero point, all zeros, even
+/// for symmetric schemes, and passes it to the compressor), which turns a -0.0 quotient
+/// (a -0.0 weight) into +0.0, so the package writes FP8 0x00 where a plain cast gives 0x80.
+/// INT8 is unaffected (-0 and +0 are both integer 0). DeepSeek's block path has no zero point
+/// and keeps 0x80 (see `BlockFP8`).
 ///
 /// Scales are stored in D with shape [1] (tensor) or [rows, 1] (channel). Dequantization is
 /// D(D(Q) × scale).
@@ -93,12 +100,15 @@ public enum CompressedTensorsQuantizer {
         let sv = Vector.F(repeating: s)
         var c = 0
         while c + 8 <= cols {
-            out.storeBytes(of: Vector.toE4M3(roundD(L.load8(row, c) / sv), saturate: true), toByteOffset: c, as: SIMD8<UInt8>.self)
+            // `x + 0` as compressed-tensors adds its zero point: -0 becomes +0 (see the type's doc).
+            let x = roundD(L.load8(row, c) / sv)
+            let y = x.replacing(with: 0, where: x .== 0)
+            out.storeBytes(of: Vector.toE4M3(y, saturate: true), toByteOffset: c, as: SIMD8<UInt8>.self)
             c += 8
         }
         while c < cols {
             let x = roundD(Vector.F(repeating: L.load1(row, c) / s))[0]
-            out.storeBytes(of: FloatBits.f32ToE4M3Saturating(x), toByteOffset: c, as: UInt8.self)
+            out.storeBytes(of: FloatBits.f32ToE4M3Saturating(x == 0 ? 0 : x), toByteOffset: c, as: UInt8.self)
             c += 1
         }
     }

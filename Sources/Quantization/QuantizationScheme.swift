@@ -31,6 +31,9 @@ public struct QuantizationScheme: Sendable, Equatable {
         if blockSize < 1 || blockSize > 65536 {
             throw QuantizationError.invalidOption("--block-size must be between 1 and 65536, got \(blockSize)")
         }
+        if format == .int8 && weightOnly {
+            throw QuantizationError.invalidOption("--int8 --weight-only (W8A16) needs compressed-tensors' pack-quantized layout (int8 values packed into int32 weight_packed tensors), which dsconvert does not write yet; use --int8 (W8A8, dynamic per-token activations) or --fp8 --weight-only")
+        }
         if self.granularity == .block && weightOnly {
             throw QuantizationError.invalidOption("--weight-only applies to the compressed-tensors layouts (--granularity tensor|channel or --int8); DeepSeek's block layout always has dynamic activations")
         }
@@ -77,7 +80,9 @@ public struct QuantizationScheme: Sendable, Equatable {
             ])
         }
         let type = format == .fp8 ? "float" : "int"
-        let fmt = format == .fp8 ? "float-quantized" : "int-quantized"
+        // compressed-tensors infers the format from the scheme: weight-only FP8 is "naive-quantized"
+        // (the same bytes; the name tells loaders no activation quantization happens).
+        let fmt = weightOnly ? "naive-quantized" : format == .fp8 ? "float-quantized" : "int-quantized"
         func args(strategy: String, dynamic: Bool) -> JSONValue {
             .object([
                 ("num_bits", .int(8)), ("type", .string(type)), ("symmetric", .bool(true)),
