@@ -6,8 +6,8 @@
 #   3. quantize: `dsconvert quantize --fp8` vs `cp -r` vs a PyTorch CPU script (same threads),
 #      with the peak RSS of each
 #   4. memory: peak RSS of quantize on a 2 GiB and a 16 GiB checkpoint of equal shard size
-# Env: BENCH_DIR (default /tmp/dsconvert-bench), BENCH_THREADS (default 2), BENCH_SKIP_MEMORY=1,
-#      BENCH_SKIP_TORCH=1. Needs ~40 GB free in BENCH_DIR for the memory test.
+# Env: BENCH_DIR (default /tmp/dsconvert-bench), BENCH_THREADS (default 2), BENCH_SECTIONS (default
+#      "1 2 3 4"), BENCH_SKIP_TORCH=1. Needs ~40 GB free in BENCH_DIR for the memory test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DSCONVERT:-.build/release/dsconvert}
@@ -15,6 +15,8 @@ DIR=${BENCH_DIR:-/tmp/dsconvert-bench}
 T=${BENCH_THREADS:-2}
 export BENCH_THREADS=$T
 mkdir -p "$DIR"
+SECTIONS=" ${BENCH_SECTIONS:-1 2 3 4} "
+run() { case "$SECTIONS" in *" $1 "*) return 0;; *) return 1;; esac; }
 py=python3
 have_torch=$($py -c "import torch" 2>/dev/null && [ -z "${BENCH_SKIP_TORCH:-}" ] && echo 1 || echo 0)
 # numpy is slowed by OPENBLAS_* settings on some machines (see the env notes); unset for timing only.
@@ -25,6 +27,7 @@ rss_kb() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 gbps() { echo "scale=2; $1 / $2 / 1000000000" | bc -l; }
 
+if run 1; then
 echo "== 1. kernel: BF16 -> FP8 E4M3 block-128, 1 GiB tensor, $T threads"
 k=$($BIN bench kernel --mib 1024 --repeats 5 --threads "$T" --json)
 ref=$($py Scripts/bench_reference.py 1024)
@@ -34,6 +37,7 @@ np_=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['numpy_g
 th=$(echo "$ref" | $py -c "import json,sys; v=json.load(sys.stdin)['torch_gb_s']; print(v if v else 0)")
 printf "dsconvert %.2f GB/s | memcpy %.2f GB/s -> %.2fx memcpy | numpy+ml_dtypes %.2f GB/s -> %.1fx | torch %.2f GB/s -> %s\n" \
   "$q" "$m" "$(ratio "$q" "$m")" "$np_" "$(ratio "$q" "$np_")" "$th" "$( [ "$th" != 0 ] && ratio "$q" "$th" || echo n/a)x"
+fi
 
 CK="$DIR/llama-half"
 if [ ! -f "$CK/model.safetensors.index.json" ]; then
@@ -43,11 +47,14 @@ fi
 bytes=$(du -cb "$CK"/*.safetensors | tail -1 | cut -f1)
 cat "$CK"/*.safetensors > /dev/null; cat "$CK"/*.safetensors > /dev/null
 
+if run 2; then
 echo "== 2. read: every tensor of $(numfmt --to=si "$bytes")B (page cache warm)"
 tc=$(secs sh -c "cat $CK/*.safetensors > /dev/null")
 tr=$(secs "$BIN" bench read "$CK" --threads "$T")
 printf "dsconvert read %.2f GB/s | cat %.2f GB/s -> %.2fx cat\n" "$(gbps "$bytes" "$tr")" "$(gbps "$bytes" "$tc")" "$(ratio "$tc" "$tr")"
+fi
 
+if run 3; then
 echo "== 3. quantize --fp8 (block 128) of the same checkpoint, $T threads"
 rm -rf "$DIR/cp" "$DIR/q" "$DIR/torch"; sync
 tcp=$(secs cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
@@ -63,10 +70,11 @@ if [ "$have_torch" = 1 ]; then
 else
   echo "PyTorch script: skipped (torch not installed; make test-interop installs it)"
 fi
+fi
 
-if [ -z "${BENCH_SKIP_MEMORY:-}" ]; then
+if run 4; then
   echo "== 4. peak RSS vs checkpoint size (equal shard size, same tensor shapes)"
-  for layers in 6 48; do
+  for layers in 12 128; do  # ~2 GiB and ~16 GiB, same tensor shapes, 1 GB shards
     d="$DIR/mem-$layers"
     [ -f "$d/config.json" ] || $BIN synth --arch llama --scale 1/2 --layers "$layers" --shard-size 1GB "$d" -q
     sz=$(du -cb "$d"/*.safetensors | tail -1 | cut -f1)
