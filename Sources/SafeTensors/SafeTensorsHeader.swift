@@ -90,6 +90,18 @@ public struct SafeTensorsHeader: Sendable {
         if first.map({ json[$0] }) != UInt8(ascii: "{") {
             throw SafeTensorsError(.invalidHeader, file: file, offset: 8 + (first ?? json.count), "header does not start with '{'")
         }
+        var tensors: [TensorInfo] = []
+        var metadata: [(String, String)]?
+        if let fast = FastHeaderScanner.header(json),
+           let header = try validateLayout(tensors: fast.tensors, metadata: fast.metadata, dataStart: dataStart, fileSize: fileSize, file: file) {
+            return header
+        }
+        (tensors, metadata) = try strictEntries(json: json, file: file)
+        return try validateLayout(tensors: tensors, metadata: metadata, dataStart: dataStart, fileSize: fileSize, file: file)!
+    }
+
+    /// The strict path: parse with `JSONParser` and check every entry, in document order.
+    static func strictEntries(json: UnsafeRawBufferPointer, file: String) throws -> ([TensorInfo], [(String, String)]?) {
         let value: JSONValue
         do {
             value = try JSONParser.parse(json, maxDepth: 8)
@@ -119,8 +131,18 @@ public struct SafeTensorsHeader: Sendable {
             }
             tensors.append(try tensorInfo(name: name, entry: entry, file: file))
         }
+        return (tensors, metadata)
+    }
+
+    /// Checks that the entries tile the data buffer and builds the header; nil when two entries
+    /// share a name (only the fast path can produce that; the strict parser rejects duplicate keys).
+    static func validateLayout(tensors input: [TensorInfo], metadata: [(String, String)]?, dataStart: Int, fileSize: Int, file: String) throws -> SafeTensorsHeader? {
+        var tensors = input
         let dataSize = fileSize - dataStart
         tensors.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
+        var index: [String: Int] = [:]
+        index.reserveCapacity(tensors.count)
+        for (i, t) in tensors.enumerated() where index.updateValue(i, forKey: t.name) != nil { return nil }
         var expected = 0
         for t in tensors {
             let r = t.dataOffsets
@@ -142,9 +164,6 @@ public struct SafeTensorsHeader: Sendable {
             throw SafeTensorsError(.notFullyCovered, file: file, offset: dataStart + expected,
                 "\(dataSize - expected) bytes after the last tensor are not covered by any tensor")
         }
-        var index: [String: Int] = [:]
-        index.reserveCapacity(tensors.count)
-        for (i, t) in tensors.enumerated() { index[t.name] = i }
         return SafeTensorsHeader(tensors: tensors, metadata: metadata, dataStart: dataStart, fileSize: fileSize, indexByName: index)
     }
 

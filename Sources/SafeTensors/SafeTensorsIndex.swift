@@ -18,6 +18,11 @@ public struct SafeTensorsIndex: Sendable {
     public static func read(path: String) throws -> SafeTensorsIndex {
         let bytes: [UInt8]
         do { bytes = try Sys.readFile(path, limit: 512 << 20) } catch { throw SafeTensorsError.io(error) }
+        if let fast = bytes.withUnsafeBytes({ FastHeaderScanner.index($0) }),
+           Set(fast.weightMap.lazy.map(\.1)).allSatisfy({ !$0.utf8.contains(UInt8(ascii: "/")) && $0 != "." && $0 != ".." && !$0.isEmpty }),
+           Set(fast.weightMap.lazy.map(\.0)).count == fast.weightMap.count {
+            return SafeTensorsIndex(metadata: fast.metadata, weightMap: fast.weightMap)
+        }
         let value: JSONValue
         do { value = try JSONParser.parse(bytes) } catch {
             throw SafeTensorsError(.indexInvalid, file: path, offset: error.offset, "invalid JSON: \(error.message)")
