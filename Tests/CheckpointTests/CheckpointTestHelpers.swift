@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import Checkpoint
 import JSON
@@ -8,24 +9,15 @@ import SafeTensors
 /// with TestSupport).
 enum CK {
     /// The package root, from this file's path: `<root>/Tests/CheckpointTests/<file>`.
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let root = STFixtures.packageRoot
     static let samples = root + "/Samples"
     static let deepseek = samples + "/deepseek-v3-tiny"
     static let qwen2 = samples + "/qwen2-tiny"
     static let llama = samples + "/llama-tiny"
 
-    /// Copies the regular files of `source` into `destination` (created).
+    /// Copies the regular files of `source` into `destination` (created), writable.
     static func copyDirectory(_ source: String, to destination: String) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
-        for name in try fm.contentsOfDirectory(atPath: source) {
-            try fm.copyItem(atPath: source + "/" + name, toPath: destination + "/" + name)
-            try fm.setAttributes([.posixPermissions: 0o644], ofItemAtPath: destination + "/" + name)
-        }
+        try STFixtures.copyDirectory(source, to: destination)
     }
 
     static func writeJSON(_ v: JSONValue, to path: String) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import Checkpoint
 import Conversion
@@ -11,11 +12,7 @@ import SafeTensors
 /// collides with TestSupport).
 enum CV {
     /// The package root, from this file's path: `<root>/Tests/ConversionTests/<file>`.
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let root = STFixtures.packageRoot
     static let deepseek = root + "/Samples/deepseek-v3-tiny"
     static let qwen2 = root + "/Samples/qwen2-tiny"
     static let llama = root + "/Samples/llama-tiny"
@@ -65,12 +62,7 @@ enum CV {
 
     /// Copies the regular files of `source` into `destination` (created), writable.
     static func copyDirectory(_ source: String, to destination: String) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
-        for name in try fm.contentsOfDirectory(atPath: source) {
-            try fm.copyItem(atPath: source + "/" + name, toPath: destination + "/" + name)
-            try fm.setAttributes([.posixPermissions: 0o644], ofItemAtPath: destination + "/" + name)
-        }
+        try STFixtures.copyDirectory(source, to: destination)
     }
 
     /// Every file under `dir` whose name marks a dsconvert temporary (`.NAME.tmp-PID`), recursively.

@@ -27,6 +27,16 @@ public enum STFixtures {
     /// `<root>/Samples`.
     public static var samplesDirectory: String { packageRoot + "/Samples" }
 
+    /// Copies the regular files of `source` into `destination` (created), writable.
+    public static func copyDirectory(_ source: String, to destination: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
+        for name in try fm.contentsOfDirectory(atPath: source) {
+            try fm.copyItem(atPath: source + "/" + name, toPath: destination + "/" + name)
+            try fm.setAttributes([.posixPermissions: 0o644], ofItemAtPath: destination + "/" + name)
+        }
+    }
+
     /// An environment variable as an integer (`_` separators allowed), or `defaultValue`.
     public static func environmentInt(_ name: String, default defaultValue: Int) -> Int {
         guard let text = ProcessInfo.processInfo.environment[name] else { return defaultValue }
