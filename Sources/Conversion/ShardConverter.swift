@@ -105,12 +105,16 @@ private final class WritePipeline: @unchecked Sendable {
 
     func release(_ slot: Int) { free[slot].signal() }
 
+    /// Byte ranges handed to the writer thread; they stay valid until the slot is released.
+    private struct Pieces: @unchecked Sendable { var items: [(String, UnsafeRawBufferPointer)] }
+
     func submit(_ slot: Int, _ pieces: [(String, UnsafeRawBufferPointer)], then done: @escaping () -> Void) {
+        let pieces = Pieces(items: pieces)
         queue.async { [self] in
             defer { free[slot].signal() }
             guard error == nil else { return }
             do {
-                for (name, bytes) in pieces { try writer.write(name, bytes) }
+                for (name, bytes) in pieces.items { try writer.write(name, bytes) }
                 done()
             } catch {
                 self.error = error

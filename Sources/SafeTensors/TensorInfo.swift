@@ -58,3 +58,22 @@ public struct TensorView: @unchecked Sendable {
     public var dtype: DType { info.dtype }
     public var shape: [Int] { info.shape }
 }
+
+extension TensorView {
+    /// The tensor's elements as `T`, zero-copy. `T` must have the dtype's element size (e.g.
+    /// `UInt16` or `Float16` for BF16/F16, `Float` for F32, `UInt8` for FP8). safetensors only
+    /// aligns the header to 8 bytes, so a tensor after an odd-sized one can start misaligned for
+    /// `T`: that is an error here (use `bytes` with `loadUnaligned` instead).
+    public func elements<T>(as type: T.Type) throws -> UnsafeBufferPointer<T> {
+        guard let size = dtype.byteSize, size == MemoryLayout<T>.stride else {
+            throw SafeTensorsError(.writerMisuse, file: file, tensor: name,
+                "\(dtype.rawValue) elements are \(dtype.bits) bits; \(T.self) is \(MemoryLayout<T>.stride * 8)")
+        }
+        guard let base = bytes.baseAddress else { return UnsafeBufferPointer(start: nil, count: 0) }
+        guard Int(bitPattern: base) % MemoryLayout<T>.alignment == 0 else {
+            throw SafeTensorsError(.writerMisuse, file: file, tensor: name,
+                "data is not \(MemoryLayout<T>.alignment)-byte aligned in the file; read it with loadUnaligned")
+        }
+        return UnsafeBufferPointer(start: base.assumingMemoryBound(to: T.self), count: info.elementCount)
+    }
+}

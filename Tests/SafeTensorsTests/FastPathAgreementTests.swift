@@ -1,5 +1,6 @@
 import Foundation
 @testable import SafeTensors
+import TestSupport
 import XCTest
 
 /// The fast header/index scanner must agree with the strict path (JSONParser + checks) on every
@@ -56,5 +57,23 @@ final class FastPathAgreementTests: XCTestCase {
         ] {
             XCTAssertNil(Array(declined.utf8).withUnsafeBytes { FastHeaderScanner.index($0) }, declined)
         }
+    }
+}
+
+/// Typed, zero-copy access to a mapped tensor, checked against the sample's known values.
+final class TypedAccessTests: XCTestCase {
+    func testElementsOfTheDeepSeekRouterBias() throws {
+        let ckpt = try SafeTensorsCheckpoint(path: STFixtures.samplesDirectory + "/deepseek-v3-tiny")
+        let name = "model.layers.1.mlp.gate.e_score_correction_bias"
+        let loc = try XCTUnwrap(ckpt.location(name))
+        let file = try ckpt.open(shard: loc.shard)
+        let view = file.view(loc.info)
+        let floats = try view.elements(as: Float.self)
+        XCTAssertEqual(floats.count, 16)
+        // Same values read byte by byte.
+        for i in 0..<16 {
+            XCTAssertEqual(floats[i].bitPattern, view.bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+        }
+        XCTAssertThrowsError(try view.elements(as: UInt16.self))
     }
 }
