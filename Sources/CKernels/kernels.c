@@ -57,3 +57,46 @@ ABSMAX(dsc_absmax_f32, float, ID)
 QUANTIZE(dsc_quantize_e4m3_bf16, uint16_t, bf16_to_f32)
 QUANTIZE(dsc_quantize_e4m3_f16, uint16_t, f16_to_f32)
 QUANTIZE(dsc_quantize_e4m3_f32, float, ID)
+
+/// Exact f32 value of an E4M3FN code, branch-free (vectorisable).
+static inline float e4m3_to_f32(uint8_t c) {
+    uint32_t sign = (uint32_t)(c & 0x80) << 24;
+    uint32_t e = (c >> 3) & 0xF, m = c & 7;
+    float sub = (float)m * 0x1p-9f;                                  // subnormal: m × 2^-9
+    uint32_t norm = ((e + 120) << 23) | (m << 20);                   // rebias 7 -> 127
+    uint32_t bits = e == 0 ? f2u(sub) : norm;
+    bits = (c & 0x7F) == 0x7F ? 0x7FC00000 : bits;                    // NaN
+    return u2f(bits | sign);
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t b = f2u(f);
+    uint32_t r = (b + 0x7FFF + ((b >> 16) & 1)) >> 16;
+    uint32_t nan = ((b >> 16) & 0x8000) | 0x7FC0;
+    return (uint16_t)((b & 0x7FFFFFFF) > 0x7F800000 ? nan : r);
+}
+
+/// f32 -> f16 bits, round to nearest even, overflow to inf; NaN keeps its top payload bits (numpy).
+static inline uint16_t f32_to_f16(float f) {
+    uint32_t b = f2u(f);
+    uint32_t sign = (b >> 16) & 0x8000;
+    uint32_t a = b & 0x7FFFFFFF;
+    uint32_t sub = f2u(u2f(a) + 0.5f) - 0x3F000000;
+    uint32_t norm = (a + 0xC8000FFF + ((a >> 13) & 1)) >> 13;
+    uint32_t r = a < 0x38800000 ? sub : norm;
+    r = a >= 0x47800000 ? 0x7C00 : r;
+    uint32_t nanv = 0x7C00 + ((a & 0x7FFFFF) >> 13);
+    nanv = nanv == 0x7C00 ? 0x7C01 : nanv;
+    r = a > 0x7F800000 ? nanv : r;
+    return (uint16_t)(r | sign);
+}
+
+DSC_CLONES void dsc_dequantize_e4m3_bf16(const uint8_t *src, size_t n, float scale, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = f32_to_bf16(e4m3_to_f32(src[i]) * scale);
+}
+DSC_CLONES void dsc_dequantize_e4m3_f16(const uint8_t *src, size_t n, float scale, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = f32_to_f16(e4m3_to_f32(src[i]) * scale);
+}
+DSC_CLONES void dsc_dequantize_e4m3_f32(const uint8_t *src, size_t n, float scale, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = e4m3_to_f32(src[i]) * scale;
+}

@@ -119,27 +119,20 @@ public enum BlockFP8 {
         _ blockRows: Int, _ blockCols: Int, _ out: UnsafeMutableRawPointer
     ) {
         let colBlocks = (cols + blockCols - 1) / blockCols
-        FloatBits.e4m3Table.withUnsafeBufferPointer { table in
-            let t = table.baseAddress!
-            Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
-                for r in range {
-                    let scaleRow = scales + (r / blockRows) * colBlocks
-                    let row = UnsafeRawPointer(q + r * cols)
-                    let base = r * cols
-                    for cb in 0..<colBlocks {
-                        let c0 = cb * blockCols
-                        let c1 = Swift.min(cols, c0 + blockCols)
-                        let s = scaleRow[cb]
-                        let sv = Vector.F(repeating: s)
-                        var c = c0
-                        while c + 8 <= c1 {
-                            S.store8(Vector.loadTable(row, c, t) * sv, out, base + c)
-                            c += 8
-                        }
-                        while c < c1 {
-                            S.store1(t[Int(row.load(fromByteOffset: c, as: UInt8.self))] * s, out, base + c)
-                            c += 1
-                        }
+        Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
+            for r in range {
+                let scaleRow = scales + (r / blockRows) * colBlocks
+                for cb in 0..<colBlocks {
+                    let c0 = cb * blockCols
+                    let n = Swift.min(cols, c0 + blockCols) - c0
+                    let at = r * cols + c0
+                    // C kernels (vectorised, run-time CPU dispatch); same arithmetic as FloatBits.
+                    if S.self == BF16Storer.self {
+                        dsc_dequantize_e4m3_bf16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
+                    } else if S.self == F16Storer.self {
+                        dsc_dequantize_e4m3_f16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
+                    } else {
+                        dsc_dequantize_e4m3_f32(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: Float.self) + at)
                     }
                 }
             }

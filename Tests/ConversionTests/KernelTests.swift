@@ -146,4 +146,25 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+}
+
+extension KernelTests {
+    /// Dequantization: every E4M3 code times each scale, rounded to BF16 / F16 / F32, against
+    /// FloatBits (whose conversions are checked exhaustively against ml_dtypes in NumericsTests).
+    func testDequantizeAllCodes() {
+        let codes = (0...0xFF).map { UInt8($0) }
+        var b16 = [UInt16](repeating: 0, count: 256), h16 = [UInt16](repeating: 0, count: 256), f32 = [Float](repeating: 0, count: 256)
+        for s in KernelTests.scales + [-1, 0x1p-130, 1e30] {
+            dsc_dequantize_e4m3_bf16(codes, 256, s, &b16)
+            dsc_dequantize_e4m3_f16(codes, 256, s, &h16)
+            dsc_dequantize_e4m3_f32(codes, 256, s, &f32)
+            for c in codes {
+                let v = FloatBits.e4m3ToF32(c) * s
+                XCTAssertEqual(b16[Int(c)], FloatBits.f32ToBF16(v), String(format: "bf16 code 0x%02x scale %a", c, s))
+                XCTAssertEqual(h16[Int(c)], FloatBits.f32ToF16(v), String(format: "f16 code 0x%02x scale %a", c, s))
+                XCTAssertEqual(f32[Int(c)].bitPattern, v.bitPattern, String(format: "f32 code 0x%02x scale %a", c, s))
+            }
+        }
+    }
 }

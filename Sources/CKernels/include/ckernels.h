@@ -19,4 +19,10 @@ void dsc_quantize_e4m3_bf16(const uint16_t *src, size_t n, float scale, uint8_t 
 void dsc_quantize_e4m3_f16(const uint16_t *src, size_t n, float scale, uint8_t *dst);
 void dsc_quantize_e4m3_f32(const float *src, size_t n, float scale, uint8_t *dst);
 
+/// out[i] = round_to(T, f32(E4M3FN src[i]) × scale) (round to nearest even), T = BF16, F16 or F32.
+/// NaN codes (0x7F, 0xFF) give the quiet NaN with their sign.
+void dsc_dequantize_e4m3_bf16(const uint8_t *src, size_t n, float scale, uint16_t *out);
+void dsc_dequantize_e4m3_f16(const uint8_t *src, size_t n, float scale, uint16_t *out);
+void dsc_dequantize_e4m3_f32(const uint8_t *src, size_t n, float scale, float *out);
+
 #endif
