@@ -57,12 +57,16 @@ fi
 if run 3; then
 echo "== 3. quantize --fp8 (block 128) of the same checkpoint, $T threads"
 rm -rf "$DIR/cp" "$DIR/q" "$DIR/torch"; sync
-tcp=$(secs cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
+sync; sleep 1; tcp=$(secs cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync; sleep 1
 rcp=$(rss_kb cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
-tq=$(secs "$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q); rm -rf "$DIR/q"; sync
+tq=$(secs "$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q); rm -rf "$DIR/q"; sync; sleep 1
 rq=$(rss_kb "$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q); rm -rf "$DIR/q"; sync
 printf "dsconvert %.2f GB/s (peak RSS %d MB) | cp -r %.2f GB/s (%d MB) -> %.2fx cp\n" \
   "$(gbps "$bytes" "$tq")" $((rq / 1024)) "$(gbps "$bytes" "$tcp")" $((rcp / 1024)) "$(ratio "$tcp" "$tq")"
+"$BIN" quantize --fp8 "$CK" "$DIR/q" --threads "$T" -q; sync
+tdq=$(secs "$BIN" dequantize "$DIR/q" "$DIR/dq" --to bf16 --threads "$T" -q); rm -rf "$DIR/dq" "$DIR/q"; sync
+printf "dequantize FP8 -> BF16 (writes %s): %.2f s | cp -r of the same output size %.2f s -> %.2fx cp\n" \
+  "$(numfmt --to=si "$bytes")B" "$tdq" "$tcp" "$(ratio "$tcp" "$tdq")"
 if [ "$have_torch" = 1 ]; then
   tt=$(secs $py Scripts/torch_quantize.py "$CK" "$DIR/torch"); rm -rf "$DIR/torch"; sync
   rt=$(rss_kb $py Scripts/torch_quantize.py "$CK" "$DIR/torch"); rm -rf "$DIR/torch"
