@@ -72,11 +72,14 @@ public enum PlanBuilder {
         }
         var counts: [String: Int] = [:]
         var plans: [String: TensorPlan] = [:]
+        var ignoredLayers: [String] = []
         for name in ckpt.weights.tensorNames {
             if consumed.contains(name) { continue }
             let info = ckpt.weights.info(name)!
             let role = ckpt.roles[name]!
-            let wanted = role.quantizedByDefault && !ignored(role.module)
+            let keptByUser = role.quantizedByDefault && ignored(role.module)
+            if keptByUser { ignoredLayers.append(role.module) }
+            let wanted = role.quantizedByDefault && !keptByUser
             if let q = quantized[name] {
                 let rows = info.shape[0], cols = info.shape[1]
                 if wanted {
@@ -118,7 +121,7 @@ public enum PlanBuilder {
             if kinds.contains(.mtpProjection) { ignoreList += ["re:.*eh_proj$", "re:.*shared_head\\.head$"] }
             ignoreList += ignore.map { "re:.*(?:\($0))" }
         }
-        var config = ckpt.config!.json.setting("quantization_config", scheme.quantizationConfig(ignore: ignoreList))
+        var config = ckpt.config!.json.setting("quantization_config", scheme.quantizationConfig(ignore: ignoreList, ignoredLayers: ignoredLayers.sorted()))
         if config["torch_dtype"] == nil && config["dtype"] == nil, let t = modelDType.torchName {
             config = config.setting("torch_dtype", .string(t))
         }

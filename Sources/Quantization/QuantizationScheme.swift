@@ -69,15 +69,20 @@ public struct QuantizationScheme: Sendable, Equatable {
     }
 
     /// config.json's `quantization_config` for this scheme. `ignore` lists the modules left
-    /// unquantized (compressed-tensors layout only), as exact names or `re:` patterns.
-    public func quantizationConfig(ignore: [String]) -> JSONValue {
+    /// unquantized for the compressed-tensors layout, as exact names or `re:` patterns;
+    /// `ignoredLayers` the linear modules `--ignore` kept in high precision, which the DeepSeek
+    /// layout records as `ignored_layers` (the key vLLM's and SGLang's `Fp8Config` read) only
+    /// when there are any, so that the default config is exactly DeepSeek's four keys.
+    public func quantizationConfig(ignore: [String], ignoredLayers: [String] = []) -> JSONValue {
         if isDeepSeekNative {
-            return .object([
+            var members: [(String, JSONValue)] = [
                 ("activation_scheme", .string("dynamic")),
                 ("fmt", .string("e4m3")),
                 ("quant_method", .string("fp8")),
                 ("weight_block_size", .array([.int(blockSize), .int(blockSize)])),
-            ])
+            ]
+            if !ignoredLayers.isEmpty { members.append(("ignored_layers", .array(ignoredLayers.map { .string($0) }))) }
+            return .object(members)
         }
         let type = format == .fp8 ? "float" : "int"
         // compressed-tensors infers the format from the scheme: weight-only FP8 is "naive-quantized"

@@ -20,8 +20,9 @@ final class IgnoreAndShardSizeTests: XCTestCase {
     }
 
     /// The search semantics on the deepseek sample (block layout): ignored modules stay exactly as
-    /// they were, everything else is quantized, and the config keeps DeepSeek's exact
-    /// quantization_config (that layout has no ignore list).
+    /// they were, everything else is quantized, and the config is DeepSeek's quantization_config
+    /// plus `ignored_layers` naming exactly the kept modules (the key vLLM's and SGLang's Fp8Config
+    /// read; without --ignore it is absent, see QuantizeOutputTests).
     func testIgnoreSearchesTheModuleName() throws {
         let tmp = try CVTempDir()
         let out = tmp.sub("out")
@@ -47,7 +48,14 @@ final class IgnoreAndShardSizeTests: XCTestCase {
         XCTAssertEqual(ignored, 3 + 6 + 2)
         XCTAssertEqual(output.count, 139 + 120 - ignored)
         let qc = try CV.json(out + "/config.json")["quantization_config"]!
-        XCTAssertEqual(CV.canonical(qc), CV.canonical(try JSONParser.parse(#"{"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}"#)))
+        let kept = input.keys.filter { ckpt.roles[$0]!.quantizedByDefault && Self.expectIgnored($0) }
+            .map { String($0.dropLast(".weight".count)) }.sorted()
+        XCTAssertEqual(kept.count, ignored)
+        let expected = JSONValue.object([
+            ("quant_method", .string("fp8")), ("fmt", .string("e4m3")), ("activation_scheme", .string("dynamic")),
+            ("weight_block_size", .array([.int(128), .int(128)])), ("ignored_layers", .array(kept.map { .string($0) })),
+        ])
+        XCTAssertEqual(CV.canonical(qc), CV.canonical(expected))
         // An invalid pattern is refused up front.
         XCTAssertThrowsError(try CV.quantize(CV.deepseek, tmp.sub("bad"), ignore: ["(unclosed"])) { error in
             guard case QuantizationError.invalidOption = error else { return XCTFail("\(error)") }
