@@ -6,6 +6,7 @@
 #   3. quantize: `dsconvert quantize --fp8` vs `cp -r` vs a PyTorch CPU script (same threads),
 #      with the peak RSS of each
 #   4. memory: peak RSS of quantize on a 2 GiB and a 16 GiB checkpoint of equal shard size
+#   5. inspect: a 163-shard, ~92,000-tensor FP8 checkpoint (DeepSeek-V3 layout), headers only
 # Env: BENCH_DIR (default /tmp/dsconvert-bench), BENCH_THREADS (default 2), BENCH_SECTIONS (default
 #      "1 2 3 4"), BENCH_SKIP_TORCH=1. Needs ~40 GB free in BENCH_DIR for the memory test.
 set -euo pipefail
@@ -15,7 +16,7 @@ DIR=${BENCH_DIR:-/tmp/dsconvert-bench}
 T=${BENCH_THREADS:-2}
 export BENCH_THREADS=$T
 mkdir -p "$DIR"
-SECTIONS=" ${BENCH_SECTIONS:-1 2 3 4} "
+SECTIONS=" ${BENCH_SECTIONS:-1 2 3 4 5} "
 run() { case "$SECTIONS" in *" $1 "*) return 0;; *) return 1;; esac; }
 py=python3
 have_torch=$($py -c "import torch" 2>/dev/null && [ -z "${BENCH_SKIP_TORCH:-}" ] && echo 1 || echo 0)
@@ -95,4 +96,15 @@ if run 4; then
     r=$(rss_kb "$BIN" quantize --fp8 "$d" "$DIR/mem-out" --threads "$T" -q); rm -rf "$DIR/mem-out"
     printf "%s checkpoint (%d shards): peak RSS %d MB\n" "$(numfmt --to=iec "$sz")B" "$(ls "$d"/*.safetensors | wc -l)" $((r / 1024))
   done
+fi
+
+if run 5; then
+  echo "== 5. inspect of a 163-shard FP8 DeepSeek-V3-layout checkpoint (synth --scale 1/64, quantized)"
+  d="$DIR/ds64"
+  [ -f "$d/config.json" ] || $BIN synth --arch deepseek-v3 --scale 1/64 "$d" -q
+  [ -f "$DIR/ds64-fp8/config.json" ] || $BIN quantize --fp8 "$d" "$DIR/ds64-fp8" -q
+  n=$($BIN inspect "$DIR/ds64-fp8" --json --summary | $py -c "import json,sys; print(json.load(sys.stdin)['tensor_count'])")
+  times=""; for _ in 1 2 3 4 5; do times="$times $(secs "$BIN" inspect "$DIR/ds64-fp8" --summary)"; done
+  printf "inspect: %d tensors in 163 shards, best %.2f s, median %.2f s\n" "$n" \
+    "$(printf '%s\n' $times | sort -g | head -1)" "$(printf '%s\n' $times | sort -g | sed -n 3p)"
 fi
