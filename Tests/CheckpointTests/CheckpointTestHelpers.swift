@@ -25,18 +25,8 @@ enum CK {
     }
 }
 
-/// A fresh directory, removed on deinit.
-final class CKTempDir {
-    let path: String
-    init(_ label: String = "dsconvert-ck") throws {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/\(label).XXXXXX".utf8CString)
-        let ok = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
-        guard ok else { throw CocoaError(.fileWriteUnknown) }
-        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+/// A fresh directory, removed on deinit (TestSupport's, shared by every test target).
+typealias CKTempDir = STTemporaryDirectory
 
 /// What a tensor name should be, written down independently of `ModelLayout` from the Hugging Face
 /// names in DESIGN.md §3 and the samples' README (one anchored pattern per kind of name).

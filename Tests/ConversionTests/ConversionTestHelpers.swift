@@ -139,19 +139,8 @@ enum CV {
     }
 }
 
-/// A fresh directory, removed on deinit.
-final class CVTempDir {
-    let path: String
-    init(_ label: String = "dsconvert-cv") throws {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/\(label).XXXXXX".utf8CString)
-        let ok = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
-        guard ok else { throw CocoaError(.fileWriteUnknown) }
-        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-    func sub(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+/// A fresh directory, removed on deinit (TestSupport's, shared by every test target).
+typealias CVTempDir = STTemporaryDirectory
 
 /// Records what a run reports, and can act after the n-th tensor.
 final class RecordingObserver: ConversionObserver {

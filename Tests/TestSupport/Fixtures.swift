@@ -62,6 +62,8 @@ public final class STTemporaryDirectory {
 
     /// `path/name`.
     public func file(_ name: String) -> String { path + "/" + name }
+    /// `path/name` (the conversion tests' spelling).
+    public func sub(_ name: String) -> String { file(name) }
 
     /// Creates the subdirectory `name` and returns its path.
     public func directory(_ name: String) throws -> String {
