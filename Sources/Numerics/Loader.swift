@@ -29,36 +29,3 @@ public enum F32Loader: FloatLoader {
         p.loadUnaligned(fromByteOffset: i &* 4, as: Float.self)
     }
 }
-
-/// Stores f32 values in one float format (round to nearest even), eight or one at a time.
-public protocol FloatStorer {
-    static func store8(_ v: Vector.F, _ p: UnsafeMutableRawPointer, _ i: Int)
-    static func store1(_ v: Float, _ p: UnsafeMutableRawPointer, _ i: Int)
-}
-
-public enum BF16Storer: FloatStorer {
-    @inlinable @inline(__always) public static func store8(_ v: Vector.F, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: Vector.toBF16(v), toByteOffset: i &* 2, as: SIMD8<UInt16>.self)
-    }
-    @inlinable @inline(__always) public static func store1(_ v: Float, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: FloatBits.f32ToBF16(v), toByteOffset: i &* 2, as: UInt16.self)
-    }
-}
-
-public enum F16Storer: FloatStorer {
-    @inlinable @inline(__always) public static func store8(_ v: Vector.F, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: Vector.toF16(v, payloadNaN: true), toByteOffset: i &* 2, as: SIMD8<UInt16>.self)
-    }
-    @inlinable @inline(__always) public static func store1(_ v: Float, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: FloatBits.f32ToF16(v), toByteOffset: i &* 2, as: UInt16.self)
-    }
-}
-
-public enum F32Storer: FloatStorer {
-    @inlinable @inline(__always) public static func store8(_ v: Vector.F, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: v, toByteOffset: i &* 4, as: Vector.F.self)
-    }
-    @inlinable @inline(__always) public static func store1(_ v: Float, _ p: UnsafeMutableRawPointer, _ i: Int) {
-        p.storeBytes(of: v, toByteOffset: i &* 4, as: Float.self)
-    }
-}

@@ -30,18 +30,9 @@ public enum BlockFP8 {
         blockRows: Int = 128, blockCols: Int = 128,
         q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>
     ) throws {
-        switch format {
-        case .bf16: try quantize(BF16Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
-        case .f16: try quantize(F16Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
-        case .f32: try quantize(F32Loader.self, name, src, rows, cols, blockRows, blockCols, q, scales)
-        default: throw QuantizationError.unsupportedDType(tensor: name, dtype: format.rawValue, "cannot be block-quantized (expected BF16, F16 or F32)")
+        guard format == .bf16 || format == .f16 || format == .f32 else {
+            throw QuantizationError.unsupportedDType(tensor: name, dtype: format.rawValue, "cannot be block-quantized (expected BF16, F16 or F32)")
         }
-    }
-
-    static func quantize<L: FloatLoader>(
-        _: L.Type, _ name: String, _ src: UnsafeRawPointer, _ rows: Int, _ cols: Int,
-        _ blockRows: Int, _ blockCols: Int, _ q: UnsafeMutablePointer<UInt8>, _ scales: UnsafeMutablePointer<Float>
-    ) throws {
         let bandCount = (rows + blockRows - 1) / blockRows
         let colBlocks = (cols + blockCols - 1) / blockCols
         var bad = [Int](repeating: -1, count: bandCount)  // per band: first bad column block
@@ -53,11 +44,11 @@ public enum BlockFP8 {
                 defer { amax.deallocate() }
                 amax.initialize(repeating: 0, count: colBlocks)
                 for r in r0..<r1 {
-                    let row = src + r * cols * L.format.size
+                    let row = src + r * cols * format.size
                     for cb in 0..<colBlocks {
                         let c0 = cb * blockCols
                         let c1 = min(cols, c0 + blockCols)
-                        let s = absMax(L.format, row, c0, c1 - c0)
+                        let s = absMax(format, row, c0, c1 - c0)
                         if s > amax[cb] { amax[cb] = s }
                     }
                 }
@@ -68,12 +59,12 @@ public enum BlockFP8 {
                 }
                 if badPtr[band] >= 0 { return }
                 for r in r0..<r1 {
-                    let row = src + r * cols * L.format.size
+                    let row = src + r * cols * format.size
                     let out = UnsafeMutableRawPointer(q + r * cols)
                     for cb in 0..<colBlocks {
                         let c0 = cb * blockCols
                         let c1 = min(cols, c0 + blockCols)
-                        encode(L.format, row, c0, c1 - c0, scaleRow[cb], out.assumingMemoryBound(to: UInt8.self) + c0)
+                        encode(format, row, c0, c1 - c0, scaleRow[cb], out.assumingMemoryBound(to: UInt8.self) + c0)
                     }
                 }
             }
@@ -106,18 +97,7 @@ public enum BlockFP8 {
         q: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, rows: Int, cols: Int,
         blockRows: Int = 128, blockCols: Int = 128, out: UnsafeMutableRawPointer, format: FloatFormat
     ) {
-        switch format {
-        case .bf16: dequantize(BF16Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
-        case .f16: dequantize(F16Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
-        case .f32: dequantize(F32Storer.self, q, scales, rows, cols, blockRows, blockCols, out)
-        default: preconditionFailure("dequantize to \(format) is not supported")
-        }
-    }
-
-    static func dequantize<S: FloatStorer>(
-        _: S.Type, _ q: UnsafePointer<UInt8>, _ scales: UnsafePointer<Float>, _ rows: Int, _ cols: Int,
-        _ blockRows: Int, _ blockCols: Int, _ out: UnsafeMutableRawPointer
-    ) {
+        precondition(format == .bf16 || format == .f16 || format == .f32, "dequantize to \(format) is not supported")
         let colBlocks = (cols + blockCols - 1) / blockCols
         Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
             for r in range {
@@ -127,12 +107,10 @@ public enum BlockFP8 {
                     let n = Swift.min(cols, c0 + blockCols) - c0
                     let at = r * cols + c0
                     // C kernels (vectorised, run-time CPU dispatch); same arithmetic as FloatBits.
-                    if S.self == BF16Storer.self {
-                        dsc_dequantize_e4m3_bf16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
-                    } else if S.self == F16Storer.self {
-                        dsc_dequantize_e4m3_f16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
-                    } else {
-                        dsc_dequantize_e4m3_f32(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: Float.self) + at)
+                    switch format {
+                    case .bf16: dsc_dequantize_e4m3_bf16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
+                    case .f16: dsc_dequantize_e4m3_f16(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: UInt16.self) + at)
+                    default: dsc_dequantize_e4m3_f32(q + at, n, scaleRow[cb], out.assumingMemoryBound(to: Float.self) + at)
                     }
                 }
             }

@@ -232,17 +232,23 @@ def plain_weight(ck, name, quantized, d):
     return dequantize(ck.array(name), scale, block, ck.tensors[scale_name][0], d)
 
 
-def expected_quantize(ck, mode, ignore, block):
-    """[(file, name, dtype, shape, bytes)] in input order, and counts."""
-    d = model_dtype(ck.config)
-    quantized_in = find_quantized(ck)
+def consumed_by(ck, quantized):
+    """Scale and extra tensors that belong to already-quantized weights (not output on their own)."""
     consumed = set()
-    for w, (s, _) in quantized_in.items():
+    for w, (s, _) in quantized.items():
         consumed.add(s)
         m = w[: -len(".weight")]
         for extra in (".input_scale", ".weight_zero_point"):
             if m + extra in ck.tensors:
                 consumed.add(m + extra)
+    return consumed
+
+
+def expected_quantize(ck, mode, ignore, block):
+    """[(file, name, dtype, shape, bytes)] in input order, and counts."""
+    d = model_dtype(ck.config)
+    quantized_in = find_quantized(ck)
+    consumed = consumed_by(ck, quantized_in)
     regexes = [re.compile(p) for p in ignore]
     out = []
     nq = 0
@@ -277,13 +283,7 @@ def expected_dequantize(ck, target):
     quantized = find_quantized(ck)
     if not quantized:
         raise SystemExit(f"quant_reference.py: {ck.dir} holds no quantized weight")
-    consumed = set()
-    for w, (s, _) in quantized.items():
-        consumed.add(s)
-        m = w[: -len(".weight")]
-        for extra in (".input_scale", ".weight_zero_point"):
-            if m + extra in ck.tensors:
-                consumed.add(m + extra)
+    consumed = consumed_by(ck, quantized)
     out = []
     for name, (dtype, shape, raw) in ck.tensors.items():
         if name in consumed:
