@@ -14,42 +14,44 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dsconvert", targets: ["dsconvert"]),
-        .library(name: "DSConvert", targets: ["SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
+        .library(name: "DSConvert", targets: ["Diagnostics", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
+        // The one shape of every error: category, stable code, file, tensor, byte offset, message.
+        .target(name: "Diagnostics", swiftSettings: v5),
         // JSON with ordered objects, exact number text and byte offsets in every error.
-        .target(name: "JSON", swiftSettings: fast),
+        .target(name: "JSON", dependencies: ["Diagnostics"], swiftSettings: fast),
         // The one place that talks to POSIX: open, pread, mmap, madvise, write, rename.
-        .target(name: "SystemIO", swiftSettings: v5),
+        .target(name: "SystemIO", dependencies: ["Diagnostics"], swiftSettings: v5),
         // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
-        .target(name: "SafeTensors", dependencies: ["JSON", "SystemIO"], swiftSettings: fast),
+        .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: fast),
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
-        .target(name: "Numerics", swiftSettings: fast),
+        .target(name: "Numerics", dependencies: ["Diagnostics"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
-        .target(name: "Checkpoint", dependencies: ["JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
+        .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
         // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
         // time (target_clones), bit-identical to the Swift reference in Numerics.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Schemes, the per-tensor plan and the quantizer kernels.
-        .target(name: "Quantization", dependencies: ["JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: fast),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
-        .target(name: "Conversion", dependencies: ["JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
+        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion",
+                "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: v5),
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
-        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: v5),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["Diagnostics", "SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "ConversionTests", dependencies: ["Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ConversionTests", dependencies: ["Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

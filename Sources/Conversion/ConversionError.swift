@@ -1,21 +1,57 @@
+import Diagnostics
+
 /// Problems with a conversion run as a whole.
-public enum ConversionError: Error, CustomStringConvertible, Sendable {
+public enum ConversionError: DiagnosticError {
     case invalidOptions(String)
     case outputIsInput(String)
     case incomplete(directory: String, missing: [String])
     case notAConversionDirectory(String)
     case corruptShard(path: String, String)
+    /// A state file dsconvert wrote (`.dsconvert/plan.json`, a resume record) cannot be read.
+    case invalidStateFile(path: String, String)
+    /// A file the run must copy or read cannot be, found before anything is converted.
+    case unreadableInput(path: String, String)
 
-    public var description: String {
+    public var category: ErrorCategory {
+        switch self {
+        case .invalidOptions: return .usage
+        case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile: return .output
+        case .corruptShard: return .verification
+        case .unreadableInput: return .input
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .invalidOptions: return "usage.invalid_option"
+        case .outputIsInput: return "conversion.output_is_input"
+        case .incomplete: return "conversion.incomplete"
+        case .notAConversionDirectory: return "conversion.not_a_conversion_directory"
+        case .corruptShard: return "conversion.checksum_mismatch"
+        case .invalidStateFile: return "conversion.invalid_state_file"
+        case .unreadableInput: return "conversion.unreadable_input"
+        }
+    }
+
+    public var file: String? {
+        switch self {
+        case .invalidOptions: return nil
+        case let .outputIsInput(d), let .incomplete(d, _), let .notAConversionDirectory(d), let .corruptShard(d, _),
+             let .invalidStateFile(d, _), let .unreadableInput(d, _):
+            return d
+        }
+    }
+
+    public var message: String {
         switch self {
         case let .invalidOptions(m): return m
-        case let .outputIsInput(d): return "\(d): the output directory must not be the input directory"
-        case let .incomplete(d, missing):
+        case .outputIsInput: return "the output directory must not be the input directory"
+        case let .incomplete(_, missing):
             let shown = missing.prefix(8).joined(separator: ", ")
-            return "\(d): \(missing.count) output shard(s) are not complete yet (\(shown)\(missing.count > 8 ? ", …" : "")); run the remaining jobs (or the same command again) first"
-        case let .notAConversionDirectory(d):
-            return "\(d): no \(ResumeRecord.directoryName)/plan.json here; merge-index completes a directory that `quantize`/`dequantize --jobs N` wrote into"
-        case let .corruptShard(p, m): return "\(p): \(m)"
+            return "\(missing.count) output shard(s) are not complete yet (\(shown)\(missing.count > 8 ? ", …" : "")); run the remaining jobs (or the same command again) first"
+        case .notAConversionDirectory:
+            return "no \(ResumeRecord.directoryName)/plan.json here; merge-index completes a directory that `quantize`/`dequantize --jobs N` wrote into"
+        case let .corruptShard(_, m), let .invalidStateFile(_, m), let .unreadableInput(_, m): return m
         }
     }
 }

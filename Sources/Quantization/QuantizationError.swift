@@ -1,26 +1,61 @@
+import Diagnostics
+
 /// Why a tensor could not be quantized or dequantized.
-public enum QuantizationError: Error, CustomStringConvertible, Sendable {
+public enum QuantizationError: DiagnosticError {
     case nonFinite(tensor: String, row: Int, column: Int)
     case unsupportedDType(tensor: String, dtype: String, String)
     case badShape(tensor: String, shape: [Int], String)
     case missingScale(tensor: String, scale: String)
     case nothingQuantized(String)
+    /// A value passed to the library is out of range or contradicts another (the CLI names the flag).
     case invalidOption(String)
+    /// A quantized input dsconvert must not convert (ambiguous scales, orphans, unsupported encodings).
+    case invalidQuantizedInput(tensor: String, String)
+    /// A scale or value that would make the conversion silently wrong (NaN, inf, zero, negative scale; FP8 NaN code).
+    case invalidValue(tensor: String, index: Int, String)
 
-    public var description: String {
+    public var category: ErrorCategory {
+        if case .invalidOption = self { return .usage }
+        return .input
+    }
+
+    public var code: String {
         switch self {
-        case let .nonFinite(t, r, c):
-            return "tensor '\(t)': NaN or infinity near row \(r), column \(c); a quantization scale cannot be computed (the checkpoint is damaged)"
-        case let .unsupportedDType(t, d, why):
-            return "tensor '\(t)': dtype \(d) \(why)"
-        case let .badShape(t, s, why):
-            return "tensor '\(t)' \(s): \(why)"
-        case let .missingScale(t, s):
-            return "tensor '\(t)' is FP8/INT8 but its scale tensor '\(s)' is missing"
-        case let .nothingQuantized(msg):
+        case .nonFinite: return "quantization.non_finite"
+        case .unsupportedDType: return "quantization.unsupported_dtype"
+        case .badShape: return "quantization.bad_shape"
+        case .missingScale: return "quantization.missing_scale"
+        case .nothingQuantized: return "quantization.nothing_quantized"
+        case .invalidOption: return "usage.invalid_option"
+        case .invalidQuantizedInput: return "quantization.invalid_quantized_input"
+        case .invalidValue: return "quantization.invalid_value"
+        }
+    }
+
+    public var tensor: String? {
+        switch self {
+        case let .nonFinite(t, _, _), let .unsupportedDType(t, _, _), let .badShape(t, _, _), let .missingScale(t, _),
+             let .invalidQuantizedInput(t, _), let .invalidValue(t, _, _):
+            return t
+        case .nothingQuantized, .invalidOption:
+            return nil
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case let .nonFinite(_, r, c):
+            return "NaN or infinity near row \(r), column \(c); a quantization scale cannot be computed (the checkpoint is damaged)"
+        case let .unsupportedDType(_, d, why):
+            return "dtype \(d) \(why)"
+        case let .badShape(_, s, why):
+            return "shape \(s): \(why)"
+        case let .missingScale(_, s):
+            return "is FP8/INT8 but its scale tensor '\(Diagnostic.escaped(s))' is missing"
+        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg):
             return msg
-        case let .invalidOption(msg):
-            return msg
+        case let .invalidValue(_, i, msg):
+            return "element \(i): \(msg)"
         }
     }
 }

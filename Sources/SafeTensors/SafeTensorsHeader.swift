@@ -106,7 +106,7 @@ public struct SafeTensorsHeader: Sendable {
         do {
             value = try JSONParser.parse(json, maxDepth: 8)
         } catch {
-            throw SafeTensorsError(.invalidJSON, file: file, offset: 8 + error.offset, "invalid header JSON: \(error.message)")
+            throw SafeTensorsError(.invalidJSON, file: file, offset: 8 + error.byteOffset, "invalid header JSON: \(error.message)")
         }
         guard let members = value.objectMembers else {
             throw SafeTensorsError(.invalidHeader, file: file, offset: 8, "header is not a JSON object")

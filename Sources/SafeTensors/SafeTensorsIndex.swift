@@ -25,7 +25,7 @@ public struct SafeTensorsIndex: Sendable {
         }
         let value: JSONValue
         do { value = try JSONParser.parse(bytes) } catch {
-            throw SafeTensorsError(.indexInvalid, file: path, offset: error.offset, "invalid JSON: \(error.message)")
+            throw SafeTensorsError(.indexInvalid, file: path, offset: error.byteOffset, "invalid JSON: \(error.message)")
         }
         guard let map = value["weight_map"]?.objectMembers else {
             throw SafeTensorsError(.indexInvalid, file: path, "no \"weight_map\" object")

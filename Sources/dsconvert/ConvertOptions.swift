@@ -42,10 +42,9 @@ struct ConvertOptions: ParsableArguments {
         let report: ConversionReport
         do {
             report = try runner.run()
-        } catch let e as Interrupted {
+        } catch {
             progress.finish()
-            printError("\(e)")
-            throw ExitCode(130)
+            throw error
         }
         progress.finish()
         let gbps = report.seconds > 0 ? Double(report.inputBytes) / report.seconds / 1e9 : 0

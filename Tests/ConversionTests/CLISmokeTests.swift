@@ -5,30 +5,7 @@ import JSON
 /// Two smoke tests of the built executable (everything else goes through the library): the CLI's
 /// output equals the library's, and bad input gives a one-line error and a non-zero exit.
 final class CLISmokeTests: XCTestCase {
-    /// `dsconvert` beside the test bundle in the build directory.
-    func executable() throws -> String {
-        var dir = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let p = dir.appendingPathComponent("dsconvert").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            dir.deleteLastPathComponent()
-        }
-        throw XCTSkip("dsconvert executable not found next to the tests (build with --build-tests)")
-    }
-
-    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try executable())
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    func run(_ args: [String]) throws -> CLI.Result { try CLI.run(args) }
 
     func testQuantizeCLIMatchesLibrary() throws {
         let tmp = try CVTempDir()

@@ -22,7 +22,7 @@ final class JSONParserTests: XCTestCase {
         } catch {
             XCTAssertEqual(error.offset, offset, "offset for \(String(decoding: bytes, as: UTF8.self).debugDescription): \(error)", file: file, line: line)
             XCTAssertTrue(error.message.contains(fragment), "message '\(error.message)' lacks '\(fragment)'", file: file, line: line)
-            XCTAssertTrue(error.description.hasSuffix("at byte \(offset)"), error.description, file: file, line: line)
+            XCTAssertTrue(error.description.hasPrefix("(byte \(offset)): "), error.description, file: file, line: line)
         }
     }
 

@@ -88,7 +88,7 @@ final class HeaderFuzzTests: XCTestCase {
                     if failures <= 10 { XCTFail("input \(i) (seed \(seed)) accepted with \(problems): \(Self.show(image))") }
                 }
             } catch let e as SafeTensorsError {
-                codes[e.code, default: 0] += 1
+                codes[e.kind, default: 0] += 1
                 if e.file != "fuzz-\(i)" || e.message.isEmpty {
                     failures += 1
                     if failures <= 10 { XCTFail("input \(i): error does not name the file: \(e)") }
@@ -191,10 +191,10 @@ final class HeaderFuzzTests: XCTestCase {
     /// the last), unknown fields in a tensor entry (serde ignores them), `"__metadata__": null`,
     /// and dimensions above Int.max in a zero-element tensor (the reference's shapes are usize).
     static func knownStricter(_ e: SafeTensorsError) -> Bool {
-        (e.code == .invalidJSON && e.message.contains("duplicate key"))
-            || (e.code == .invalidHeader && e.message.contains("unknown field"))
-            || (e.code == .invalidMetadata && e.message.contains("not an object"))
-            || (e.code == .invalidShape && e.message.contains("larger than dsconvert supports"))
+        (e.kind == .invalidJSON && e.message.contains("duplicate key"))
+            || (e.kind == .invalidHeader && e.message.contains("unknown field"))
+            || (e.kind == .invalidMetadata && e.message.contains("not an object"))
+            || (e.kind == .invalidShape && e.message.contains("larger than dsconvert supports"))
     }
 
     static func show(_ image: [UInt8]) -> String {

@@ -26,7 +26,7 @@ final class MalformedCorpusTests: XCTestCase {
         guard let e = error as? SafeTensorsError else {
             return XCTFail("\(c.name) via \(via): not a SafeTensorsError: \(error)", file: file, line: line)
         }
-        XCTAssertEqual(e.code, c.code, "\(c.name) via \(via): \(e)", file: file, line: line)
+        XCTAssertEqual(e.kind, c.code, "\(c.name) via \(via): \(e)", file: file, line: line)
         if let f = c.errorFile {
             let expected = root + "/" + f
             XCTAssertEqual(e.file, expected, "\(c.name) via \(via): error names the wrong file", file: file, line: line)
@@ -129,7 +129,7 @@ final class MalformedCorpusTests: XCTestCase {
             try STImage.write(image, to: tmp.file(name + ".safetensors"))
             XCTAssertThrowsError(try image.withUnsafeBytes { try SafeTensorsHeader.parse(file: $0) }, name) { error in
                 let err = error as? SafeTensorsError
-                XCTAssertEqual(err?.code, code, "\(error)")
+                XCTAssertEqual(err?.kind, code, "\(error)")
                 XCTAssertTrue(err?.message.contains(fragment) ?? false, "\(error)")
                 XCTAssertTrue(err.map(HeaderFuzzTests.knownStricter) ?? false, "\(error)")
             }

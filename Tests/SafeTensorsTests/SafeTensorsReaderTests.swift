@@ -19,7 +19,7 @@ final class SafeTensorsReaderTests: XCTestCase {
     }
 
     private func code(_ image: [UInt8]) -> SafeTensorsError.Code? {
-        do { _ = try parse(image); return nil } catch { return (error as? SafeTensorsError)?.code }
+        do { _ = try parse(image); return nil } catch { return (error as? SafeTensorsError)?.kind }
     }
 
     func testHeaderFields() throws {
@@ -74,14 +74,14 @@ final class SafeTensorsReaderTests: XCTestCase {
         let header: [UInt8] = Array("{\"".utf8) + [0x61, 0xFF] + Array("\":1}".utf8)
         XCTAssertThrowsError(try parse(STImage.make(header: header))) { error in
             let e = error as? SafeTensorsError
-            XCTAssertEqual(e?.code, .invalidJSON)
+            XCTAssertEqual(e?.kind, .invalidJSON)
             XCTAssertEqual(e?.offset, 8 + 3)
         }
         // A hole is reported where the uncovered bytes begin.
         let image = STImage.make(header: "{" + STImage.entry("a", "U8", "[2]", "[0,2]") + "," + STImage.entry("b", "U8", "[2]", "[5,7]") + "}", data: [UInt8](repeating: 0, count: 7))
         XCTAssertThrowsError(try parse(image)) { error in
             let e = error as? SafeTensorsError
-            XCTAssertEqual(e?.code, .hole)
+            XCTAssertEqual(e?.kind, .hole)
             XCTAssertEqual(e?.offset, (try? self.dataStart(image)).map { $0 + 2 })
         }
     }
@@ -103,7 +103,7 @@ final class SafeTensorsReaderTests: XCTestCase {
         }
         XCTAssertThrowsError(try f.tensor("nope")) { error in
             let e = error as? SafeTensorsError
-            XCTAssertEqual(e?.code, .missingTensor)
+            XCTAssertEqual(e?.kind, .missingTensor)
             XCTAssertEqual(e?.file, path)
             XCTAssertEqual(e?.tensor, "nope")
         }
@@ -111,7 +111,7 @@ final class SafeTensorsReaderTests: XCTestCase {
         let stale = f.header
         try STImage.write(image + [0], to: path)
         XCTAssertThrowsError(try SafeTensorsFile(path: path, header: stale)) { error in
-            XCTAssertEqual((error as? SafeTensorsError)?.code, .truncated)
+            XCTAssertEqual((error as? SafeTensorsError)?.kind, .truncated)
             XCTAssertTrue("\(error)".contains(path))
         }
     }
@@ -121,13 +121,13 @@ final class SafeTensorsReaderTests: XCTestCase {
         for path in [dir.file("absent.safetensors"), dir.path] {
             XCTAssertThrowsError(try SafeTensorsHeader.read(path: path)) { error in
                 let e = error as? SafeTensorsError
-                XCTAssertEqual(e?.code, .io, "\(error)")
+                XCTAssertEqual(e?.kind, .io, "\(error)")
                 XCTAssertTrue("\(error)".contains(path), "\(error)")
             }
             XCTAssertThrowsError(try SafeTensorsFile(path: path))
         }
         XCTAssertThrowsError(try SafeTensorsCheckpoint(path: dir.file("absent"))) { error in
-            XCTAssertEqual((error as? SafeTensorsError)?.code, .io)
+            XCTAssertEqual((error as? SafeTensorsError)?.kind, .io)
         }
     }
 
@@ -160,7 +160,7 @@ final class SafeTensorsReaderTests: XCTestCase {
 
         let empty = try dir.directory("empty")
         XCTAssertThrowsError(try SafeTensorsCheckpoint(path: empty)) { error in
-            XCTAssertEqual((error as? SafeTensorsError)?.code, .missingShard)
+            XCTAssertEqual((error as? SafeTensorsError)?.kind, .missingShard)
         }
     }
 
@@ -205,7 +205,7 @@ final class SafeTensorsReaderTests: XCTestCase {
             try STImage.write(Array(json.utf8), to: path)
             XCTAssertThrowsError(try SafeTensorsIndex.read(path: path), json) { error in
                 let e = error as? SafeTensorsError
-                XCTAssertEqual(e?.code, .indexInvalid, json)
+                XCTAssertEqual(e?.kind, .indexInvalid, json)
                 XCTAssertEqual(e?.file, path)
                 if !tensor.isEmpty { XCTAssertEqual(e?.tensor, tensor, json) }
             }

@@ -24,7 +24,7 @@ final class SafeTensorsWriterTests: XCTestCase {
                               file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
             guard let e = error as? SafeTensorsError else { return XCTFail("\(error)", file: file, line: line) }
-            XCTAssertEqual(e.code, .writerMisuse, "\(e)", file: file, line: line)
+            XCTAssertEqual(e.kind, .writerMisuse, "\(e)", file: file, line: line)
             XCTAssertEqual(e.tensor, tensor, "\(e)", file: file, line: line)
             XCTAssertTrue(e.message.contains(fragment), "'\(e.message)' lacks '\(fragment)'", file: file, line: line)
         }
@@ -277,7 +277,7 @@ final class SafeTensorsWriterTests: XCTestCase {
         for (tensors, code, name) in bad {
             XCTAssertThrowsError(try SafeTensorsWriter(path: dir.file("bad.safetensors"), tensors: tensors), name) { error in
                 let e = error as? SafeTensorsError
-                XCTAssertEqual(e?.code, code, "\(error)")
+                XCTAssertEqual(e?.kind, code, "\(error)")
                 XCTAssertEqual(e?.tensor, name)
             }
         }
