@@ -14,7 +14,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dsconvert", targets: ["dsconvert"]),
-        .library(name: "DSConvert", targets: ["Diagnostics", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
+        .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,8 +26,11 @@ let package = Package(
         .target(name: "JSON", dependencies: ["Diagnostics"], swiftSettings: fast),
         // The one place that talks to POSIX: open, pread, mmap, madvise, write, rename.
         .target(name: "SystemIO", dependencies: ["Diagnostics"], swiftSettings: v5),
+        // Format-neutral tensor types and the two seams every format implements: `TensorStore`
+        // (reading, zero-copy) and `TensorFileWriter` / `TensorFileFormat` (writing).
+        .target(name: "Tensors", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: v5),
         // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
-        .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: fast),
+        .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors"], swiftSettings: fast),
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
         .target(name: "Numerics", dependencies: ["Diagnostics"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.

@@ -1,12 +1,15 @@
 import Dispatch
 import SystemIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The safetensors weights of a checkpoint: one file, or a directory of shards with
 /// `model.safetensors.index.json`, validated as a whole but read lazily.
 ///
 /// Opening reads only headers. Every tensor name is unique across the shards, every index entry
 /// points at a file that exists and holds that tensor, and every tensor in a shard is listed.
-public final class SafeTensorsCheckpoint: @unchecked Sendable {
+public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
     public struct Shard: Sendable {
         /// File name within `directory`.
         public var name: String
@@ -22,6 +25,8 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
     }
 
     public let directory: String
+    /// The path given to `init` (a directory or a .safetensors file).
+    public let location: String
     public let shards: [Shard]
     /// The index, when the checkpoint has one.
     public let index: SafeTensorsIndex?
@@ -32,6 +37,7 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
     /// Opens `path`: a `.safetensors` file, or a directory holding an index or safetensors files.
     public init(path: String) throws {
         let p = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        location = p
         let isDir: Bool
         do { isDir = try Sys.stat(p).isDirectory } catch { throw SafeTensorsError.io(error) }
         var shardNames: [String]
@@ -142,8 +148,82 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
     /// Total tensor data bytes (what the index's `total_size` counts).
     public var totalTensorBytes: Int { shards.reduce(0) { $0 + $1.header.tensors.reduce(0) { $0 + $1.byteCount } } }
 
-    /// Maps shard `i` (the caller drops the returned object to unmap it).
-    public func open(shard i: Int) throws -> SafeTensorsFile {
-        try SafeTensorsFile(path: shards[i].path, header: shards[i].header)
+    // MARK: TensorStore
+
+    public var formatName: String { "safetensors" }
+
+    public var files: [StoreFile] {
+        shards.map { StoreFile(name: $0.name, path: $0.path, status: $0.status, tensorNames: $0.header.tensors.map(\.name)) }
+    }
+
+    public func fileIndex(of name: String) -> Int? { locations[name]?.shard }
+
+    /// Mappings opened so far, one per shard, shared by every view.
+    private let mappingLock = NSLockLike()
+    private var mapped: [Int: SafeTensorsFile] = [:]
+
+    /// Shard `i`, mapped once and kept for the store's lifetime (views keep it alive beyond that).
+    public func file(shard i: Int) throws -> SafeTensorsFile {
+        try mappingLock.withLock {
+            if let f = mapped[i] { return f }
+            let f = try SafeTensorsFile(path: shards[i].path, header: shards[i].header)
+            mapped[i] = f
+            return f
+        }
+    }
+
+    public func view(_ name: String) throws -> TensorView {
+        guard let loc = locations[name] else {
+            throw SafeTensorsError(.missingTensor, file: location, tensor: name, "not in the checkpoint")
+        }
+        return try file(shard: loc.shard).view(loc.info)
+    }
+
+    public func prefetch(_ names: [String]) { advise(names, .willNeed) }
+
+    public func release(_ names: [String]) {
+        for n in names {
+            guard let loc = locations[n], let f = mappingLock.withLock({ mapped[loc.shard] }) else { continue }
+            f.mapping.release(f.fileRange(loc.info))
+        }
+    }
+
+    private func advise(_ names: [String], _ advice: MappedFile.Advice) {
+        for n in names {
+            guard let loc = locations[n], let f = try? file(shard: loc.shard) else { continue }
+            f.mapping.advise(advice, f.fileRange(loc.info))
+        }
+    }
+
+    /// Regular files beside the weights that a model carries (config.json, tokenizer files,
+    /// generation_config.json, ...): everything in the directory but safetensors files, the index,
+    /// hidden files and folders. A bare .safetensors file has none.
+    public var sideFileNames: [String] {
+        guard (try? Sys.stat(location).isDirectory) == true, let names = try? Sys.listDirectory(directory) else { return [] }
+        return names.filter { n in
+            !n.hasPrefix(".") && !n.hasSuffix(".safetensors") && n != SafeTensorsIndex.fileName
+                && (try? Sys.stat(directory + "/" + n).isRegular) == true
+        }.sorted()
+    }
+
+    public func sideFile(_ name: String) throws -> [UInt8]? {
+        let p = directory + "/" + name
+        guard Sys.exists(p) else { return nil }
+        do { return try Sys.readFile(p) } catch { throw SafeTensorsError.io(error) }
+    }
+
+    /// Maps shard `i` (shared with `view`).
+    public func open(shard i: Int) throws -> SafeTensorsFile { try file(shard: i) }
+}
+
+/// A mutex without Foundation (pthread).
+final class NSLockLike: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    deinit { pthread_mutex_destroy(&m) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
     }
 }

@@ -7,7 +7,7 @@ import SystemIO
 /// then each tensor's bytes are written in that order, in as many pieces as the caller likes, so
 /// the writer never holds more than the piece in hand. Output goes to a temporary beside the
 /// destination and is renamed into place by `finish()`; dropping an unfinished writer removes it.
-public final class SafeTensorsWriter {
+public final class SafeTensorsWriter: TensorFileWriter {
     public let path: String
     public let specs: [TensorSpec]
     /// The complete header block: 8-byte length, JSON, space padding to a multiple of 8.
@@ -16,6 +16,8 @@ public final class SafeTensorsWriter {
     public let fileSize: Int
     /// Called with every byte range written, in file order (e.g. to compute a checksum).
     public var observer: ((UnsafeRawBufferPointer) -> Void)?
+    /// Called with a tensor's index in `specs` once its last byte is written.
+    public var tensorCompleted: ((Int) -> Void)?
 
     private let file: AtomicFile
     private var current = 0
@@ -123,7 +125,10 @@ public final class SafeTensorsWriter {
             // Pass over zero-size tensors the caller did not write, up to `name`.
             var i = current
             while i < specs.count && specs[i].byteCount == 0 && specs[i].name != name { i += 1 }
-            if i < specs.count && specs[i].name == name { current = i }
+            if i < specs.count && specs[i].name == name {
+                for k in current..<i { tensorCompleted?(k) }
+                current = i
+            }
         }
         guard current < specs.count else {
             throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "all tensors were already written")
@@ -138,6 +143,7 @@ public final class SafeTensorsWriter {
         try emit(bytes)
         writtenInCurrent += bytes.count
         if writtenInCurrent == spec.byteCount {
+            tensorCompleted?(current)
             current += 1
             writtenInCurrent = 0
         }
@@ -145,6 +151,7 @@ public final class SafeTensorsWriter {
 
     private func advancePastCompleted() {
         while current < specs.count && writtenInCurrent == specs[current].byteCount {
+            tensorCompleted?(current)
             current += 1
             writtenInCurrent = 0
         }
@@ -181,4 +188,61 @@ public final class SafeTensorsWriter {
         file.abort()
         state = .aborted
     }
+}
+
+/// The safetensors file format for the writer seam.
+public struct SafeTensorsFormat: TensorFileFormat {
+    /// `__metadata__` entries of every file written (dsconvert writes `format: pt`).
+    public var metadata: [(String, String)]?
+
+    public init(metadata: [(String, String)]? = [("format", "pt")]) {
+        self.metadata = metadata
+    }
+
+    public var name: String { "safetensors" }
+    public var fileExtension: String { "safetensors" }
+
+    public func fileSize(of tensors: [TensorSpec]) throws -> Int {
+        try SafeTensorsWriter.header(for: tensors, metadata: metadata).count + tensors.reduce(0) { $0 + $1.byteCount }
+    }
+
+    public func makeSizer() -> TensorFileSizer { SafeTensorsSizer(metadata: metadata) }
+
+    public func makeWriter(path: String, tensors: [TensorSpec]) throws -> TensorFileWriter {
+        try SafeTensorsWriter(path: path, tensors: tensors, metadata: metadata)
+    }
+}
+
+/// The size of a safetensors file as tensors are appended, computed exactly as
+/// `SafeTensorsWriter` lays the file out (8-byte length, compact JSON object with `__metadata__`
+/// first and one member per tensor, space padding to a multiple of 8) in O(1) per tensor.
+struct SafeTensorsSizer: TensorFileSizer {
+    private var json: Int
+    private var data = 0
+    private var count = 0
+
+    init(metadata: [(String, String)]?) {
+        json = 2
+        if let metadata {
+            json += Self.memberLength("__metadata__", .object(metadata.map { ($0.0, .string($0.1)) }))
+            count = 1
+        }
+    }
+
+    static func memberLength(_ key: String, _ value: JSONValue) -> Int {
+        JSONWriter.compact(.object([(key, value)])).utf8.count - 2  // without the braces
+    }
+
+    mutating func append(_ s: TensorSpec) {
+        if count > 0 { json += 1 }  // the comma
+        json += Self.memberLength(s.name, .object([
+            ("dtype", .string(s.dtype.rawValue)),
+            ("shape", .array(s.shape.map { .int($0) })),
+            ("data_offsets", .array([.int(data), .int(data + s.byteCount)])),
+        ]))
+        data += s.byteCount
+        count += 1
+    }
+
+    var fileSize: Int { 8 + (json + 7) / 8 * 8 + data }
 }

@@ -1,3 +1,5 @@
+import Diagnostics
+
 /// One tensor's header entry: its name, type, shape and where its bytes lie in the data buffer.
 public struct TensorInfo: Sendable, Hashable {
     public var name: String
@@ -66,14 +68,31 @@ extension TensorView {
     /// `T`: that is an error here (use `bytes` with `loadUnaligned` instead).
     public func elements<T>(as type: T.Type) throws -> UnsafeBufferPointer<T> {
         guard let size = dtype.byteSize, size == MemoryLayout<T>.stride else {
-            throw SafeTensorsError(.writerMisuse, file: file, tensor: name,
+            throw TensorAccessError(file: file, tensor: name,
                 "\(dtype.rawValue) elements are \(dtype.bits) bits; \(T.self) is \(MemoryLayout<T>.stride * 8)")
         }
         guard let base = bytes.baseAddress else { return UnsafeBufferPointer(start: nil, count: 0) }
         guard Int(bitPattern: base) % MemoryLayout<T>.alignment == 0 else {
-            throw SafeTensorsError(.writerMisuse, file: file, tensor: name,
+            throw TensorAccessError(file: file, tensor: name,
                 "data is not \(MemoryLayout<T>.alignment)-byte aligned in the file; read it with loadUnaligned")
         }
         return UnsafeBufferPointer(start: base.assumingMemoryBound(to: T.self), count: info.elementCount)
     }
+}
+
+/// A typed view was asked for with the wrong element type or alignment (a programming error of
+/// the caller, reported as bad input since the file's layout decides alignment).
+public struct TensorAccessError: DiagnosticError {
+    public var fileName: String
+    public var tensorName: String
+    public var message: String
+    public init(file: String, tensor: String, _ message: String) {
+        fileName = file
+        tensorName = tensor
+        self.message = message
+    }
+    public var category: ErrorCategory { .input }
+    public var code: String { "tensor.bad_access" }
+    public var file: String? { fileName }
+    public var tensor: String? { tensorName }
 }
