@@ -42,10 +42,15 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: fast),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
         .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
+        // The CPU engine's matmul, attention and element-wise loops in C (AVX-512 / AVX2 / baseline
+        // clones picked at run time), serial; the engine splits the work between threads.
+        .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        // CPU inference (llama, qwen2, deepseek_v3) on memory-mapped weights in their stored encoding.
+        .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion",
+                "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: v5),
@@ -55,6 +60,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["Diagnostics", "SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

@@ -1,0 +1,82 @@
+import EngineKernels
+import Quantization
+import Tensors
+
+/// y = x · Wᵀ (+ b) with W read in its stored encoding: each worker decodes a tile of W
+/// (`tileRows` output rows × `tileCols` inputs) through the codec into its scratch and multiplies
+/// it straight away, so no full-precision copy of W ever exists.
+public final class Linear: @unchecked Sendable {
+    public static let tileRows = 64
+    public static let tileCols = 256
+    /// Scratch a worker needs: the decoded tile and its packed copy.
+    public static let scratchFloats = 2 * tileRows * tileCols
+    /// Rows of x a work item takes at most (more rows share one decoded tile per item).
+    static let rowChunk = 192
+
+    public let weight: StoredWeight
+    public let bias: [Float]?
+    /// Output features (W's rows).
+    public var outputs: Int { weight.rows }
+    /// Input features (W's columns).
+    public var inputs: Int { weight.cols }
+
+    public init(_ weight: StoredWeight, bias: [Float]? = nil) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// y[m, n] (row stride ldy) = x[m, :] · W[n, :] + b[n] for m < rows, on all workers.
+    public func apply(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+        let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
+        let mChunks = max(1, (m + Linear.rowChunk - 1) / Linear.rowChunk)
+        let chunk = (m + mChunks - 1) / mChunks
+        pool.run(nTiles * mChunks) { item, w in
+            let t = item % nTiles, c = item / nTiles
+            let m0 = c * chunk, m1 = min(m, m0 + chunk)
+            if m0 < m1 {
+                self.tile(t, x + m0 * ldx, rows: m1 - m0, ldx: ldx, y + m0 * ldy, ldy: ldy, scratch: pool.scratch(w))
+            }
+        }
+    }
+
+    /// The same product on the calling thread only, with worker `w`'s scratch (for callers that
+    /// parallelise over something else, such as experts).
+    public func applySerial(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, scratch: UnsafeMutablePointer<Float>) {
+        let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
+        for t in 0..<nTiles { tile(t, x, rows: m, ldx: ldx, y, ldy: ldy, scratch: scratch) }
+    }
+
+    /// Output rows [t·tileRows, …) of W against m rows of x.
+    @inline(__always)
+    func tile(_ t: Int, _ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, scratch: UnsafeMutablePointer<Float>) {
+        let n0 = t * Linear.tileRows, n1 = min(outputs, n0 + Linear.tileRows)
+        let nb = n1 - n0
+        let yt = y + n0
+        if let b = bias {
+            for i in 0..<m { for j in 0..<nb { yt[i * ldy + j] = b[n0 + j] } }
+        } else {
+            for i in 0..<m { (yt + i * ldy).update(repeating: 0, count: nb) }
+        }
+        let decoded = scratch, packed = scratch + Linear.tileRows * Linear.tileCols
+        var k0 = 0
+        while k0 < inputs {
+            let k1 = min(inputs, k0 + Linear.tileCols)
+            let kb = k1 - k0
+            weight.dequantize(rows: n0..<n1, cols: k0..<k1, into: decoded, leadingDimension: kb)
+            if m >= 4 {
+                ek_pack_tile(decoded, Int32(nb), Int32(kb), Int32(kb), packed)
+                ek_gemm_packed(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), packed, yt, Int32(ldy))
+            } else {
+                ek_gemm_rows(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), decoded, Int32(kb), yt, Int32(ldy))
+            }
+            k0 = k1
+        }
+    }
+
+    /// Rows `ids` of W decoded into consecutive rows of `out` (the embedding lookup).
+    public func gatherRows(_ ids: [Int], into out: UnsafeMutablePointer<Float>, ld: Int) {
+        for (i, id) in ids.enumerated() {
+            weight.dequantize(rows: id..<(id + 1), cols: 0..<inputs, into: out + i * ld, leadingDimension: inputs)
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import EngineKernels
+
+/// SwiGLU feed-forward: down(silu(gate(x)) · up(x)).
+final class MLP: @unchecked Sendable {
+    let gate: Linear, up: Linear, down: Linear
+    var intermediate: Int { gate.outputs }
+
+    init(_ r: WeightReader, prefix: String, hidden: Int, intermediate: Int) throws {
+        gate = try r.linear(prefix + ".gate_proj", intermediate, hidden)
+        up = try r.linear(prefix + ".up_proj", intermediate, hidden)
+        down = try r.linear(prefix + ".down_proj", hidden, intermediate)
+    }
+
+    /// out (rows × hidden, row stride ldo) = MLP of x's rows, on all workers.
+    func forward(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, pool: WorkerPool) {
+        let g = Matrix(rows: m, cols: intermediate), u = Matrix(rows: m, cols: intermediate)
+        gate.apply(x, rows: m, ldx: ldx, into: g.data, ldy: g.cols, pool: pool)
+        up.apply(x, rows: m, ldx: ldx, into: u.data, ldy: u.cols, pool: pool)
+        ek_silu_mul(g.data, u.data, Int32(m * intermediate))
+        down.apply(g.data, rows: m, ldx: g.cols, into: out, ldy: ldo, pool: pool)
+    }
+
+    /// The same on the calling thread, with one worker's scratch.
+    func forwardSerial(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>) {
+        let g = Matrix(rows: m, cols: intermediate), u = Matrix(rows: m, cols: intermediate)
+        gate.applySerial(x, rows: m, ldx: ldx, into: g.data, ldy: g.cols, scratch: scratch)
+        up.applySerial(x, rows: m, ldx: ldx, into: u.data, ldy: u.cols, scratch: scratch)
+        ek_silu_mul(g.data, u.data, Int32(m * intermediate))
+        down.applySerial(g.data, rows: m, ldx: g.cols, into: out, ldy: ldo, scratch: scratch)
+    }
+}

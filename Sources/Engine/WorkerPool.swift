@@ -1,0 +1,48 @@
+import Dispatch
+import EngineKernels
+
+/// The engine's threads: `threads` workers pull numbered work items from a shared counter, so
+/// uneven items (experts with different token counts) balance themselves. Each worker owns a
+/// scratch buffer for decoded weight tiles. Parallelism lives here, never inside a codec.
+public final class WorkerPool: @unchecked Sendable {
+    public let threads: Int
+    /// Floats of scratch per worker.
+    public let scratchFloats: Int
+    private let scratch: [UnsafeMutablePointer<Float>]
+
+    public init(threads: Int, scratchFloats: Int = Linear.scratchFloats) {
+        self.threads = max(1, threads)
+        self.scratchFloats = scratchFloats
+        scratch = (0..<max(1, threads)).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: scratchFloats)
+            p.initialize(repeating: 0, count: scratchFloats)
+            return p
+        }
+    }
+
+    deinit { for p in scratch { p.deallocate() } }
+
+    /// Worker `w`'s scratch buffer (`scratchFloats` long).
+    public func scratch(_ w: Int) -> UnsafeMutablePointer<Float> { scratch[w] }
+
+    /// Calls `body(item, worker)` for every item in 0..<items, spread over the workers.
+    public func run(_ items: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
+        if items <= 0 { return }
+        let workers = min(threads, items)
+        if workers == 1 {
+            for i in 0..<items { body(i, 0) }
+            return
+        }
+        var next = 0
+        withUnsafeMutablePointer(to: &next) { counter in
+            let c = UnsafeMutableRawPointer(counter).assumingMemoryBound(to: Int.self)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                while true {
+                    let i = ek_fetch_add(c, 1)
+                    if i >= items { break }
+                    body(i, w)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+// The CPU engine's hot loops: f32 matrix products on weight tiles that the codec has already
+// decoded, attention over a cached sequence, and the element-wise ops around them. Compiled for
+// AVX-512 / AVX2+FMA / baseline and picked at run time (target_clones). Everything is serial:
+// the engine splits work between threads.
+#ifndef DSCONVERT_ENGINEKERNELS_H
+#define DSCONVERT_ENGINEKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Rearranges a row-major weight tile w[n][k] (n < nb rows, k < kb, row stride ldw) into the
+/// panel layout ek_gemm_packed reads: panels of 16 rows, each stored k-major
+/// (packed[p][k][16]); rows past nb are zero.
+void ek_pack_tile(const float *w, int nb, int kb, int ldw, float *packed);
+
+/// y[m][n] += sum_k x[m][k] * w[n][k] for m < M, n < nb, k < kb, with w packed by ek_pack_tile.
+/// x has row stride ldx, y row stride ldy.
+void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float *packed, float *y, int ldy);
+
+/// Same product with w row-major (row stride ldw), for a few rows of x (decode).
+void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
+
+/// sum_k a[k] * b[k].
+float ek_dot(const float *a, const float *b, int n);
+
+/// y[k] += a * x[k].
+void ek_axpy(int n, float a, const float *x, float *y);
+
+/// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (the mean and root as transformers' RMSNorm in
+/// f32). out may be x.
+void ek_rmsnorm(const float *x, const float *w, int n, float eps, float *out);
+
+/// g[i] = silu(g[i]) * u[i].
+void ek_silu_mul(float *g, const float *u, int n);
+
+/// Causal attention of one head over one sequence.
+/// q: nq query rows (row stride ldq) at positions p0 .. p0+nq-1; k: key rows 0 .. p0+nq-1 (row
+/// stride ldk, dk wide); v: value rows (row stride ldv, dv wide). out row i (stride ldo) =
+/// softmax_j<=p0+i(scale * q_i . k_j) . v. scores is scratch of p0+nq floats.
+void ek_attention(int nq, int p0, int dk, int dv, float scale,
+                  const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                  float *out, int ldo, float *scores);
+
+/// Atomically adds 1 to *counter and returns its previous value (work distribution).
+long ek_fetch_add(long *counter, long value);
+
+#endif

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Checkpoint
+import Engine
+import Foundation
+import JSON
+import SafeTensors
+import Tensors
+
+extension DSConvert {
+    struct Forward: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run token ids through the model on the CPU and write the logits (to check the engine against another implementation).")
+
+        @Argument(help: "A model directory (weights in any encoding dsconvert reads).")
+        var model: String
+
+        @Option(name: .long, help: "A .safetensors file with token ids (I32 or I64, [B, T] or [T]).")
+        var ids: String
+
+        @Option(name: .long, help: "The ids tensor's name.")
+        var key = "input_ids"
+
+        @Option(name: .long, help: "Output .safetensors file: F32 'logits' [B, T, vocab].")
+        var out: String
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            try common.apply()
+            let tokens = try TokenIds.read(path: ids, key: key)
+            let engine = try Model(checkpoint: Checkpoint(path: model))
+            let cache = KVCache(config: engine.config, batch: tokens.count, capacity: tokens[0].count)
+            let pool = WorkerPool(threads: common.threads ?? EngineDefaults.threads)
+            let t0 = Date()
+            let logits = try engine.forward(tokens, cache: cache, pool: pool)
+            let seconds = Date().timeIntervalSince(t0)
+            let shape = [tokens.count, tokens[0].count, engine.config.vocab]
+            let w = try SafeTensorsWriter(path: out, tensors: [TensorSpec(name: "logits", dtype: .f32, shape: shape)])
+            try w.write("logits", UnsafeRawBufferPointer(start: logits.data, count: logits.rows * logits.cols * 4))
+            try w.finish(durable: false)
+            let rate = Double(tokens.count * tokens[0].count) / seconds
+            if common.json {
+                print(JSONWriter.pretty(.object([
+                    ("out", .string(out)), ("batch", .int(shape[0])), ("tokens", .int(shape[1])), ("vocab", .int(shape[2])),
+                    ("seconds", .double(seconds)), ("tokens_per_second", .double(rate)), ("threads", .int(pool.threads)),
+                ])), terminator: "")
+            } else if !common.quiet {
+                printError(String(format: "logits [%d, %d, %d] → %@ (%.1f tokens/s, %d threads)", shape[0], shape[1], shape[2], out, rate, pool.threads))
+            }
+        }
+    }
+}
