@@ -100,3 +100,88 @@ DSC_CLONES void dsc_dequantize_e4m3_f16(const uint8_t *src, size_t n, float scal
 DSC_CLONES void dsc_dequantize_e4m3_f32(const uint8_t *src, size_t n, float scale, float *out) {
     for (size_t i = 0; i < n; i++) out[i] = e4m3_to_f32(src[i]) * scale;
 }
+
+// ---------------------------------------------------------------- compressed-tensors
+// Per-tensor / per-channel symmetric FP8 and INT8 (see CompressedTensorsQuantizer.swift for the
+// arithmetic). Serial and tile-level: rows × cols elements with explicit leading dimensions
+// (in elements); the scale of row r is scales[r * scale_step] (0: one scale for the tile).
+
+#define ROWS_ABSMAX(NAME, T, ROW)                                                            \
+    void NAME(const T *src, size_t rows, size_t cols, size_t ld, uint32_t *amax) {           \
+        for (size_t r = 0; r < rows; r++) amax[r] = ROW(src + r * ld, cols);                 \
+    }
+ROWS_ABSMAX(dsc_rows_absmax_bf16, uint16_t, dsc_absmax_bf16)
+ROWS_ABSMAX(dsc_rows_absmax_f16, uint16_t, dsc_absmax_f16)
+ROWS_ABSMAX(dsc_rows_absmax_f32, float, dsc_absmax_f32)
+
+static inline float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+static inline float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
+
+/// INT8 code of x (already in the model dtype): round half to even of clamp(x, -128, 127); NaN → 0.
+static inline int8_t int8_saturating(float x) {
+    float c = x < -128.0f ? -128.0f : x;
+    c = c > 127.0f ? 127.0f : c;
+    // Adding and removing 1.5 × 2^23 rounds |c| < 2^22 to an integer, nearest even (default
+    // rounding mode; not folded without -ffast-math). Vectorises on every target, unlike rintf.
+    float r = (c + 12582912.0f) - 12582912.0f;
+    return x != x ? 0 : (int8_t)(int32_t)r;
+}
+
+/// FP8: E4M3(clamp(D(x / s) + 0, ±448)); the `+ 0` (compressed-tensors' zero point) turns -0 into +0.
+#define CT_QUANTIZE_E4M3(NAME, T, LOAD, ROUND)                                               \
+    DSC_CLONES void NAME(const T *src, size_t rows, size_t cols, size_t ld, const float *scales, \
+                         size_t scale_step, uint8_t *dst, size_t ld_dst) {                   \
+        for (size_t r = 0; r < rows; r++) {                                                  \
+            const T *row = src + r * ld;                                                     \
+            uint8_t *out = dst + r * ld_dst;                                                 \
+            float s = scales[r * scale_step];                                                \
+            for (size_t c = 0; c < cols; c++) out[c] = e4m3_saturating(ROUND(LOAD(row[c]) / s) + 0.0f); \
+        }                                                                                    \
+    }
+
+/// INT8: int8(round_half_even(clamp(D(x / s), -128, 127))).
+#define CT_QUANTIZE_I8(NAME, T, LOAD, ROUND)                                                 \
+    DSC_CLONES void NAME(const T *src, size_t rows, size_t cols, size_t ld, const float *scales, \
+                         size_t scale_step, int8_t *dst, size_t ld_dst) {                    \
+        for (size_t r = 0; r < rows; r++) {                                                  \
+            const T *row = src + r * ld;                                                     \
+            int8_t *out = dst + r * ld_dst;                                                  \
+            float s = scales[r * scale_step];                                                \
+            for (size_t c = 0; c < cols; c++) out[c] = int8_saturating(ROUND(LOAD(row[c]) / s)); \
+        }                                                                                    \
+    }
+
+CT_QUANTIZE_E4M3(dsc_ct_quantize_e4m3_bf16, uint16_t, bf16_to_f32, round_bf16)
+CT_QUANTIZE_E4M3(dsc_ct_quantize_e4m3_f16, uint16_t, f16_to_f32, round_f16)
+CT_QUANTIZE_E4M3(dsc_ct_quantize_e4m3_f32, float, ID, ID)
+CT_QUANTIZE_I8(dsc_ct_quantize_i8_bf16, uint16_t, bf16_to_f32, round_bf16)
+CT_QUANTIZE_I8(dsc_ct_quantize_i8_f16, uint16_t, f16_to_f32, round_f16)
+CT_QUANTIZE_I8(dsc_ct_quantize_i8_f32, float, ID, ID)
+
+static inline float i8_to_f32(int8_t v) { return (float)v; }
+
+/// out = OUT(D(f32(q) × s)).
+#define CT_DEQUANTIZE(NAME, QT, QLOAD, ROUND, OT, STORE)                                      \
+    DSC_CLONES void NAME(const QT *q, size_t rows, size_t cols, size_t ld, const float *scales, \
+                         size_t scale_step, OT *dst, size_t ld_dst) {                         \
+        for (size_t r = 0; r < rows; r++) {                                                   \
+            const QT *row = q + r * ld;                                                       \
+            OT *out = dst + r * ld_dst;                                                       \
+            float s = scales[r * scale_step];                                                 \
+            for (size_t c = 0; c < cols; c++) out[c] = STORE(ROUND(QLOAD(row[c]) * s));       \
+        }                                                                                     \
+    }
+
+#define CT_DEQUANTIZE_ALL(Q, QT, QLOAD)                                                        \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_bf16_bf16, QT, QLOAD, ID, uint16_t, f32_to_bf16)     \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_bf16_f16, QT, QLOAD, round_bf16, uint16_t, f32_to_f16) \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_bf16_f32, QT, QLOAD, round_bf16, float, ID)          \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f16_bf16, QT, QLOAD, round_f16, uint16_t, f32_to_bf16) \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f16_f16, QT, QLOAD, ID, uint16_t, f32_to_f16)        \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f16_f32, QT, QLOAD, round_f16, float, ID)            \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f32_bf16, QT, QLOAD, ID, uint16_t, f32_to_bf16)      \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f32_f16, QT, QLOAD, ID, uint16_t, f32_to_f16)        \
+    CT_DEQUANTIZE(dsc_ct_dequantize_##Q##_f32_f32, QT, QLOAD, ID, float, ID)
+
+CT_DEQUANTIZE_ALL(e4m3, uint8_t, e4m3_to_f32)
+CT_DEQUANTIZE_ALL(i8, int8_t, i8_to_f32)

@@ -1,3 +1,4 @@
+import CKernels
 import Numerics
 
 /// Per-tensor and per-channel symmetric quantization with compressed-tensors' (llm-compressor's)
@@ -43,22 +44,18 @@ public enum CompressedTensorsQuantizer {
         guard format == .bf16 || format == .f16 || format == .f32 else {
             throw QuantizationError.unsupportedDType(tensor: name, dtype: format.rawValue, "cannot be quantized (expected BF16, F16 or F32)")
         }
+        // Serial C kernels (AVX-512 / AVX2 / baseline clones) over bands of rows; the bands run in parallel.
+        let minRows = Swift.max(1, (1 << 16) / Swift.max(cols, 1))
         // 1. amax per row (as |x| bits; NaN sorts above inf).
         var rowAmax = [UInt32](repeating: 0, count: rows)
         rowAmax.withUnsafeMutableBufferPointer { amax in
-            Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
-                for r in range {
-                    let row = src + r * cols * format.size
-                    var m = Vector.U(repeating: 0)
-                    var c = 0
-                    switch format {
-                    case .bf16: while c + 8 <= cols { m = pointwiseMax(m, Vector.absBits(BF16Loader.load8(row, c))); c += 8 }
-                    case .f16: while c + 8 <= cols { m = pointwiseMax(m, Vector.absBits(F16Loader.load8(row, c))); c += 8 }
-                    default: while c + 8 <= cols { m = pointwiseMax(m, Vector.absBits(F32Loader.load8(row, c))); c += 8 }
-                    }
-                    var s = m.max()
-                    while c < cols { s = Swift.max(s, FloatFormat.load(row, format, c).bitPattern & 0x7FFF_FFFF); c += 1 }
-                    amax[r] = s
+            Parallel.forEachChunk(count: rows, minChunk: minRows) { range in
+                let out = amax.baseAddress! + range.lowerBound
+                let at = src + range.lowerBound * cols * format.size
+                switch format {
+                case .bf16: dsc_rows_absmax_bf16(at.assumingMemoryBound(to: UInt16.self), range.count, cols, cols, out)
+                case .f16: dsc_rows_absmax_f16(at.assumingMemoryBound(to: UInt16.self), range.count, cols, cols, out)
+                default: dsc_rows_absmax_f32(at.assumingMemoryBound(to: Float.self), range.count, cols, cols, out)
                 }
             }
         }
@@ -78,56 +75,28 @@ public enum CompressedTensorsQuantizer {
         }
         // 3. values.
         let scalePtr = UnsafePointer(scalesOut)
-        Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
-            for r in range {
-                let s = perChannel ? scalePtr[r] : scalePtr[0]
-                let row = src + r * cols * format.size
-                let out = q + r * cols
-                switch (format, target) {
-                case (.bf16, .fp8): encodeFP8(BF16Loader.self, row, cols, s, out) { Vector.float(Vector.bits(Vector.F(truncatingBF16: $0))) }
-                case (.f16, .fp8): encodeFP8(F16Loader.self, row, cols, s, out) { Vector.F(roundingToF16: $0) }
-                case (_, .fp8): encodeFP8(F32Loader.self, row, cols, s, out) { $0 }
-                case (.bf16, .int8): encodeInt8(BF16Loader.self, row, cols, s, out) { Vector.F(truncatingBF16: $0) }
-                case (.f16, .int8): encodeInt8(F16Loader.self, row, cols, s, out) { Vector.F(roundingToF16: $0) }
-                case (_, .int8): encodeInt8(F32Loader.self, row, cols, s, out) { $0 }
+        let step = perChannel ? 1 : 0
+        Parallel.forEachChunk(count: rows, minChunk: minRows) { range in
+            let r0 = range.lowerBound, n = range.count
+            let at = src + r0 * cols * format.size
+            let s = scalePtr + r0 * step
+            let u16 = at.assumingMemoryBound(to: UInt16.self), f32 = at.assumingMemoryBound(to: Float.self)
+            switch target {
+            case .fp8:
+                let out = (q + r0 * cols).assumingMemoryBound(to: UInt8.self)
+                switch format {
+                case .bf16: dsc_ct_quantize_e4m3_bf16(u16, n, cols, cols, s, step, out, cols)
+                case .f16: dsc_ct_quantize_e4m3_f16(u16, n, cols, cols, s, step, out, cols)
+                default: dsc_ct_quantize_e4m3_f32(f32, n, cols, cols, s, step, out, cols)
+                }
+            case .int8:
+                let out = (q + r0 * cols).assumingMemoryBound(to: Int8.self)
+                switch format {
+                case .bf16: dsc_ct_quantize_i8_bf16(u16, n, cols, cols, s, step, out, cols)
+                case .f16: dsc_ct_quantize_i8_f16(u16, n, cols, cols, s, step, out, cols)
+                default: dsc_ct_quantize_i8_f32(f32, n, cols, cols, s, step, out, cols)
                 }
             }
-        }
-    }
-
-    @inline(__always)
-    static func encodeFP8<L: FloatLoader>(_: L.Type, _ row: UnsafeRawPointer, _ cols: Int, _ s: Float, _ out: UnsafeMutableRawPointer, _ roundD: (Vector.F) -> Vector.F) {
-        let sv = Vector.F(repeating: s)
-        var c = 0
-        while c + 8 <= cols {
-            // `x + 0` as compressed-tensors adds its zero point: -0 becomes +0 (see the type's doc).
-            let x = roundD(L.load8(row, c) / sv)
-            let y = x.replacing(with: 0, where: x .== 0)
-            out.storeBytes(of: Vector.toE4M3(y, saturate: true), toByteOffset: c, as: SIMD8<UInt8>.self)
-            c += 8
-        }
-        while c < cols {
-            let x = roundD(Vector.F(repeating: L.load1(row, c) / s))[0]
-            out.storeBytes(of: FloatBits.f32ToE4M3Saturating(x == 0 ? 0 : x), toByteOffset: c, as: UInt8.self)
-            c += 1
-        }
-    }
-
-    @inline(__always)
-    static func encodeInt8<L: FloatLoader>(_: L.Type, _ row: UnsafeRawPointer, _ cols: Int, _ s: Float, _ out: UnsafeMutableRawPointer, _ roundD: (Vector.F) -> Vector.F) {
-        let sv = Vector.F(repeating: s)
-        let lo = Vector.F(repeating: -128), hi = Vector.F(repeating: 127)
-        var c = 0
-        while c + 8 <= cols {
-            let x = roundD(L.load8(row, c) / sv)
-            let clamped = x.clamped(lowerBound: lo, upperBound: hi).rounded(.toNearestOrEven)
-            out.storeBytes(of: SIMD8<Int8>(truncatingIfNeeded: SIMD8<Int32>(clamped)), toByteOffset: c, as: SIMD8<Int8>.self)
-            c += 8
-        }
-        while c < cols {
-            let x = roundD(Vector.F(repeating: L.load1(row, c) / s))[0]
-            out.storeBytes(of: FloatBits.f32ToInt8(x), toByteOffset: c, as: Int8.self)
-            c += 1
         }
     }
 
@@ -137,28 +106,42 @@ public enum CompressedTensorsQuantizer {
         q: UnsafeRawPointer, quantized: Target, scales: UnsafePointer<Float>, perChannel: Bool, rows: Int, cols: Int,
         modelFormat: FloatFormat, out: UnsafeMutableRawPointer, outFormat: FloatFormat
     ) {
+        precondition([.bf16, .f16, .f32].contains(modelFormat) && [.bf16, .f16, .f32].contains(outFormat),
+                      "dequantize with \(modelFormat) scales to \(outFormat) is not supported")
+        let step = perChannel ? 1 : 0
         Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 16) / Swift.max(cols, 1))) { range in
-            for r in range {
-                let s = perChannel ? scales[r] : scales[0]
-                for c in 0..<cols {
-                    let v: Float = quantized == .fp8
-                        ? FloatBits.e4m3ToF32(q.load(fromByteOffset: r * cols + c, as: UInt8.self))
-                        : Float(q.load(fromByteOffset: r * cols + c, as: Int8.self))
-                    FloatFormat.store(modelFormat.round(v * s), outFormat, out, r * cols + c)
+            let r0 = range.lowerBound, n = range.count
+            let s = scales + r0 * step
+            let o16 = (out + r0 * cols * outFormat.size).assumingMemoryBound(to: UInt16.self)
+            let o32 = (out + r0 * cols * outFormat.size).assumingMemoryBound(to: Float.self)
+            switch quantized {
+            case .fp8:
+                let p = (q + r0 * cols).assumingMemoryBound(to: UInt8.self)
+                switch (modelFormat, outFormat) {
+                case (.bf16, .bf16): dsc_ct_dequantize_e4m3_bf16_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (.bf16, .f16): dsc_ct_dequantize_e4m3_bf16_f16(p, n, cols, cols, s, step, o16, cols)
+                case (.bf16, _): dsc_ct_dequantize_e4m3_bf16_f32(p, n, cols, cols, s, step, o32, cols)
+                case (.f16, .bf16): dsc_ct_dequantize_e4m3_f16_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (.f16, .f16): dsc_ct_dequantize_e4m3_f16_f16(p, n, cols, cols, s, step, o16, cols)
+                case (.f16, _): dsc_ct_dequantize_e4m3_f16_f32(p, n, cols, cols, s, step, o32, cols)
+                case (_, .bf16): dsc_ct_dequantize_e4m3_f32_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (_, .f16): dsc_ct_dequantize_e4m3_f32_f16(p, n, cols, cols, s, step, o16, cols)
+                default: dsc_ct_dequantize_e4m3_f32_f32(p, n, cols, cols, s, step, o32, cols)
+                }
+            case .int8:
+                let p = (q + r0 * cols).assumingMemoryBound(to: Int8.self)
+                switch (modelFormat, outFormat) {
+                case (.bf16, .bf16): dsc_ct_dequantize_i8_bf16_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (.bf16, .f16): dsc_ct_dequantize_i8_bf16_f16(p, n, cols, cols, s, step, o16, cols)
+                case (.bf16, _): dsc_ct_dequantize_i8_bf16_f32(p, n, cols, cols, s, step, o32, cols)
+                case (.f16, .bf16): dsc_ct_dequantize_i8_f16_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (.f16, .f16): dsc_ct_dequantize_i8_f16_f16(p, n, cols, cols, s, step, o16, cols)
+                case (.f16, _): dsc_ct_dequantize_i8_f16_f32(p, n, cols, cols, s, step, o32, cols)
+                case (_, .bf16): dsc_ct_dequantize_i8_f32_bf16(p, n, cols, cols, s, step, o16, cols)
+                case (_, .f16): dsc_ct_dequantize_i8_f32_f16(p, n, cols, cols, s, step, o16, cols)
+                default: dsc_ct_dequantize_i8_f32_f32(p, n, cols, cols, s, step, o32, cols)
                 }
             }
         }
-    }
-}
-
-extension SIMD8 where Scalar == Float {
-    /// Rounds each lane to the nearest BF16 value (RNE), returned as f32.
-    @inlinable @inline(__always) init(truncatingBF16 v: SIMD8<Float>) {
-        self = Vector.float(SIMD8<UInt32>(truncatingIfNeeded: Vector.toBF16(v)) &<< 16)
-    }
-    /// Rounds each lane to the nearest F16 value (RNE), returned as f32.
-    @inlinable @inline(__always) init(roundingToF16 v: SIMD8<Float>) {
-        let h = Vector.toF16(v, payloadNaN: true)
-        self = withUnsafeBytes(of: h) { Vector.loadF16($0.baseAddress!, 0) }
     }
 }
