@@ -154,7 +154,11 @@ final class ModelConfigTests: XCTestCase {
             XCTAssertTrue(msg.contains("invalid JSON"), msg)
         }
         try Data("[1, 2]".utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
-        XCTAssertThrowsError(try Checkpoint(path: dir))
+        XCTAssertThrowsError(try Checkpoint(path: dir)) { error in
+            guard case let CheckpointError.invalidConfig(path, msg) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, dir + "/config.json")
+            XCTAssertEqual(msg, "not a JSON object")
+        }
         // No config at all: opens, but cannot be classified.
         try FileManager.default.removeItem(atPath: dir + "/config.json")
         let bare = try Checkpoint(path: dir)

@@ -108,23 +108,112 @@ final class QuantReferenceTests: XCTestCase {
         }
     }
 
+    // MARK: - Options and requantization against the reference
+
+    private func assertMatches(_ mode: String, _ input: String, _ output: String, _ options: [String] = [], quantized: Int? = nil,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try Self.reference(mode, input, output, options)
+        let label = "\(mode) \(options.joined(separator: " ")) of \(input)"
+        if let quantized { XCTAssertEqual(r.quantized, quantized, "\(label): number of quantized weights", file: file, line: line) }
+        XCTAssertGreaterThan(r.tensors, 0, label, file: file, line: line)
+        XCTAssertEqual(r.mismatches, 0, "\(label): \(r.mismatches) mismatches with the numpy reference:\n" + r.messages.joined(separator: "\n"), file: file, line: line)
+    }
+
+    /// `--ignore` (regex search on the module name): kept modules byte-identical, the rest
+    /// quantized, and the config lists exactly the kept ones (DeepSeek `ignored_layers`;
+    /// compressed-tensors `ignore`, read with `re.match` as that package does).
+    func testIgnoreMatchesReference() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "quantref-ignore")
+        let patterns = [#"self_attn\.o_proj$"#, #"experts\.3\."#, #"shared_experts\.gate_proj$"#]
+        let options = patterns.flatMap { ["--ignore", $0] }
+        let block = tmp.appending("ds-block").path
+        try Self.quantize(Self.sample("deepseek-v3-tiny"), to: block, format: .fp8, granularity: nil, ignore: patterns)
+        try assertMatches("fp8-block", Self.sample("deepseek-v3-tiny"), block, options, quantized: 120 - 11)
+        let llamaPatterns = [#"self_attn\.o_proj$"#, #"layers\.1\.mlp"#]
+        for c in Self.quantizeCases where c.mode != "fp8-block" {
+            let out = tmp.appending("llama-\(c.mode)").path
+            try Self.quantize(Self.sample("llama-tiny"), to: out, format: c.format, granularity: c.granularity, ignore: llamaPatterns)
+            try assertMatches(c.mode, Self.sample("llama-tiny"), out, llamaPatterns.flatMap { ["--ignore", $0] }, quantized: 14 - 5)
+        }
+    }
+
+    /// `--block-size`: a divisor of the sample's widths (64) and a non-divisor (96, so every
+    /// tensor has partial edge blocks), and dequantization of the latter (block size from config).
+    func testBlockSizeMatchesReference() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "quantref-block")
+        let input = Self.sample("deepseek-v3-tiny")
+        for size in [64, 96] {
+            let out = tmp.appending("block-\(size)").path
+            try Self.quantize(input, to: out, format: .fp8, granularity: nil, blockSize: size)
+            try assertMatches("fp8-block", input, out, ["--block-size", String(size)], quantized: 120)
+            if size == 96 {
+                let deq = tmp.appending("block-96-bf16").path
+                try Self.dequantize(out, to: deq, dtype: .bf16)
+                try assertMatches("dequant-bf16", out, deq)
+            }
+        }
+    }
+
+    /// `--shard-size`: greedy re-chunking into `model-{i:05d}-of-{n:05d}` files of at most the
+    /// limit (header included), a weight and its scale kept together, for quantize (block and
+    /// compressed-tensors) and dequantize; one limit small enough that single tensors exceed it.
+    func testShardSizeMatchesReference() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "quantref-shards")
+        let ds = Self.sample("deepseek-v3-tiny")
+        let block = tmp.appending("ds-block").path
+        try Self.quantize(ds, to: block, format: .fp8, granularity: nil, shardSize: 1_000_000)
+        try assertMatches("fp8-block", ds, block, ["--shard-size", "1000000"], quantized: 120)
+        let qwen = Self.sample("qwen2-tiny")
+        let int8 = tmp.appending("qwen-int8").path
+        try Self.quantize(qwen, to: int8, format: .int8, granularity: nil, shardSize: 300_000)
+        try assertMatches("int8-channel", qwen, int8, ["--shard-size", "300000"], quantized: 14)
+        let deq = tmp.appending("ds-bf16").path
+        try Self.dequantize(block, to: deq, dtype: .bf16, shardSize: 3_000_000)
+        try assertMatches("dequant-bf16", block, deq, ["--shard-size", "3000000"])
+    }
+
+    /// Requantization: an already-quantized checkpoint as input (dequantized to the model dtype
+    /// first): block FP8 to compressed-tensors FP8 / INT8 and to another block size, and
+    /// compressed-tensors INT8 back to block FP8.
+    func testRequantizeMatchesReference() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "quantref-requant")
+        let ds = Self.sample("deepseek-v3-tiny")
+        let block = tmp.appending("block").path
+        try Self.quantize(ds, to: block, format: .fp8, granularity: nil)
+        try assertMatches("fp8-block", ds, block, quantized: 120)
+        let cases: [(String, QuantizationScheme.Format, QuantizationScheme.Granularity?, Int)] = [
+            ("fp8-channel", .fp8, .channel, 128), ("int8-channel", .int8, nil, 128), ("fp8-block", .fp8, nil, 64),
+        ]
+        for (mode, format, granularity, size) in cases {
+            let out = tmp.appending("re-\(mode)-\(size)").path
+            try Self.quantize(block, to: out, format: format, granularity: granularity, blockSize: size)
+            try assertMatches(mode, block, out, size == 128 ? [] : ["--block-size", String(size)], quantized: 120)
+        }
+        let llamaInt8 = tmp.appending("llama-int8").path
+        try Self.quantize(Self.sample("llama-tiny"), to: llamaInt8, format: .int8, granularity: nil)
+        let back = tmp.appending("llama-int8-block").path
+        try Self.quantize(llamaInt8, to: back, format: .fp8, granularity: nil)
+        try assertMatches("fp8-block", llamaInt8, back, quantized: 14)
+    }
+
     // MARK: - Helpers
 
     private static func sample(_ name: String) -> String {
         PythonReference.packageRoot.appendingPathComponent("Samples").appendingPathComponent(name).path
     }
 
-    private static func quantize(_ input: String, to out: String, format: QuantizationScheme.Format, granularity: QuantizationScheme.Granularity?) throws {
-        let scheme = try QuantizationScheme(format: format, granularity: granularity)
+    private static func quantize(_ input: String, to out: String, format: QuantizationScheme.Format, granularity: QuantizationScheme.Granularity?,
+                                 blockSize: Int = 128, ignore: [String] = [], shardSize: Int? = nil) throws {
+        let scheme = try QuantizationScheme(format: format, granularity: granularity, blockSize: blockSize)
         let ckpt = try Checkpoint(path: input)
-        let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: [], shardSize: nil)
+        let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, shardSize: shardSize)
         let report = try ConversionRunner(checkpoint: ckpt, plan: plan, options: ConversionOptions(outputDirectory: out)).run()
         XCTAssertTrue(report.finalized, "\(out) was not finalized")
     }
 
-    private static func dequantize(_ input: String, to out: String, dtype: DType) throws {
+    private static func dequantize(_ input: String, to out: String, dtype: DType, shardSize: Int? = nil) throws {
         let ckpt = try Checkpoint(path: input)
-        let plan = try PlanBuilder.dequantize(ckpt, to: dtype, shardSize: nil)
+        let plan = try PlanBuilder.dequantize(ckpt, to: dtype, shardSize: shardSize)
         let report = try ConversionRunner(checkpoint: ckpt, plan: plan, options: ConversionOptions(outputDirectory: out)).run()
         XCTAssertTrue(report.finalized, "\(out) was not finalized")
     }
@@ -138,8 +227,8 @@ final class QuantReferenceTests: XCTestCase {
     }
 
     /// Runs quant_reference.py; throws (the test fails, never skips) when Python or a package is missing.
-    private static func reference(_ mode: String, _ input: String, _ output: String) throws -> ReferenceResult {
-        let text = try PythonReference.run(script, [mode, input, output])
+    private static func reference(_ mode: String, _ input: String, _ output: String, _ options: [String] = []) throws -> ReferenceResult {
+        let text = try PythonReference.run(script, [mode, input, output] + options)
         let json: JSONValue
         do {
             json = try JSONParser.parse(text.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -2,6 +2,7 @@
 """Independent reference for dsconvert's `quantize` and `dequantize` output (numpy + ml_dtypes).
 
     python3 quant_reference.py MODE INPUT_DIR OUTPUT_DIR [--ignore REGEX ...] [--block-size N]
+                               [--shard-size BYTES]
 
 MODE is what produced OUTPUT_DIR from INPUT_DIR:
 
@@ -14,7 +15,15 @@ MODE is what produced OUTPUT_DIR from INPUT_DIR:
 
 The script recomputes, from INPUT_DIR alone, every tensor the output must hold (name, dtype,
 shape, raw bytes, the file it lives in), the config.json changes, the index and the copied side
-files, and compares them with OUTPUT_DIR. It prints one JSON object:
+files, and compares them with OUTPUT_DIR. Options mirror dsconvert's: `--ignore` keeps every
+module (tensor name without `.weight`) that the regex finds (`re.search`) unquantized and must be
+listed in the config (`ignored_layers` in the DeepSeek layout; covered by `ignore`, read the way
+compressed-tensors reads it, in the other); `--block-size` is the block edge; `--shard-size`
+re-chunks the output: tensors in input order (files in index order, then by data offset), each
+input tensor's outputs (a weight and its scale) kept together, a new file
+`model-{i:05d}-of-{n:05d}.safetensors` started whenever the next group would make the current
+file (8-byte length, compact JSON header padded to 8 bytes, data) larger than BYTES; the index is
+always written then. It prints one JSON object:
 
     {"mode", "input", "output", "tensors": N, "quantized": N, "dequantized": N,
      "mismatch_count": N, "mismatches": ["...", ...] (at most 100), "seconds": S}
@@ -91,7 +100,7 @@ class Report:
 # ---------------------------------------------------------------- safetensors reading
 
 def read_safetensors(path):
-    """(tensors {name: (dtype, shape, raw bytes)}, metadata, names in header order)."""
+    """(tensors {name: (dtype, shape, raw bytes)} in data-offset order, metadata)."""
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -99,7 +108,7 @@ def read_safetensors(path):
     meta = header.pop("__metadata__", None)
     base = 8 + n
     out = {}
-    for name, e in header.items():
+    for name, e in sorted(header.items(), key=lambda kv: tuple(kv[1]["data_offsets"])):
         b, end = e["data_offsets"]
         out[name] = (e["dtype"], list(e["shape"]), data[base + b:base + end])
     return out, meta
@@ -114,17 +123,20 @@ class Checkpoint:
     def __init__(self, directory):
         self.dir = directory
         self.files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
+        self.index = load_json(os.path.join(directory, "model.safetensors.index.json"))
+        # Input order: the files in the order the index first names them, then the rest sorted.
+        listed = list(dict.fromkeys(((self.index or {}).get("weight_map") or {}).values()))
+        self.order = [f for f in listed if f in self.files] + [f for f in self.files if f not in listed]
         self.tensors = {}   # name -> (dtype, shape, raw)
         self.file_of = {}   # name -> file
         self.metadata = {}  # file -> metadata
-        for f in self.files:
+        for f in self.order:
             ts, meta = read_safetensors(os.path.join(directory, f))
             self.metadata[f] = meta
             for name, entry in ts.items():
                 self.tensors[name] = entry
                 self.file_of[name] = f
         self.config = load_json(os.path.join(directory, "config.json"))
-        self.index = load_json(os.path.join(directory, "model.safetensors.index.json"))
 
     def array(self, name):
         return as_array(self.tensors[name])
@@ -279,6 +291,42 @@ def expected_quantize(ck, mode, ignore, block):
     return out, nq, d
 
 
+def header_json_length(entries):
+    """Bytes of the compact JSON header dsconvert's writer (and safetensors) lays out for
+    [(name, dtype, shape, nbytes)], before padding."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, dtype, shape, nbytes in entries:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    return len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def rechunk(expected, limit):
+    """Reassigns the files of `expected` ([(file, name, dtype, shape, bytes)], in input order,
+    a weight's scale right after it) for --shard-size `limit`."""
+    groups = []  # each: the outputs of one input tensor
+    for e in expected:
+        if groups and e[1] in (groups[-1][0][1] + "_scale_inv", groups[-1][0][1] + "_scale"):
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    files, current = [], []
+
+    def size(entries):
+        data = sum(len(e[4]) for e in entries)
+        return 8 + -(-header_json_length([(e[1], e[2], e[3], len(e[4])) for e in entries]) // 8) * 8 + data
+
+    for g in groups:
+        if current and size(current + g) > limit:
+            files.append(current)
+            current = []
+        current = current + g
+    if current or not files:
+        files.append(current)
+    n = len(files)
+    return [(f"model-{i + 1:05d}-of-{n:05d}.safetensors",) + tuple(e[1:]) for i, entries in enumerate(files) for e in entries]
+
+
 def expected_dequantize(ck, target):
     quantized = find_quantized(ck)
     if not quantized:
@@ -322,7 +370,7 @@ def compare_tensors(expected, out_ck, rep):
             rep.add(f"{name}: missing from the output")
             continue
         if out_ck.file_of[name] != f:
-            rep.add(f"{name}: in {out_ck.file_of[name]}, expected in {f} (output shards mirror input shards)")
+            rep.add(f"{name}: in {out_ck.file_of[name]}, expected in {f}")
         gdtype, gshape, got = out_ck.tensors[name]
         if gdtype != dtype:
             rep.add(f"{name}: dtype {gdtype}, expected {dtype}")
@@ -346,8 +394,8 @@ def compare_tensors(expected, out_ck, rep):
             rep.add(f"{f}: __metadata__ {meta}, expected {{'format': 'pt'}}")
 
 
-def compare_index(in_ck, out_ck, expected, rep):
-    if in_ck.index is None and len(out_ck.files) <= 1:
+def compare_index(in_ck, out_ck, expected, rep, always=False):
+    if in_ck.index is None and len(out_ck.files) <= 1 and not always:
         if out_ck.index is not None:
             rep.add("model.safetensors.index.json written for a single-file checkpoint")
         return
@@ -407,11 +455,18 @@ def check_config_quantize(in_ck, out_ck, mode, ignore, block, rep):
         if where.get(key) != value:
             rep.add(f"{label}.{key}: {where.get(key)!r}, expected {value!r}")
 
+    regexes = [re.compile(p) for p in ignore]
+    default_modules = sorted(n[: -len(".weight")] for n in in_ck.tensors if QUANTIZED_BY_DEFAULT.search(n))
+    kept = [m for m in default_modules if any(r.search(m) for r in regexes)]
     if mode == "fp8-block":
         want("quant_method", "fp8")
         want("fmt", "e4m3")
         want("activation_scheme", "dynamic")
         want("weight_block_size", [block, block])
+        if kept:
+            want("ignored_layers", kept)
+        elif "ignored_layers" in q:
+            rep.add(f"quantization_config.ignored_layers {q['ignored_layers']!r} without --ignore")
         return
     target, gran = mode.split("-")
     fmt = "float-quantized" if target == "fp8" else "int-quantized"
@@ -433,6 +488,14 @@ def check_config_quantize(in_ck, out_ck, mode, ignore, block, rep):
         want(key, value, a, f"config_groups.{gname}.input_activations")
     ig = q.get("ignore") or []
     names = set(in_ck.tensors)
+
+    def covered(module):  # how compressed-tensors reads `ignore`: exact names and `re:` matches
+        return module in ig or any(p.startswith("re:") and re.match(p[3:], module) for p in ig)
+
+    for m in default_modules:
+        if covered(m) != (m in kept):
+            rep.add(f"quantization_config.ignore {ig} {'covers' if covered(m) else 'does not cover'} {m}, "
+                    f"which was {'kept' if m in kept else 'quantized'}")
     if "lm_head.weight" in names and "lm_head" not in ig:
         rep.add(f"quantization_config.ignore {ig} lacks lm_head")
     if any(re.search(r"mlp\.gate\.weight$", n) for n in names):
@@ -469,7 +532,7 @@ MODES = ("fp8-block", "fp8-tensor", "fp8-channel", "int8-channel", "int8-tensor"
 
 def main(argv):
     args = list(argv)
-    ignore, block = [], 128
+    ignore, block, shard_size = [], 128, None
     while "--ignore" in args:
         i = args.index("--ignore")
         ignore.append(args[i + 1])
@@ -477,6 +540,10 @@ def main(argv):
     if "--block-size" in args:
         i = args.index("--block-size")
         block = int(args[i + 1])
+        del args[i:i + 2]
+    if "--shard-size" in args:
+        i = args.index("--shard-size")
+        shard_size = int(args[i + 1])
         del args[i:i + 2]
     if len(args) != 3 or args[0] not in MODES:
         sys.stderr.write(__doc__)
@@ -493,8 +560,10 @@ def main(argv):
     else:
         expected, counts["quantized"], _ = expected_quantize(in_ck, mode, ignore, block)
         check_config_quantize(in_ck, out_ck, mode, ignore, block, rep)
+    if shard_size is not None:
+        expected = rechunk(expected, shard_size)
     compare_tensors(expected, out_ck, rep)
-    compare_index(in_ck, out_ck, expected, rep)
+    compare_index(in_ck, out_ck, expected, rep, always=shard_size is not None)
     compare_side_files(in_dir, out_dir, rep)
     print(json.dumps({
         "mode": mode, "input": in_dir, "output": out_dir, "tensors": len(expected),

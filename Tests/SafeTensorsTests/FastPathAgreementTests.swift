@@ -74,6 +74,11 @@ final class TypedAccessTests: XCTestCase {
         for i in 0..<16 {
             XCTAssertEqual(floats[i].bitPattern, view.bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
         }
-        XCTAssertThrowsError(try view.elements(as: UInt16.self))
+        XCTAssertThrowsError(try view.elements(as: UInt16.self)) { error in
+            let e = error as? SafeTensorsError
+            XCTAssertEqual(e?.code, .writerMisuse, "\(error)")
+            XCTAssertEqual(e?.tensor, name)
+            XCTAssertTrue("\(error)".contains("F32 elements are 32 bits"), "\(error)")
+        }
     }
 }

@@ -124,7 +124,11 @@ final class SafeTensorsReaderTests: XCTestCase {
                 XCTAssertEqual(e?.kind, .io, "\(error)")
                 XCTAssertTrue("\(error)".contains(path), "\(error)")
             }
-            XCTAssertThrowsError(try SafeTensorsFile(path: path))
+            XCTAssertThrowsError(try SafeTensorsFile(path: path)) { error in
+                let e = error as? SafeTensorsError
+                XCTAssertEqual(e?.code, .io, "\(error)")
+                XCTAssertTrue("\(error)".contains(path), "\(error)")
+            }
         }
         XCTAssertThrowsError(try SafeTensorsCheckpoint(path: dir.file("absent"))) { error in
             XCTAssertEqual((error as? SafeTensorsError)?.kind, .io)

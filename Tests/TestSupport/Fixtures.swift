@@ -380,6 +380,16 @@ public enum STPython {
         let scriptPath = STFixtures.referenceDirectory + "/" + script
         guard Sys.exists(scriptPath) else { throw STReferenceFailure("reference script \(scriptPath) is missing") }
         let python = ProcessInfo.processInfo.environment["DSCONVERT_PYTHON"] ?? "python3"
+        if ReferenceServer.enabled {
+            let r: ReferenceServer.Reply
+            do { r = try ReferenceServer.shared.run(scriptPath, arguments) } catch {
+                throw STReferenceFailure("\(error)\n\(installHint)")
+            }
+            guard r.status == 0 else {
+                throw STReferenceFailure("\(python) \(script) exited with status \(r.status): \(r.stderr.suffix(4000))\n\(installHint)")
+            }
+            return r.stdout
+        }
         let scratch = try STTemporaryDirectory("st-python")
         let outPath = scratch.file("stdout"), errPath = scratch.file("stderr")
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)

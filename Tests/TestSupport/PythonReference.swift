@@ -39,6 +39,13 @@ public enum PythonReference {
             throw Failure("Python reference script not found at \(scriptPath)")
         }
         let python = ProcessInfo.processInfo.environment["DSCONVERT_PYTHON"] ?? "python3"
+        if ReferenceServer.enabled {
+            let r = try ReferenceServer.shared.run(scriptPath, arguments)
+            if r.status != 0 {
+                throw Failure(failureMessage(python, [scriptPath] + arguments, status: r.status, killed: false, stderr: r.stderr))
+            }
+            return r.stdout
+        }
         // Capture output in files rather than pipes: a large stdout/stderr cannot then block the child.
         let scratch = try TemporaryDirectory(prefix: "pyref-run")
         let outURL = scratch.url.appendingPathComponent("stdout")
@@ -70,17 +77,21 @@ public enum PythonReference {
         let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
         let status = p.terminationStatus
         if p.terminationReason != .exit || status != 0 {
-            var msg = "`\(python) \(([scriptPath] + arguments).joined(separator: " "))` "
-            msg += p.terminationReason == .exit ? "exited with status \(status)" : "was killed by signal \(status)"
-            msg += stderr.isEmpty ? " (no stderr)" : ":\n\(stderr)"
-            if status == 127 || stderr.contains("ModuleNotFoundError") || stderr.contains("ImportError")
-                || stderr.contains("No such file or directory") || stderr.contains("cannot import")
-            {
-                msg += "\n" + installHint
-            }
-            throw Failure(msg)
+            throw Failure(failureMessage(python, [scriptPath] + arguments, status: status, killed: p.terminationReason != .exit, stderr: stderr))
         }
         return stdout
+    }
+
+    static func failureMessage(_ python: String, _ command: [String], status: Int32, killed: Bool, stderr: String) -> String {
+        var msg = "`\(python) \(command.joined(separator: " "))` "
+        msg += killed ? "was killed by signal \(status)" : "exited with status \(status)"
+        msg += stderr.isEmpty ? " (no stderr)" : ":\n\(stderr)"
+        if status == 127 || stderr.contains("ModuleNotFoundError") || stderr.contains("ImportError")
+            || stderr.contains("No such file or directory") || stderr.contains("cannot import")
+        {
+            msg += "\n" + installHint
+        }
+        return msg
     }
 
     /// The bytes of `dir/name`, checked to hold exactly `count` elements of `T` when `count` is given.
