@@ -76,7 +76,7 @@ final class TypedAccessTests: XCTestCase {
         }
         XCTAssertThrowsError(try view.elements(as: UInt16.self)) { error in
             let e = error as? SafeTensorsError
-            XCTAssertEqual(e?.code, .writerMisuse, "\(error)")
+            XCTAssertEqual(e?.kind, .writerMisuse, "\(error)")
             XCTAssertEqual(e?.tensor, name)
             XCTAssertTrue("\(error)".contains("F32 elements are 32 bits"), "\(error)")
         }

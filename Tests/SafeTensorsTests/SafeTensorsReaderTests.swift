@@ -126,7 +126,7 @@ final class SafeTensorsReaderTests: XCTestCase {
             }
             XCTAssertThrowsError(try SafeTensorsFile(path: path)) { error in
                 let e = error as? SafeTensorsError
-                XCTAssertEqual(e?.code, .io, "\(error)")
+                XCTAssertEqual(e?.kind, .io, "\(error)")
                 XCTAssertTrue("\(error)".contains(path), "\(error)")
             }
         }
