@@ -75,9 +75,9 @@ final class TypedAccessTests: XCTestCase {
             XCTAssertEqual(floats[i].bitPattern, view.bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
         }
         XCTAssertThrowsError(try view.elements(as: UInt16.self)) { error in
-            let e = error as? SafeTensorsError
-            XCTAssertEqual(e?.kind, .writerMisuse, "\(error)")
-            XCTAssertEqual(e?.tensor, name)
+            let e = error as? TensorAccessError
+            XCTAssertNotNil(e, "\(error)")
+            XCTAssertEqual(e?.tensorName, name)
             XCTAssertTrue("\(error)".contains("F32 elements are 32 bits"), "\(error)")
         }
     }
