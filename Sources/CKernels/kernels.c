@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "tiles.h"
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__clang__)
@@ -185,3 +186,26 @@ static inline float i8_to_f32(int8_t v) { return (float)v; }
 
 CT_DEQUANTIZE_ALL(e4m3, uint8_t, e4m3_to_f32)
 CT_DEQUANTIZE_ALL(i8, int8_t, i8_to_f32)
+
+// Serial tile decoders for the weight codecs (tiles.h), on the conversions above.
+
+DSC_CLONES void dsc_widen_bf16_f32(const uint16_t *src, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
+DSC_CLONES void dsc_widen_f16_f32(const uint16_t *src, size_t n, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+DSC_CLONES void dsc_decode_i8_f32(const int8_t *src, size_t n, float scale, float zero_point, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = ((float)src[i] - zero_point) * scale;
+}
+
+/// E5M2 is the F16 with the low byte zero.
+DSC_CLONES void dsc_decode_e5m2_f32(const uint8_t *src, size_t n, float scale, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32((uint16_t)src[i] << 8) * scale;
+}
+
+DSC_CLONES void dsc_decode_e4m3_f32(const uint8_t *src, size_t n, float scale, float zero_point, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = (e4m3_to_f32(src[i]) - zero_point) * scale;
+}
