@@ -11,7 +11,6 @@ let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "dsconvert",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dsconvert", targets: ["dsconvert"]),
         .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
@@ -32,7 +31,7 @@ let package = Package(
         // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
         .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors"], swiftSettings: fast),
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
-        .target(name: "Numerics", dependencies: ["Diagnostics"], swiftSettings: fast),
+        .target(name: "Numerics", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
         .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
         // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
@@ -46,7 +45,7 @@ let package = Package(
         // clones picked at run time), serial; the engine splits the work between threads.
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         // CPU inference (llama, qwen2, deepseek_v3) on memory-mapped weights in their stored encoding.
-        .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
+        .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
@@ -57,6 +56,7 @@ let package = Package(
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
+        .testTarget(name: "SystemIOTests", dependencies: ["SystemIO", "Diagnostics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "SafeTensorsTests", dependencies: ["Diagnostics", "SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),

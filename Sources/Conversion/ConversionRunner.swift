@@ -56,13 +56,13 @@ public final class ConversionRunner {
     }
 
     public func run() throws -> ConversionReport {
-        let start = monotonicSeconds()
+        let start = MonotonicClock.seconds()
         let out = options.outputDirectory
         guard options.jobs >= 1, options.jobIndex >= 0, options.jobIndex < options.jobs else {
             throw ConversionError.invalidOptions("--job-index must be in 0..<\(max(options.jobs, 1)) (got \(options.jobIndex) with --jobs \(options.jobs))")
         }
         try Sys.makeDirectory(out)
-        if try realPath(out) == realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
+        if try Sys.realPath(out) == Sys.realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
         let state = out + "/" + ResumeRecord.directoryName
         try Sys.makeDirectory(state)
         let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
@@ -116,7 +116,7 @@ public final class ConversionRunner {
         } else {
             observer.note("job \(options.jobIndex + 1) of \(options.jobs) done; run `dsconvert merge-index \(out)` after every job has finished")
         }
-        report.seconds = monotonicSeconds() - start
+        report.seconds = MonotonicClock.seconds() - start
         return report
     }
 }
@@ -128,20 +128,3 @@ func removeStaleTemporaries(in directory: String, of name: String) {
         Sys.unlink(directory + "/" + n)
     }
 }
-
-func realPath(_ p: String) throws -> String {
-    guard let r = realpath(p, nil) else { throw IOError("realpath", path: p, errno: errno) }
-    defer { free(r) }
-    return String(cString: r)
-}
-
-/// Seconds from a monotonic clock.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

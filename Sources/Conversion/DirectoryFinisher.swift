@@ -19,7 +19,7 @@ public enum DirectoryFinisher {
     static func writePlan(_ plan: ConversionPlan, checkpoint: Checkpoint, outputDirectory out: String) throws {
         let v = JSONValue.object([
             ("settings", .string(plan.settings)),
-            ("input_directory", .string(try realPath(checkpoint.directory))),
+            ("input_directory", .string(try Sys.realPath(checkpoint.directory))),
             ("shards", .array(plan.shards.map { .string($0.name) })),
             ("writes_index", .bool(plan.writesIndex)),
             ("index_metadata", .object(plan.indexMetadata)),

@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import SystemIO
 
 public enum EngineDefaults {
     /// Every online core.
-    public static var threads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    public static var threads: Int { Sys.onlineProcessors }
 }

@@ -1,15 +1,10 @@
 import Dispatch
+import SystemIO
 
 /// Splits work over the machine's cores (or `Parallel.threads`, when set).
 public enum Parallel {
     /// Worker count; defaults to the number of active processors.
-    nonisolated(unsafe) public static var threads: Int = {
-        #if canImport(Glibc) || canImport(Darwin)
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        #else
-        return 1
-        #endif
-    }()
+    nonisolated(unsafe) public static var threads: Int = Sys.onlineProcessors
 
     /// Calls `body(range)` for consecutive ranges covering 0..<count, concurrently. Ranges are at
     /// least `minChunk` long, so small jobs run inline without thread hand-off.
@@ -39,9 +34,3 @@ public enum Parallel {
         DispatchQueue.concurrentPerform(iterations: count, execute: body)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

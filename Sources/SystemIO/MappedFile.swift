@@ -45,7 +45,7 @@ public final class MappedFile: @unchecked Sendable {
     public func advise(_ advice: Advice, _ range: Range<Int>? = nil) {
         guard let base else { return }
         let r = range ?? 0..<size
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = Sys.pageSize
         let start = r.lowerBound / page * page
         let end = min(size, (r.upperBound + page - 1) / page * page)
         guard end > start else { return }
@@ -61,7 +61,7 @@ public final class MappedFile: @unchecked Sendable {
     /// Drops the pages wholly inside `range` from the resident set (data stays in the page cache).
     public func release(_ range: Range<Int>) {
         guard let base else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = Sys.pageSize
         let start = (range.lowerBound + page - 1) / page * page
         let end = range.upperBound / page * page
         guard end > start else { return }

@@ -5,6 +5,7 @@ import JSON
 import Numerics
 import Quantization
 import SafeTensors
+import SystemIO
 
 extension DSConvert {
     /// Micro-benchmarks behind Scripts/bench.sh (which adds the cat / cp / numpy / torch references).
@@ -45,18 +46,18 @@ extension DSConvert {
                 memset(q, 1, n)
                 var bestQ = Double.infinity, bestM = Double.infinity, bestM1 = Double.infinity
                 for _ in 0..<repeats {
-                    var t = monotonicSeconds()
+                    var t = MonotonicClock.seconds()
                     try BlockFP8.quantize(name: "bench", src: src, format: .bf16, rows: rows, cols: cols, q: q, scales: scales)
-                    bestQ = min(bestQ, monotonicSeconds() - t)
+                    bestQ = min(bestQ, MonotonicClock.seconds() - t)
                     // memcpy on the same thread count, split like the kernel.
-                    t = monotonicSeconds()
+                    t = MonotonicClock.seconds()
                     Parallel.forEachChunk(count: n * 2, minChunk: 1 << 20) { r in
                         memcpy(copy + r.lowerBound, src + r.lowerBound, r.count)
                     }
-                    bestM = min(bestM, monotonicSeconds() - t)
-                    t = monotonicSeconds()
+                    bestM = min(bestM, MonotonicClock.seconds() - t)
+                    t = MonotonicClock.seconds()
                     memcpy(copy, src, n * 2)
-                    bestM1 = min(bestM1, monotonicSeconds() - t)
+                    bestM1 = min(bestM1, MonotonicClock.seconds() - t)
                 }
                 let bytes = Double(n * 2)
                 let result = JSONValue.object([
@@ -81,7 +82,7 @@ extension DSConvert {
 
             func run() throws {
                 try common.apply()
-                let t0 = monotonicSeconds()
+                let t0 = MonotonicClock.seconds()
                 let ckpt = try SafeTensorsCheckpoint(path: path)
                 var total = 0
                 var fold: UInt64 = 0
@@ -95,7 +96,7 @@ extension DSConvert {
                         f.mapping.release(f.fileRange(info))
                     }
                 }
-                let dt = monotonicSeconds() - t0
+                let dt = MonotonicClock.seconds() - t0
                 let r = JSONValue.object([("bytes", .int(total)), ("seconds", .double(dt)), ("gb_s", .double(Double(total) / dt / 1e9)), ("fold", .string(String(fold, radix: 16)))])
                 if common.json { print(JSONWriter.pretty(r), terminator: "") } else {
                     print(String(format: "read %@ of tensors in %.3f s: %.2f GB/s", formatBytes(total), dt, Double(total) / dt / 1e9))

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import JSON
 import SafeTensors
+import SystemIO
 import Tensors
 
 extension DSConvert {
@@ -31,9 +32,9 @@ extension DSConvert {
             let engine = try Model(checkpoint: Checkpoint(path: model))
             let cache = KVCache(config: engine.config, batch: tokens.count, capacity: tokens[0].count)
             let pool = WorkerPool(threads: common.threads ?? EngineDefaults.threads)
-            let t0 = Date()
+            let t0 = MonotonicClock.seconds()
             let logits = try engine.forward(tokens, cache: cache, pool: pool)
-            let seconds = Date().timeIntervalSince(t0)
+            let seconds = MonotonicClock.seconds() - t0
             let shape = [tokens.count, tokens[0].count, engine.config.vocab]
             let w = try SafeTensorsWriter(path: out, tensors: [TensorSpec(name: "logits", dtype: .f32, shape: shape)])
             try w.write("logits", UnsafeRawBufferPointer(start: logits.data, count: logits.rows * logits.cols * 4))

@@ -3,6 +3,7 @@ import Checkpoint
 import Conversion
 import Foundation
 import JSON
+import SystemIO
 
 extension ModelBlueprint.Kind: ExpressibleByArgument {}
 
@@ -49,11 +50,11 @@ extension DSConvert {
             o.seed = seed
             o.shards = shards
             o.shardSize = shardSize?.bytes
-            let tty = isatty(2) != 0 && !common.quiet && !common.json
+            let tty = Sys.isTerminal(2) && !common.quiet && !common.json
             var last = 0.0
-            let start = monotonicSeconds()
+            let start = MonotonicClock.seconds()
             let names = try SyntheticCheckpoint.write(bp, to: output, options: o) { done, total in
-                let now = monotonicSeconds()
+                let now = MonotonicClock.seconds()
                 if tty && now - last > 0.2 {
                     last = now
                     FileHandle.standardError.write(String(format: "\r\u{1B}[2Ksynth %5.1f%%  %@ / %@", 100 * Double(done) / Double(max(total, 1)), formatBytes(done), formatBytes(total)).data(using: .utf8)!)
@@ -64,7 +65,7 @@ extension DSConvert {
                 print(JSONWriter.pretty(.object([
                     ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(try divisor())),
                     ("tensors", .int(bp.tensors.count)), ("bytes", .int(bp.totalBytes)), ("shards", .int(names.count)),
-                    ("seconds", .double(monotonicSeconds() - start)),
+                    ("seconds", .double(MonotonicClock.seconds() - start)),
                 ])), terminator: "")
             } else if !common.quiet {
                 printError("wrote \(output): \(bp.tensors.count) tensors, \(formatBytes(bp.totalBytes)) in \(names.count) file(s)")

@@ -1,17 +1,18 @@
 import Conversion
 import Foundation
+import SystemIO
 
 /// Progress for long runs on standard error: a redrawn bar on a terminal (tensors, bytes, GB/s,
 /// ETA), plain log lines otherwise (one per shard, plus one at least every 10 s).
 final class TerminalProgress: ConversionObserver {
-    let isTTY = isatty(2) != 0
+    let isTTY = Sys.isTerminal(2)
     let quiet: Bool
     var totalBytes = 0
     var totalTensors = 0
     var doneBytes = 0
     var doneTensors = 0
     var skippedBytes = 0
-    var start = monotonicSeconds()
+    var start = MonotonicClock.seconds()
     var lastDraw = 0.0
     var lastLog = 0.0
     let verb: String
@@ -28,7 +29,7 @@ final class TerminalProgress: ConversionObserver {
     func started(shards: Int, tensors: Int, inputBytes: Int) {
         totalBytes = inputBytes
         totalTensors = tensors
-        start = monotonicSeconds()
+        start = MonotonicClock.seconds()
         if !quiet { emit("\(verb) \(tensors) tensors in \(shards) shard\(shards == 1 ? "" : "s") (\(formatBytes(inputBytes)))\n") }
     }
 
@@ -42,7 +43,7 @@ final class TerminalProgress: ConversionObserver {
     func tensorDone(_ name: String, inputBytes: Int) {
         doneBytes += inputBytes
         doneTensors += 1
-        let now = monotonicSeconds()
+        let now = MonotonicClock.seconds()
         if isTTY && !quiet && now - lastDraw > 0.1 {
             lastDraw = now
             draw(now)
@@ -59,12 +60,12 @@ final class TerminalProgress: ConversionObserver {
     func note(_ message: String) { line(message) }
 
     func finish() {
-        if isTTY && !quiet { draw(monotonicSeconds()); emit("\n") }
+        if isTTY && !quiet { draw(MonotonicClock.seconds()); emit("\n") }
     }
 
     private func line(_ s: String) {
         guard !quiet else { return }
-        if isTTY { emit("\r\u{1B}[2K" + s + "\n"); draw(monotonicSeconds()) } else { emit(s + "\n") }
+        if isTTY { emit("\r\u{1B}[2K" + s + "\n"); draw(MonotonicClock.seconds()) } else { emit(s + "\n") }
     }
 
     private func status(_ now: Double) -> String {
