@@ -7,37 +7,15 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the result as JSON on standard output.")
     var json = false
 
-    @Option(name: .long, help: "Worker threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads, 1 to 1024 (default: all cores).",
+            transform: { try OptionValue.integer($0, option: "--threads", in: OptionValue.threads) })
     var threads: Int?
 
     @Flag(name: [.short, .long], help: "No progress output.")
     var quiet = false
 
     func apply() throws {
-        if let t = threads {
-            guard t >= 1 else { throw ValidationError("--threads must be at least 1") }
-            Parallel.threads = t
-        }
-    }
-}
-
-/// Parses sizes like `5GB`, `500MiB`, `4294967296`.
-struct ByteSize: ExpressibleByArgument {
-    var bytes: Int
-
-    init?(argument: String) {
-        let s = argument.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [(String, Double)] = [
-            ("TIB", 1099511627776), ("GIB", 1073741824), ("MIB", 1048576), ("KIB", 1024),
-            ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3), ("B", 1),
-        ]
-        for (u, m) in units where s.hasSuffix(u) {
-            guard let v = Double(s.dropLast(u.count).trimmingCharacters(in: .whitespaces)), v > 0 else { return nil }
-            bytes = Int(v * m)
-            return
-        }
-        guard let v = Int(s), v > 0 else { return nil }
-        bytes = v
+        if let t = threads { Parallel.threads = t }
     }
 }
 

@@ -14,21 +14,25 @@ struct ConvertOptions: ParsableArguments {
     @Argument(help: "The output directory (created if needed; must differ from the input).")
     var output: String
 
-    @Option(name: .long, help: "Re-chunk the output into files of at most this size (e.g. 5GB), named model-00001-of-0000N.safetensors. Default: one output file per input file, same names.")
-    var shardSize: ByteSize?
+    @Option(name: .long, parsing: .unconditional, help: "Re-chunk the output into files of at most this size (e.g. 5GB, 1.5GiB; 1 B to 1 PiB), named model-00001-of-0000N.safetensors. Default: one output file per input file, same names.",
+            transform: { try OptionValue.byteSize($0, option: "--shard-size") })
+    var shardSize: Int?
 
-    @Option(name: .long, help: "Split the work into N disjoint sets of shards (for a job array).")
+    @Option(name: .long, parsing: .unconditional, help: "Split the work into N disjoint sets of shards (for a job array), 1 to 100000.",
+            transform: { try OptionValue.integer($0, option: "--jobs", in: OptionValue.jobs) })
     var jobs: Int = 1
 
-    @Option(name: .long, help: "Convert only set I (0-based) of --jobs N; finish with `dsconvert merge-index OUT`.")
+    @Option(name: .long, parsing: .unconditional, help: "Convert only set I (0 to N-1) of --jobs N; finish with `dsconvert merge-index OUT`.",
+            transform: { try OptionValue.integer($0, option: "--job-index", in: 0...(OptionValue.jobs.upperBound - 1)) })
     var jobIndex: Int = 0
 
     @Flag(name: .long, help: "fsync every output file before renaming it into place.")
     var fsync = false
 
     func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
-        guard jobIndex >= 0 && jobIndex < jobs else { throw ValidationError("--job-index must be between 0 and \(jobs - 1)") }
+        guard jobIndex < jobs else {
+            throw UsageError.invalid("--job-index", String(jobIndex), "is out of range for --jobs \(jobs)", allowed: "an integer from 0 to \(jobs - 1)")
+        }
     }
 
     /// Runs `plan` with a progress display and prints the report.

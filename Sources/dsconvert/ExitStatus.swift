@@ -32,7 +32,8 @@ enum ExitStatus {
         let d: Diagnostic
         let status: Int32
         var text: String
-        if let e = error as? any DiagnosticError {
+        // ArgumentParser wraps what option transforms and validate() throw; unwrap ours.
+        if let e = error as? any DiagnosticError ?? OptionValue.embeddedDiagnostic(error) {
             d = Diagnostic(e)
             status = of(e.category, signal: (e as? Interrupted)?.signal ?? SIGINT)
             text = "error: " + d.description

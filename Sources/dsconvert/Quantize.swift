@@ -24,8 +24,9 @@ extension DSConvert {
         @Option(name: .long, help: "Scale granularity: block (FP8 default), channel (INT8 default) or tensor.")
         var granularity: QuantizationScheme.Granularity?
 
-        @Option(name: .long, help: "Block edge for --granularity block.")
-        var blockSize: Int = 128
+        @Option(name: .long, parsing: .unconditional, help: "Block edge for --granularity block, 1 to 65536 (default 128).",
+                transform: { try OptionValue.integer($0, option: "--block-size", in: OptionValue.blockSize) })
+        var blockSize: Int?
 
         @Flag(name: .long, help: "Weight-only (no input_activations entry) for the compressed-tensors layouts.")
         var weightOnly = false
@@ -37,14 +38,17 @@ extension DSConvert {
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
-            if fp8 == int8 { throw ValidationError("choose one of --fp8 or --int8") }
+            if fp8 == int8 { throw UsageError.conflict("choose one of --fp8 or --int8") }
+            if let g = granularity ?? (int8 ? .channel : nil), g != .block, blockSize != nil {
+                throw UsageError.conflict("--block-size applies to --granularity block only, not --granularity \(g.rawValue)\(int8 ? " (--int8 has no block layout)" : "")")
+            }
         }
 
         func run() throws {
             try common.apply()
-            let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize, weightOnly: weightOnly)
+            let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize ?? 128, weightOnly: weightOnly)
             let ckpt = try Checkpoint(path: convert.input)
-            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, shardSize: convert.shardSize?.bytes)
+            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, shardSize: convert.shardSize)
             try convert.run(ckpt, plan, verb: "quantizing (\(scheme.summary))", common: common)
         }
     }

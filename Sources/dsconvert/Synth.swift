@@ -16,40 +16,50 @@ extension DSConvert {
         @Option(name: .long, help: "deepseek-v3, qwen2 or llama.")
         var arch: ModelBlueprint.Kind
 
-        @Option(name: .long, help: "Width divisor as 1/K (or K).")
-        var scale: String = "1/64"
+        @Option(name: .long, parsing: .unconditional, help: "Width divisor as 1/K (or K), K from 1 to 65536.",
+                transform: { try Synth.divisor($0) })
+        var scale: Int = 64
 
-        @Option(name: .long, help: "Override the number of layers (same tensor shapes, different checkpoint size).")
+        @Option(name: .long, parsing: .unconditional, help: "Override the number of layers, 1 to 10000 (same tensor shapes, different checkpoint size).",
+                transform: { try OptionValue.integer($0, option: "--layers", in: OptionValue.layers) })
         var layers: Int?
 
-        @Option(name: .long, help: "Random seed.")
+        @Option(name: .long, parsing: .unconditional, help: "Random seed (0 to 2^64-1).",
+                transform: { try OptionValue.uint64($0, option: "--seed") })
         var seed: UInt64 = 0
 
-        @Option(name: .long, help: "Number of shard files (default: 163 for deepseek-v3, as released; otherwise by --shard-size).")
+        @Option(name: .long, parsing: .unconditional, help: "Number of shard files, 1 to 100000 (default: 163 for deepseek-v3, as released; otherwise by --shard-size).",
+                transform: { try OptionValue.integer($0, option: "--shards", in: OptionValue.shards) })
         var shards: Int?
 
-        @Option(name: .long, help: "Target shard size when --shards is not given (e.g. 2GB).")
-        var shardSize: ByteSize?
+        @Option(name: .long, parsing: .unconditional, help: "Target shard size when --shards is not given (e.g. 2GB).",
+                transform: { try OptionValue.byteSize($0, option: "--shard-size") })
+        var shardSize: Int?
 
         @Argument(help: "Output directory.")
         var output: String
 
         @OptionGroup var common: CommonOptions
 
-        func divisor() throws -> Int {
-            let s = scale.hasPrefix("1/") ? String(scale.dropFirst(2)) : scale
-            guard let k = Int(s), k >= 1 else { throw ValidationError("--scale must look like 1/64") }
-            return k
+        /// `1/K` or `K`.
+        static func divisor(_ text: String) throws -> Int {
+            let t = text.trimmingCharacters(in: .whitespaces)
+            let r = OptionValue.scale
+            do {
+                return try OptionValue.integer(t.hasPrefix("1/") ? String(t.dropFirst(2)) : t, option: "--scale", in: r)
+            } catch let e as UsageError {
+                throw UsageError.invalid("--scale", text, e.message.contains("out of range") ? "is out of range" : "is not 1/K or K",
+                                         allowed: "1/K or K with K an integer from \(r.lowerBound) to \(r.upperBound)")
+            }
         }
 
         func run() throws {
             try common.apply()
-            if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
-            let bp = ModelBlueprint(kind: arch, scale: try divisor(), layers: layers)
+            let bp = ModelBlueprint(kind: arch, scale: scale, layers: layers)
             var o = SyntheticCheckpoint.Options()
             o.seed = seed
             o.shards = shards
-            o.shardSize = shardSize?.bytes
+            o.shardSize = shardSize
             let tty = Sys.isTerminal(2) && !common.quiet && !common.json
             var last = 0.0
             let start = MonotonicClock.seconds()
@@ -63,7 +73,7 @@ extension DSConvert {
             if tty { FileHandle.standardError.write("\n".data(using: .utf8)!) }
             if common.json {
                 print(JSONWriter.pretty(.object([
-                    ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(try divisor())),
+                    ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(scale)),
                     ("tensors", .int(bp.tensors.count)), ("bytes", .int(bp.totalBytes)), ("shards", .int(names.count)),
                     ("seconds", .double(MonotonicClock.seconds() - start)),
                 ])), terminator: "")

@@ -32,7 +32,7 @@ final class ErrorProtocolTests: XCTestCase {
 
     func testUsageErrorsExit64WithJSON() throws {
         let tmp = try CVTempDir()
-        try CLI.expect(["quantize", "--fp8", "--int8", CV.llama, tmp.sub("o"), "--json"], status: 64, code: "usage")
+        try CLI.expect(["quantize", "--fp8", "--int8", CV.llama, tmp.sub("o"), "--json"], status: 64, code: "usage.conflicting_options")
         try CLI.expect(["inspect", "--no-such-flag", CV.llama, "--json"], status: 64, code: "usage")
         try CLI.expect(["frobnicate", "--json"], status: 64, code: "usage")
         // Help is not an error.
