@@ -3,7 +3,7 @@ import SafeTensors
 
 /// Totals `inspect` reports for a checkpoint, from headers only.
 public struct CheckpointSummary: Sendable {
-    /// Stored values, scales and other quantization parameters excluded.
+    /// Stored values; scales, other quantization parameters and buffers (`rotary_emb.inv_freq`) excluded.
     public var parameterCount: Int
     public var tensorCount: Int
     public var shardCount: Int
@@ -18,7 +18,7 @@ public struct CheckpointSummary: Sendable {
         for shard in ckpt.weights.shards {
           for info in shard.header.tensors {
             let name = info.name
-            let isQuantParam = ckpt.roles[name].map { $0.kind == .quantizationParameter }
+            let isQuantParam = ckpt.roles[name].map { $0.kind == .quantizationParameter || $0.kind == .buffer }
                 ?? ["weight_scale_inv", "weight_scale", "input_scale", "weight_zero_point", "input_zero_point"].contains { name.hasSuffix("." + $0) }
             if !isQuantParam { params += info.elementCount }
             let cur = byType[info.dtype] ?? (0, 0)

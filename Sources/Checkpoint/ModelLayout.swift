@@ -35,9 +35,20 @@ public struct ModelLayout: Sendable {
             }
             return isQuantParam || parameter == "weight" ? role : nil
         }
+        // A module that is not a linear layer (norm, embedding, router, lm_head) can still carry
+        // quantization tensors in a checkpoint; they get the quantization-parameter role here and
+        // the classifier (Quantization's TensorClassification) decides whether they are legitimate.
         func plain(_ kind: TensorRole.Kind, _ params: Set<String> = ["weight"]) -> TensorRole? {
+            if isQuantParam { role.kind = .quantizationParameter; return role }
             guard params.contains(parameter) else { return nil }
             role.kind = kind
+            return role
+        }
+        // `rotary_emb.inv_freq`: a non-persistent buffer older exports (Llama family) saved; the
+        // model recomputes it, transformers ignores it when loading.
+        func buffer() -> TensorRole? {
+            guard parameter == "inv_freq" else { return nil }
+            role.kind = .buffer
             return role
         }
 
@@ -54,10 +65,10 @@ public struct ModelLayout: Sendable {
             switch parts[1] {
             case "embed_tokens": return plain(.embedding)
             case "norm": return plain(.norm)
+            case "rotary_emb": return buffer()
             default: return nil
             }
         }
-        if parts.count == 4, parts[1] == "rotary_emb", parameter == "inv_freq" { role.kind = .buffer; return role }
         guard parts[1] == "layers", let layer = Int(parts[2]), layer >= 0 else { return nil }
         role.layer = layer
         let rest = parts[3..<(parts.count - 1)].map(String.init)  // between layer index and parameter
@@ -67,10 +78,8 @@ public struct ModelLayout: Sendable {
             if ModelLayout.mtpNorms.contains(head) && architecture != .deepseekV3 { return nil }
             return plain(.norm)
         case "self_attn":
-            guard rest.count == 2 else {
-                if rest.count == 3, rest[1] == "rotary_emb", parameter == "inv_freq" { role.kind = .buffer; return role }
-                return nil
-            }
+            guard rest.count == 2 else { return nil }
+            if rest[1] == "rotary_emb" { return buffer() }
             if rest[1] == "q_a_layernorm" || rest[1] == "kv_a_layernorm" {
                 return architecture == .deepseekV3 ? plain(.norm) : nil
             }

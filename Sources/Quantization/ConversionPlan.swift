@@ -64,8 +64,9 @@ public enum PlanBuilder {
             let range = NSRange(module.startIndex..., in: module)
             return regexes.contains { $0.firstMatch(in: module, range: range) != nil }
         }
-        let quantized = try QuantizedWeight.find(in: ckpt)
-        let consumed = Set(quantized.values.flatMap { [$0.scale.name] + $0.extras.map(\.name) })
+        let classes = try TensorClassification.classify(ckpt)
+        let quantized = classes.quantized
+        let consumed = classes.consumed
         let modelDType = ckpt.modelDType
         guard [.bf16, .f16, .f32].contains(modelDType) else {
             throw QuantizationError.unsupportedDType(tensor: "config.json torch_dtype", dtype: modelDType.rawValue, "is not a model dtype dsconvert can quantize from")
@@ -90,14 +91,6 @@ public enum PlanBuilder {
                     counts["dequantized", default: 0] += 1
                 }
                 continue
-            }
-            if role.kind == .quantizationParameter {
-                // A scale no quantized weight claims (e.g. a half-converted checkpoint).
-                let weight = role.module + ".weight"
-                if let w = ckpt.weights.info(weight) {
-                    throw QuantizationError.unsupportedDType(tensor: weight, dtype: w.dtype.rawValue, "is not FP8 or INT8, yet the checkpoint stores a quantization tensor '\(name)' for it (half-converted?)")
-                }
-                throw QuantizationError.badShape(tensor: name, shape: info.shape, "is a quantization tensor of '\(weight)', which is not in the checkpoint")
             }
             if wanted {
                 guard info.shape.count == 2 else {
@@ -133,11 +126,12 @@ public enum PlanBuilder {
     /// dropped, every other tensor is kept as it is; config.json loses `quantization_config`
     /// and names `dtype` in `torch_dtype` (and `dtype` where present).
     public static func dequantize(_ ckpt: Checkpoint, to dtype: DType, shardSize: Int?) throws -> ConversionPlan {
-        let quantized = try QuantizedWeight.find(in: ckpt)
+        let classes = try TensorClassification.classify(ckpt)
+        let quantized = classes.quantized
         if quantized.isEmpty {
             throw QuantizationError.nothingQuantized("\(ckpt.directory): no quantized weights (F8_E4M3 or I8 with a weight_scale_inv / weight_scale) were found; nothing to dequantize")
         }
-        let consumed = Set(quantized.values.flatMap { [$0.scale.name] + $0.extras.map(\.name) })
+        let consumed = classes.consumed
         var plans: [String: TensorPlan] = [:]
         var counts: [String: Int] = [:]
         for name in ckpt.weights.tensorNames where !consumed.contains(name) {
@@ -174,7 +168,7 @@ public enum PlanBuilder {
                 files.insert(w.location(t.source)!.shard)
                 switch t.action {
                 case let .dequantize(q, _), let .requantize(q, _, _):
-                    if let l = w.location(q.scale.name) { files.insert(l.shard) }
+                    for p in q.parameterTensors { if let l = w.location(p.name) { files.insert(l.shard) } }
                 default: break
                 }
             }
@@ -184,7 +178,7 @@ public enum PlanBuilder {
             ts.reduce(0) { total, t in
                 var b = w.info(t.source)!.byteCount
                 switch t.action {
-                case let .dequantize(q, _), let .requantize(q, _, _): b += q.scale.byteCount + q.extras.reduce(0) { $0 + $1.byteCount }
+                case let .dequantize(q, _), let .requantize(q, _, _): b += q.parameterTensors.reduce(0) { $0 + $1.byteCount }
                 default: break
                 }
                 return total + b

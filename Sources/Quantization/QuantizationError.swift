@@ -10,9 +10,10 @@ public enum QuantizationError: DiagnosticError {
     /// A value passed to the library is out of range or contradicts another (the CLI names the flag).
     case invalidOption(String)
     /// A quantized input dsconvert must not convert (ambiguous scales, orphans, unsupported encodings).
-    case invalidQuantizedInput(tensor: String, String)
-    /// A scale or value that would make the conversion silently wrong (NaN, inf, zero, negative scale; FP8 NaN code).
-    case invalidValue(tensor: String, index: Int, String)
+    case invalidQuantizedInput(tensor: String, String, at: StoredAt?)
+    /// A scale or value that would make the conversion silently wrong (NaN, inf, zero, negative
+    /// scale; FP8 NaN code): element `index` of the tensor, at byte `offset` of `file` when known.
+    case invalidValue(tensor: String, index: Int, String, file: String?, offset: Int?)
 
     public var category: ErrorCategory {
         if case .invalidOption = self { return .usage }
@@ -35,10 +36,26 @@ public enum QuantizationError: DiagnosticError {
     public var tensor: String? {
         switch self {
         case let .nonFinite(t, _, _), let .unsupportedDType(t, _, _), let .badShape(t, _, _), let .missingScale(t, _),
-             let .invalidQuantizedInput(t, _), let .invalidValue(t, _, _):
+             let .invalidQuantizedInput(t, _, _), let .invalidValue(t, _, _, _, _):
             return t
         case .nothingQuantized, .invalidOption:
             return nil
+        }
+    }
+
+    public var file: String? {
+        switch self {
+        case let .invalidQuantizedInput(_, _, at): return at?.file
+        case let .invalidValue(_, _, _, file, _): return file
+        default: return nil
+        }
+    }
+
+    public var offset: Int? {
+        switch self {
+        case let .invalidQuantizedInput(_, _, at): return at?.offset
+        case let .invalidValue(_, _, _, _, offset): return offset
+        default: return nil
         }
     }
 
@@ -52,9 +69,9 @@ public enum QuantizationError: DiagnosticError {
             return "shape \(s): \(why)"
         case let .missingScale(_, s):
             return "is FP8/INT8 but its scale tensor '\(Diagnostic.escaped(s))' is missing"
-        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg):
+        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg, _):
             return msg
-        case let .invalidValue(_, i, msg):
+        case let .invalidValue(_, i, msg, _, _):
             return "element \(i): \(msg)"
         }
     }

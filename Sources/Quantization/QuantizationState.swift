@@ -10,12 +10,17 @@ public struct QuantizationState: Sendable {
     public var groups: [Group]
     /// config.json's `quantization_config`, if any.
     public var config: JSONValue?
+    /// Why quantize / dequantize would refuse this checkpoint's quantization tensors (an orphan
+    /// scale, an ambiguous pair, an unsupported encoding), if they would.
+    public var problem: String?
 
     public struct Group: Sendable {
         public var valueDType: DType
         public var scaleName: String
         public var scaleDType: DType
         public var granularity: String
+        /// dtype of the zero points (asymmetric quantization), nil when symmetric.
+        public var zeroPointDType: DType?
         public var count: Int
         public var example: String
     }
@@ -24,8 +29,14 @@ public struct QuantizationState: Sendable {
 
     public static func of(_ ckpt: Checkpoint) -> QuantizationState {
         let config = ckpt.config?.quantizationConfig
-        let found = (try? QuantizedWeight.find(in: ckpt)) ?? [:]
-        struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: QuantizedWeight.Granularity }
+        var found: [String: QuantizedWeight] = [:]
+        var problem: String?
+        do {
+            found = try TensorClassification.classify(ckpt).quantized
+        } catch {
+            problem = "\(error)"
+        }
+        struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: QuantizedWeight.Granularity; var zero: DType? }
         var groups: [Key: Group] = [:]
         for q in found.values {
             let g: String
@@ -35,15 +46,17 @@ public struct QuantizationState: Sendable {
             case .tensor: g = "tensor"
             }
             let scaleName = q.scale.name.hasSuffix("_inv") ? "weight_scale_inv" : "weight_scale"
-            let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.granularity)
+            let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.granularity, zero: q.zeroPoint?.dtype)
             if groups[key] == nil {
-                groups[key] = Group(valueDType: q.weight.dtype, scaleName: scaleName, scaleDType: q.scale.dtype, granularity: g, count: 0, example: q.weight.name)
+                groups[key] = Group(valueDType: q.weight.dtype, scaleName: scaleName, scaleDType: q.scale.dtype, granularity: g,
+                                    zeroPointDType: q.zeroPoint?.dtype, count: 0, example: q.weight.name)
             }
             groups[key]!.count += 1
             if q.weight.name < groups[key]!.example { groups[key]!.example = q.weight.name }
         }
         var method = config?["quant_method"]?.stringValue ?? (groups.isEmpty ? "none" : "unknown")
         if groups.isEmpty && config == nil { method = "none" }
-        return QuantizationState(method: method, groups: groups.values.sorted { $0.count > $1.count }, config: config)
+        let sorted = groups.values.sorted { $0.count != $1.count ? $0.count > $1.count : $0.example < $1.example }
+        return QuantizationState(method: method, groups: sorted, config: config, problem: problem)
     }
 }

@@ -12,55 +12,38 @@ public struct QuantizedWeight: Sendable {
 
     public var weight: TensorInfo
     public var scale: TensorInfo
-    /// Other quantization tensors of the module (`input_scale`, zero points) that go with it.
+    /// `X.weight_zero_point` (asymmetric compressed-tensors), same element count as the scale.
+    public var zeroPoint: TensorInfo?
+    /// Other quantization tensors of the module (`input_scale`, `input_zero_point`) that go with it
+    /// (static activation parameters; a plain output drops them).
     public var extras: [TensorInfo]
     public var granularity: Granularity
+    /// Where the weight, scale and zero point are stored (for messages).
+    public var weightAt: StoredAt?
+    public var scaleAt: StoredAt?
+    public var zeroPointAt: StoredAt?
     public var module: String { String(weight.name.dropLast(".weight".count)) }
 
-    /// Finds every quantized weight of `checkpoint`: an F8_E4M3 or I8 `X.weight` with a
-    /// `X.weight_scale_inv` (DeepSeek, multiply) or `X.weight_scale` (compressed-tensors). The
-    /// scale's shape tells the granularity; block edges come from config.json
-    /// (`weight_block_size` or compressed-tensors' `block_structure`), 128 by default.
+    public init(weight: TensorInfo, scale: TensorInfo, zeroPoint: TensorInfo? = nil, extras: [TensorInfo] = [], granularity: Granularity,
+                weightAt: StoredAt? = nil, scaleAt: StoredAt? = nil, zeroPointAt: StoredAt? = nil) {
+        self.weight = weight
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+        self.extras = extras
+        self.granularity = granularity
+        self.weightAt = weightAt
+        self.scaleAt = scaleAt
+        self.zeroPointAt = zeroPointAt
+    }
+
+    /// Every tensor this quantized weight reads besides the weight itself.
+    public var parameterTensors: [TensorInfo] { [scale] + (zeroPoint.map { [$0] } ?? []) + extras }
+
+    /// Finds every quantized weight of `checkpoint` (see `TensorClassification`, which decides it
+    /// for all commands). Block edges come from config.json (`weight_block_size` or
+    /// compressed-tensors' `block_structure`), 128 by default.
     public static func find(in checkpoint: Checkpoint) throws -> [String: QuantizedWeight] {
-        let w = checkpoint.weights
-        let blockEdge = configuredBlock(checkpoint.config?.quantizationConfig)
-        var out: [String: QuantizedWeight] = [:]
-        for shard in w.shards {
-          for info in shard.header.tensors where info.dtype == .f8e4m3 || info.dtype == .i8 {
-            let name = info.name
-            guard name.hasSuffix(".weight") else { continue }
-            let module = String(name.dropLast(".weight".count))
-            guard let scale = w.info(module + ".weight_scale_inv") ?? w.info(module + ".weight_scale") else {
-                throw QuantizationError.missingScale(tensor: name, scale: module + ".weight_scale_inv")
-            }
-            guard info.shape.count == 2 else {
-                throw QuantizationError.badShape(tensor: name, shape: info.shape, "quantized weights must be 2-D")
-            }
-            let rows = info.shape[0], cols = info.shape[1]
-            let g: Granularity
-            let s = scale.shape
-            let deepSeekLayout = scale.name.hasSuffix(".weight_scale_inv")
-            if !deepSeekLayout && (s == [1] || s == []) {
-                g = .tensor
-            } else if !deepSeekLayout && (s == [rows, 1] || s == [rows]) {
-                g = .channel
-            } else if s.count == 2, let (br, bc) = blockEdge,
-                      s == BlockFP8.scaleShape(rows: rows, cols: cols, blockRows: br, blockCols: bc) {
-                g = .block(rows: br, cols: bc)
-            } else {
-                throw QuantizationError.badShape(tensor: scale.name, shape: s, "does not match weight \(info.shape) as a tensor, channel or \(blockEdge.map { "\($0.0)x\($0.1)" } ?? "128x128") block scale")
-            }
-            guard [.f32, .bf16, .f16].contains(scale.dtype) else {
-                throw QuantizationError.unsupportedDType(tensor: scale.name, dtype: scale.dtype.rawValue, "is not a supported scale type (F32, BF16, F16)")
-            }
-            if info.dtype == .i8, case .block = g {
-                throw QuantizationError.badShape(tensor: name, shape: info.shape, "INT8 with block scales is not supported")
-            }
-            let extras = ["input_scale", "weight_zero_point", "input_zero_point"].compactMap { w.info(module + "." + $0) }
-            out[name] = QuantizedWeight(weight: info, scale: scale, extras: extras, granularity: g)
-          }
-        }
-        return out
+        try TensorClassification.classify(checkpoint).quantized
     }
 
     static func configuredBlock(_ q: JSONValue?) -> (Int, Int)? {

@@ -62,9 +62,11 @@ extension DSConvert {
                     ("groups", .array(q.groups.map { g in .object([
                         ("dtype", .string(g.valueDType.rawValue)), ("scale", .string(g.scaleName)),
                         ("scale_dtype", .string(g.scaleDType.rawValue)), ("granularity", .string(g.granularity)),
+                        ("zero_point_dtype", g.zeroPointDType.map { .string($0.rawValue) } ?? .null),
                         ("count", .int(g.count)), ("example", .string(g.example)),
                     ]) })),
                     ("config", q.config ?? .null),
+                    ("problem", q.problem.map { .string($0) } ?? .null),
                 ])),
                 ("unclassified_tensors", .array(ckpt.unknownTensors.prefix(100).map { .string($0) })),
             ]
@@ -107,8 +109,12 @@ extension DSConvert {
             } else {
                 print("quantization  \(q.method): \(grouped(q.quantizedWeights)) weights")
                 for g in q.groups {
-                    print("  \(g.count) × \(g.valueDType.rawValue) with \(g.scaleName) (\(g.scaleDType.rawValue), \(g.granularity)), e.g. \(g.example)")
+                    let zero = g.zeroPointDType.map { ", zero point \($0.rawValue)" } ?? ""
+                    print("  \(g.count) × \(g.valueDType.rawValue) with \(g.scaleName) (\(g.scaleDType.rawValue), \(g.granularity)\(zero)), e.g. \(g.example)")
                 }
+            }
+            if let problem = q.problem {
+                print("  refused by quantize and dequantize: \(problem)")
             }
             if !ckpt.unknownTensors.isEmpty {
                 print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).joined(separator: ", "))")

@@ -113,10 +113,10 @@ final class BadInputTests: XCTestCase {
         try CV.copyDirectory(CV.llama, to: input)
         try CV.writeSafetensors(input + "/extra.safetensors", [(TensorSpec(name: "model.layers.0.mlp.up_proj.weight_scale", dtype: .bf16, shape: [352, 1]), [UInt8](repeating: 0x3F, count: 704))])
         XCTAssertThrowsError(try CV.quantize(input, tmp.sub("out"))) { error in
-            guard case let QuantizationError.unsupportedDType(tensor, dtype, _) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(tensor, "model.layers.0.mlp.up_proj.weight")
-            XCTAssertEqual(dtype, "BF16")
-            XCTAssertTrue("\(error)".contains("model.layers.0.mlp.up_proj.weight_scale'"), "\(error)")
+            guard case let QuantizationError.invalidQuantizedInput(tensor, message, at) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(tensor, "model.layers.0.mlp.up_proj.weight_scale")
+            XCTAssertTrue(message.contains("'model.layers.0.mlp.up_proj.weight', which is BF16"), message)
+            XCTAssertEqual(at?.file, input + "/extra.safetensors")
         }
     }
 }
