@@ -20,7 +20,9 @@ public final class Checkpoint: @unchecked Sendable {
     public init(path: String) throws {
         weights = try SafeTensorsCheckpoint(path: path)
         directory = weights.directory
-        if Sys.exists(weights.directory + "/" + ModelConfig.fileName) {
+        // Any entry named config.json is read (a FIFO, a loop or a dangling link is an error
+        // naming it); only a missing one means "no config".
+        if try Sys.entryExists(weights.directory + "/" + ModelConfig.fileName) {
             let c = try ModelConfig.read(directory: weights.directory)
             config = c
             architecture = try? Architecture.detect(c)

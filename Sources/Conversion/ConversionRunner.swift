@@ -61,6 +61,8 @@ public final class ConversionRunner {
         guard options.jobs >= 1, options.jobIndex >= 0, options.jobIndex < options.jobs else {
             throw ConversionError.invalidOptions("--job-index must be in 0..<\(max(options.jobs, 1)) (got \(options.jobIndex) with --jobs \(options.jobs))")
         }
+        // The files to be copied at the end are checked now, before any shard is converted.
+        _ = try SideFiles.scan(checkpoint.directory)
         try Sys.makeDirectory(out)
         if try Sys.realPath(out) == Sys.realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
         let state = out + "/" + ResumeRecord.directoryName

@@ -70,6 +70,8 @@ public enum DirectoryFinisher {
             }
         }
         if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
+        // Every file to be copied can be read: checked before anything is written.
+        let sides = try SideFiles.scan(input)
         // Every job has finished: temporaries still here were left by killed runs.
         AtomicFile.removeStaleTemporaries(in: out)
 
@@ -99,19 +101,10 @@ public enum DirectoryFinisher {
         if let config = plan["config"], config != .null {
             try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: out + "/" + ModelConfig.fileName)
         }
-        var copied: [String] = []
-        var notCopied: [String] = []
-        for name in try Sys.listDirectory(input) where !name.hasPrefix(".") {
-            let path = input + "/" + name
-            if name.hasSuffix(".safetensors") || name == SafeTensorsIndex.fileName || name == ModelConfig.fileName { continue }
-            guard let st = try? Sys.stat(path) else { continue }
-            if st.isDirectory || !st.isRegular || isOtherWeightFormat(name) {
-                notCopied.append(name + (st.isDirectory ? "/" : ""))
-                continue
-            }
-            try Sys.copyFile(from: path, to: out + "/" + name)
-            copied.append(name)
+        for name in sides.copy {
+            try Sys.copyFile(from: input + "/" + name, to: out + "/" + name)
         }
+        let copied = sides.copy, notCopied = sides.notCopied
         if !notCopied.isEmpty {
             observer.note("not copied (subfolders and other weight formats): \(notCopied.joined(separator: ", "))")
         }

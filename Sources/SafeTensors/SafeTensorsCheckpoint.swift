@@ -45,7 +45,9 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         if isDir {
             directory = p
             let indexPath = p + "/" + SafeTensorsIndex.fileName
-            if Sys.exists(indexPath) {
+            let hasIndex: Bool
+            do { hasIndex = try Sys.entryExists(indexPath) } catch { throw SafeTensorsError.io(error) }
+            if hasIndex {
                 let idx = try SafeTensorsIndex.read(path: indexPath)
                 index = idx
                 var seen = Set<String>()
@@ -56,7 +58,9 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
                     if seen.insert(f).inserted { shardNames.append(f) }
                 }
                 shardNames.sort()
-                for f in shardNames where !Sys.exists(p + "/" + f) {
+                // A name that exists in any form (a dangling symlink, a loop, a FIFO) is left to the
+                // header read, which says what is wrong with it; only a missing entry is "missing".
+                for f in shardNames where !((try? Sys.entryExists(p + "/" + f)) ?? true) {
                     let example = idx.weightMap.first { $0.1 == f }!.0
                     throw SafeTensorsError(.missingShard, file: indexPath, tensor: example,
                         "the index maps this tensor to '\(f)', which does not exist in \(p)")
@@ -208,7 +212,7 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
 
     public func sideFile(_ name: String) throws -> [UInt8]? {
         let p = directory + "/" + name
-        guard Sys.exists(p) else { return nil }
+        do { guard try Sys.entryExists(p) else { return nil } } catch { throw SafeTensorsError.io(error) }
         do { return try Sys.readFile(p) } catch { throw SafeTensorsError.io(error) }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Diagnostics
 import JSON
 import SystemIO
 
@@ -33,12 +34,8 @@ public struct SafeTensorsHeader: Sendable {
     public static func read(path: String, displayName: String? = nil) throws -> SafeTensorsHeader {
         let name = displayName ?? path
         do {
-            let fd = try Sys.open(path, O_RDONLY)
+            let (fd, status) = try Sys.openForReading(path)
             defer { Sys.close(fd) }
-            let status = try Sys.fstat(fd, path: path)
-            if !status.isRegular {
-                throw SafeTensorsError(.io, file: name, status.isDirectory ? "is a directory, not a safetensors file" : "not a regular file")
-            }
             let size = status.size
             if size < 8 {
                 throw SafeTensorsError(.truncated, file: name, offset: 0, "file is \(size) bytes, too short to hold the 8-byte header length")
@@ -55,7 +52,7 @@ public struct SafeTensorsHeader: Sendable {
             }
         } catch let e as SafeTensorsError {
             throw e
-        } catch let e as IOError {
+        } catch let e as any DiagnosticError {
             throw SafeTensorsError.io(e)
         } catch {
             throw SafeTensorsError(.io, file: name, "\(error)")

@@ -16,9 +16,9 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = try Sys.open(path, O_RDONLY)
+        let (fd, status) = try Sys.openForReading(path)
         defer { Sys.close(fd) }
-        size = try Sys.fstat(fd, path: path).size
+        size = status.size
         if size == 0 {
             base = nil
             return

@@ -127,9 +127,9 @@ public enum Sys {
 
     /// Reads a whole (small) file.
     public static func readFile(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
+        let (fd, status) = try openForReading(path)
         defer { close(fd) }
-        let size = try fstat(fd, path: path).size
+        let size = status.size
         if size > limit { throw IOError("read", path: path, errno: EFBIG, detail: "\(size) bytes, more than the \(limit) allowed") }
         var bytes = [UInt8](repeating: 0, count: size)
         if size > 0 {
@@ -142,9 +142,9 @@ public enum Sys {
 
     /// Copies a regular file through an atomic temporary, 8 MiB at a time.
     public static func copyFile(from source: String, to destination: String) throws {
-        let input = try open(source, O_RDONLY)
+        let (input, status) = try openForReading(source)
         defer { close(input) }
-        let size = try fstat(input, path: source).size
+        let size = status.size
         let out = try AtomicFile(destination)
         let chunkSize = 8 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 4096)
