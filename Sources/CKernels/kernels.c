@@ -102,6 +102,22 @@ DSC_CLONES void dsc_dequantize_e4m3_f32(const uint8_t *src, size_t n, float scal
     for (size_t i = 0; i < n; i++) out[i] = e4m3_to_f32(src[i]) * scale;
 }
 
+/// Index of the first E4M3FN NaN code (0x7F or 0xFF) among n bytes, or n when there is none.
+/// Chunks are OR-reduced without an early exit (so the loop vectorises); only a chunk that holds a
+/// NaN code is searched byte by byte.
+DSC_CLONES size_t dsc_find_e4m3_nan(const uint8_t *src, size_t n) {
+    const size_t chunk = 4096;
+    for (size_t base = 0; base < n; base += chunk) {
+        size_t end = base + chunk < n ? base + chunk : n;
+        uint8_t any = 0;
+        for (size_t i = base; i < end; i++) any |= (uint8_t)((src[i] & 0x7F) == 0x7F);
+        if (any) {
+            for (size_t i = base; i < end; i++) if ((src[i] & 0x7F) == 0x7F) return i;
+        }
+    }
+    return n;
+}
+
 // ---------------------------------------------------------------- compressed-tensors
 // Per-tensor / per-channel symmetric FP8 and INT8 (see CompressedTensorsQuantizer.swift for the
 // arithmetic). Serial and tile-level: rows × cols elements with explicit leading dimensions

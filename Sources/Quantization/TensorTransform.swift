@@ -1,3 +1,4 @@
+import CKernels
 import Numerics
 import SafeTensors
 
@@ -94,6 +95,32 @@ public struct TensorTransform {
         try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))
     }
 
+    /// Refuses what would make a dequantized value silently wrong, as `quantize` refuses NaN and
+    /// infinite weights: a scale that is NaN, infinite, zero or negative, and an FP8 NaN code
+    /// (E4M3FN has no infinities; 0x7F and 0xFF are its NaNs). The error names the tensor, the
+    /// element and, where the store knows it, the file and byte offset.
+    static func validate(_ q: QuantizedWeight, codes: UnsafeRawPointer, count: Int, scales: UnsafePointer<Float>, scaleCount n: Int) throws {
+        let scaleSize = q.scale.dtype.byteSize ?? 4
+        for i in 0..<n where !(scales[i] > 0 && scales[i].isFinite) {
+            let v = scales[i]
+            let what = v.isNaN ? "NaN" : v.isInfinite ? "infinite" : v == 0 ? "zero" : "negative (\(v))"
+            throw QuantizationError.invalidValue(
+                tensor: q.scale.name, index: i,
+                "the scale is \(what); dequantizing with it would silently give NaN, infinite, zero or sign-flipped weights (the checkpoint is damaged)",
+                file: q.scaleAt?.file, offset: q.scaleAt?.offset.map { $0 + i * scaleSize })
+        }
+        if q.weight.dtype == .f8e4m3 {
+            let i = dsc_find_e4m3_nan(codes.assumingMemoryBound(to: UInt8.self), count)
+            if i < count {
+                let code = codes.load(fromByteOffset: i, as: UInt8.self)
+                throw QuantizationError.invalidValue(
+                    tensor: q.weight.name, index: i,
+                    "FP8 code 0x\(String(code, radix: 16, uppercase: true)) is NaN (row \(i / q.weight.shape[1]), column \(i % q.weight.shape[1])); a quantizer never writes it (the checkpoint is damaged)",
+                    file: q.weightAt?.file, offset: q.weightAt?.offset.map { $0 + i })
+            }
+        }
+    }
+
     /// out = dtype(scaleDType(f32(q) × scale)) for every element (see `BlockFP8` and
     /// `CompressedTensorsQuantizer` for the formulas of each layout).
     public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, to dtype: DType, out: UnsafeMutableRawPointer) throws {
@@ -106,6 +133,7 @@ public struct TensorTransform {
         let f32 = scales.reserve(n * 4).bindMemory(to: Float.self, capacity: n)
         FloatFormat.convert(scale.bytes.baseAddress!, from: scaleFormat, to: UnsafeMutableRawPointer(f32), .f32, count: n)
         let qp = input.bytes.baseAddress!
+        try TensorTransform.validate(q, codes: qp, count: rows * cols, scales: f32, scaleCount: n)
         switch q.granularity {
         case let .block(br, bc):
             if scaleFormat == .f32 {

@@ -25,6 +25,9 @@ void dsc_dequantize_e4m3_bf16(const uint8_t *src, size_t n, float scale, uint16_
 void dsc_dequantize_e4m3_f16(const uint8_t *src, size_t n, float scale, uint16_t *out);
 void dsc_dequantize_e4m3_f32(const uint8_t *src, size_t n, float scale, float *out);
 
+/// Index of the first E4M3FN NaN code (0x7F or 0xFF) among the n bytes of src, n when none.
+size_t dsc_find_e4m3_nan(const uint8_t *src, size_t n);
+
 // ---- compressed-tensors per-tensor / per-channel FP8 and INT8 (CompressedTensorsQuantizer).
 // Serial, tile-level: `rows` rows of `cols` elements, row r at `src + r * ld` (leading dimensions
 // in elements); the scale of row r is `scales[r * scale_step]` (scale_step 0: one scale for the
