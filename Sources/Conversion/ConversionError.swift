@@ -11,11 +11,14 @@ public enum ConversionError: DiagnosticError {
     case invalidStateFile(path: String, String)
     /// A file the run must copy or read cannot be, found before anything is converted.
     case unreadableInput(path: String, String)
+    /// The output folder already holds files, named relative to it, that the run would replace
+    /// or remove and that no dsconvert run wrote (a user's own files).
+    case wouldOverwrite(directory: String, files: [String])
 
     public var category: ErrorCategory {
         switch self {
         case .invalidOptions: return .usage
-        case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile: return .output
+        case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile, .wouldOverwrite: return .output
         case .corruptShard: return .verification
         case .unreadableInput: return .input
         }
@@ -30,6 +33,7 @@ public enum ConversionError: DiagnosticError {
         case .corruptShard: return "conversion.checksum_mismatch"
         case .invalidStateFile: return "conversion.invalid_state_file"
         case .unreadableInput: return "conversion.unreadable_input"
+        case .wouldOverwrite: return "conversion.would_overwrite"
         }
     }
 
@@ -37,7 +41,7 @@ public enum ConversionError: DiagnosticError {
         switch self {
         case .invalidOptions: return nil
         case let .outputIsInput(d), let .incomplete(d, _), let .notAConversionDirectory(d), let .corruptShard(d, _),
-             let .invalidStateFile(d, _), let .unreadableInput(d, _):
+             let .invalidStateFile(d, _), let .unreadableInput(d, _), let .wouldOverwrite(d, _):
             return d
         }
     }
@@ -52,6 +56,9 @@ public enum ConversionError: DiagnosticError {
         case .notAConversionDirectory:
             return "no \(ResumeRecord.directoryName)/plan.json here; merge-index completes a directory that `quantize`/`dequantize --jobs N` wrote into"
         case let .corruptShard(_, m), let .invalidStateFile(_, m), let .unreadableInput(_, m): return m
+        case let .wouldOverwrite(_, files):
+            let shown = files.prefix(5).joined(separator: ", ")
+            return "already holds \(files.count) file(s) this conversion would replace or remove, and no dsconvert run wrote them (\(shown)\(files.count > 5 ? ", …" : "")); move them away or convert into an empty folder"
         }
     }
 }

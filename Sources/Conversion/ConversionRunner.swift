@@ -13,12 +13,16 @@ public struct ConversionOptions: Sendable {
     public var jobIndex: Int = 0
     /// fsync each shard before renaming it.
     public var durable: Bool = false
+    /// Replace (or, for a stale index, remove) files in the output folder that no dsconvert run
+    /// wrote; without it such files stop the run before anything is written.
+    public var force: Bool = false
 
-    public init(outputDirectory: String, jobs: Int = 1, jobIndex: Int = 0, durable: Bool = false) {
+    public init(outputDirectory: String, jobs: Int = 1, jobIndex: Int = 0, durable: Bool = false, force: Bool = false) {
         self.outputDirectory = outputDirectory
         self.jobs = jobs
         self.jobIndex = jobIndex
         self.durable = durable
+        self.force = force
     }
 }
 
@@ -62,25 +66,32 @@ public final class ConversionRunner {
             throw ConversionError.invalidOptions("--job-index must be in 0..<\(max(options.jobs, 1)) (got \(options.jobIndex) with --jobs \(options.jobs))")
         }
         // The files to be copied at the end are checked now, before any shard is converted.
-        _ = try SideFiles.scan(checkpoint.directory)
+        let side = try SideFiles.scan(checkpoint.directory)
         try Sys.makeDirectory(out)
         if try Sys.realPath(out) == Sys.realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
-        let state = out + "/" + ResumeRecord.directoryName
-        try Sys.makeDirectory(state)
+        let folder = OutputFolder(out)
+        let owned = folder.ownedFiles()
         let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
+
+        // Files of the user's own are never replaced without consent: everything this conversion
+        // writes (or, for an index a single-file output must not keep, removes) that is already
+        // here and that no dsconvert run wrote stops it now, before anything is written.
+        let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
+        let foreign = folder.foreign(writes + (plan.writesIndex ? [] : [SafeTensorsIndex.fileName]), owned: owned)
+        if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
+        try Sys.makeDirectory(folder.state)
+
         if options.jobs == 1 {
-            AtomicFile.removeStaleTemporaries(in: out)
-            AtomicFile.removeStaleTemporaries(in: state)
+            folder.removeAllTemporaries(shards: plan.shards.map(\.name))
         } else {
             // The other jobs of a job array may be writing into this directory right now: remove
             // only the leftovers of this job's own shards (and of their records), never another
             // job's temporary that is still being written. `merge-index` clears the rest.
-            for shard in mine {
-                removeStaleTemporaries(in: out, of: shard.name)
-                removeStaleTemporaries(in: state, of: shard.name + ".json")  // see ResumeRecord.path
-            }
+            for shard in mine { folder.removeTemporaries(of: shard.name) }
         }
-        try DirectoryFinisher.writePlan(plan, checkpoint: checkpoint, outputDirectory: out)
+        // The plan owns what it writes, what the user let it replace, and what earlier runs wrote.
+        try DirectoryFinisher.writePlan(plan, checkpoint: checkpoint, outputDirectory: out,
+                                        files: writes + foreign + owned.filter { folder.holds($0) })
 
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
@@ -88,6 +99,7 @@ public final class ConversionRunner {
         var verified = Set<String>()
         for shard in mine {
             let path = out + "/" + shard.name
+            if shard.name.contains("/") { try Sys.makeDirectory(folder.directory(of: shard.name)) }
             let inputs = shard.inputShards.map { i -> ResumeRecord.Input in
                 let s = checkpoint.weights.shards[i]
                 return ResumeRecord.Input(name: s.name, size: s.status.size, mtimeNanoseconds: s.status.mtimeNanoseconds)
@@ -123,10 +135,3 @@ public final class ConversionRunner {
     }
 }
 
-/// Deletes the temporaries `.NAME.tmp-PID` that an interrupted writer of `name` left in `directory`.
-func removeStaleTemporaries(in directory: String, of name: String) {
-    let prefix = "." + name + AtomicFile.marker
-    for n in (try? Sys.listDirectory(directory)) ?? [] where n.hasPrefix(prefix) {
-        Sys.unlink(directory + "/" + n)
-    }
-}

@@ -5,7 +5,7 @@ import SafeTensors
 import SystemIO
 
 /// Completes an output directory once every shard exists: the index (from the shards' own
-/// headers), config.json, the input's other files, and removal of `.dsconvert/`. This is the
+/// headers), config.json, the input's other files, and `.dsconvert/manifest.json`. This is the
 /// last step of a single-process run and the whole of `dsconvert merge-index`.
 public enum DirectoryFinisher {
     static let planName = "plan.json"
@@ -15,8 +15,15 @@ public enum DirectoryFinisher {
         [".bin", ".pth", ".pt", ".gguf", ".ckpt", ".h5", ".msgpack", ".onnx"].contains { name.hasSuffix($0) }
     }
 
-    /// Records in `OUT/.dsconvert/plan.json` what completing the directory needs.
-    static func writePlan(_ plan: ConversionPlan, checkpoint: Checkpoint, outputDirectory out: String) throws {
+    /// Every file completing the directory writes besides the shards: the index (when the plan
+    /// has one), config.json (when it has a config) and the copies of the input's other files.
+    static func finishingFiles(writesIndex: Bool, hasConfig: Bool, copies: [String]) -> [String] {
+        (writesIndex ? [SafeTensorsIndex.fileName] : []) + (hasConfig ? [ModelConfig.fileName] : []) + copies
+    }
+
+    /// Records in `OUT/.dsconvert/plan.json` what completing the directory needs, and every file
+    /// the conversion writes or (with the user's consent) replaces, which it then owns.
+    static func writePlan(_ plan: ConversionPlan, checkpoint: Checkpoint, outputDirectory out: String, files: [String]) throws {
         let v = JSONValue.object([
             ("settings", .string(plan.settings)),
             ("input_directory", .string(try Sys.realPath(checkpoint.directory))),
@@ -24,6 +31,7 @@ public enum DirectoryFinisher {
             ("writes_index", .bool(plan.writesIndex)),
             ("index_metadata", .object(plan.indexMetadata)),
             ("config", plan.config ?? .null),
+            ("files", .array(Array(Set(files)).sorted().map { .string($0) })),
         ])
         try AtomicFile.write(Array(JSONWriter.pretty(v).utf8), to: out + "/" + ResumeRecord.directoryName + "/" + planName)
     }
@@ -35,11 +43,14 @@ public enum DirectoryFinisher {
         public var notCopied: [String]
     }
 
-    /// Verifies every planned shard against its record (hashing those not in `alreadyVerified`),
-    /// then writes index, config and copies, and removes `.dsconvert/`.
+    /// Verifies every planned shard against its record (hashing those not in `alreadyVerified`)
+    /// and checks that nothing it writes would replace a file no dsconvert run wrote; only then
+    /// writes index, config and copies, records them in `.dsconvert/manifest.json` and removes
+    /// the rest of the state (the lock and the manifest stay).
     @discardableResult
     public static func finish(outputDirectory out: String, alreadyVerified: Set<String> = [], observer: ConversionObserver = SilentObserver()) throws -> Result {
-        let state = out + "/" + ResumeRecord.directoryName
+        let folder = OutputFolder(out)
+        let state = folder.state
         let planPath = state + "/" + planName
         guard Sys.exists(planPath) else { throw ConversionError.notAConversionDirectory(out) }
         let plan = try JSONParser.parse(Sys.readFile(planPath))
@@ -70,10 +81,20 @@ public enum DirectoryFinisher {
             }
         }
         if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
-        // Every file to be copied can be read: checked before anything is written.
-        let sides = try SideFiles.scan(input)
+
+        // Everything that will be written or removed, checked before the first write: every file
+        // to be copied can be read, and none of them replaces a file no dsconvert run wrote.
+        let writesIndex = plan["writes_index"]?.boolValue == true
+        let config = plan["config"].flatMap { $0 == .null ? nil : $0 }
+        let side = try SideFiles.scan(input)
+        let owned = folder.ownedFiles()
+        var foreign = folder.foreign(finishingFiles(writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy), owned: owned)
+        let removesIndex = !writesIndex && folder.holds(SafeTensorsIndex.fileName)
+        if removesIndex && !owned.contains(SafeTensorsIndex.fileName) { foreign.append(SafeTensorsIndex.fileName) }
+        if !foreign.isEmpty { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
+
         // Every job has finished: temporaries still here were left by killed runs.
-        AtomicFile.removeStaleTemporaries(in: out)
+        folder.removeAllTemporaries(shards: shards)
 
         var weightMap: [(String, String)] = []
         var total = 0
@@ -84,32 +105,40 @@ public enum DirectoryFinisher {
                 total += t.byteCount
             }
         }
-        if plan["writes_index"]?.boolValue == true {
+        var written = shards
+        if writesIndex {
             let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
             try AtomicFile.write(idx.serialized(totalSize: total), to: out + "/" + SafeTensorsIndex.fileName)
-        } else if Sys.exists(out + "/" + SafeTensorsIndex.fileName) {
-            // Left by an earlier run into this directory (e.g. with --shard-size): loaders would
-            // follow it to the wrong files instead of this single-file output.
+            written.append(SafeTensorsIndex.fileName)
+        } else if removesIndex {
+            // Written by an earlier dsconvert run into this folder (its records say so), e.g. with
+            // a shard size: loaders would follow it to the wrong files instead of this single file.
             Sys.unlink(out + "/" + SafeTensorsIndex.fileName)
-            observer.note("removed the \(SafeTensorsIndex.fileName) an earlier run left in \(out): this output is a single file")
+            observer.note("removed the \(SafeTensorsIndex.fileName) an earlier dsconvert run wrote in \(out): this output is a single file")
         }
         let planned = Set(shards)
         let strays = try Sys.listDirectory(out).filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !planned.contains($0) }
         if !strays.isEmpty {
             observer.note("\(out) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
         }
-        if let config = plan["config"], config != .null {
+        if let config {
             try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: out + "/" + ModelConfig.fileName)
+            written.append(ModelConfig.fileName)
         }
-        for name in sides.copy {
+        for name in side.copy {
             try Sys.copyFile(from: input + "/" + name, to: out + "/" + name)
         }
-        let copied = sides.copy, notCopied = sides.notCopied
-        if !notCopied.isEmpty {
-            observer.note("not copied (subfolders and other weight formats): \(notCopied.joined(separator: ", "))")
+        written += side.copy
+        if !side.notCopied.isEmpty {
+            observer.note("not copied (subfolders and other weight formats): \(side.notCopied.joined(separator: ", "))")
         }
-        for n in (try? Sys.listDirectory(state)) ?? [] { Sys.unlink(state + "/" + n) }
-        Sys.removeDirectory(state)
-        return Result(shards: shards.count, totalSize: total, copied: copied, notCopied: notCopied)
+        // What dsconvert wrote here, this run and earlier ones (files still present), stays on
+        // record so that a later run into this folder knows what it may replace.
+        let earlier = owned.filter { folder.holds($0) && !($0 == SafeTensorsIndex.fileName && removesIndex) }
+        try folder.writeManifest(files: Array(earlier) + written, settings: settings, digest: "")
+        for n in (try? Sys.listDirectory(state)) ?? [] where n == planName || ResumeRecord.shard(fromFileName: n) != nil {
+            Sys.unlink(state + "/" + n)
+        }
+        return Result(shards: shards.count, totalSize: total, copied: side.copy, notCopied: side.notCopied)
     }
 }

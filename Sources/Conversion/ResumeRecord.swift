@@ -22,7 +22,37 @@ public struct ResumeRecord: Equatable, Sendable {
     public static let directoryName = ".dsconvert"
 
     public static func path(outputDirectory: String, shard: String) -> String {
-        "\(outputDirectory)/\(directoryName)/\(shard).json"
+        "\(outputDirectory)/\(directoryName)/\(fileName(shard: shard))"
+    }
+
+    /// The record's file name in `.dsconvert/`: the shard's relative name with `%` and `/`
+    /// percent-encoded (records of shards in subfolders stay in the one flat state folder), `.json`.
+    public static func fileName(shard: String) -> String {
+        var out = ""
+        for c in shard {
+            switch c {
+            case "%": out += "%25"
+            case "/": out += "%2F"
+            default: out.append(c)
+            }
+        }
+        return out + ".json"
+    }
+
+    /// The shard a record file name belongs to; nil for the other state files and temporaries.
+    public static func shard(fromFileName name: String) -> String? {
+        guard name.hasSuffix(".json"), !name.hasPrefix("."), name != "plan.json", name != "manifest.json" else { return nil }
+        let encoded = name.dropLast(".json".count)
+        guard !encoded.isEmpty else { return nil }
+        var out = ""
+        var rest = Substring(encoded)
+        while let c = rest.first {
+            if rest.hasPrefix("%2F") { out += "/"; rest = rest.dropFirst(3) }
+            else if rest.hasPrefix("%25") { out += "%"; rest = rest.dropFirst(3) }
+            else if c == "%" { return nil }
+            else { out.append(c); rest = rest.dropFirst() }
+        }
+        return out
     }
 
     public var json: JSONValue {

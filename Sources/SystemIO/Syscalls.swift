@@ -90,6 +90,13 @@ public enum Sys {
         if Glibc.rename(from, to) != 0 { throw IOError("rename", path: "\(from) -> \(to)", errno: errno) }
     }
 
+    /// Hard-links `from` to `to`; false (and no change) when `to` already exists.
+    public static func linkIfAbsent(_ from: String, _ to: String) throws -> Bool {
+        if Glibc.link(from, to) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw IOError("link", path: "\(from) -> \(to)", errno: errno)
+    }
+
     public static func unlink(_ path: String) { _ = Glibc.unlink(path) }
 
     public static func fsync(_ fd: Int32, path: String) throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Conversion
+import Diagnostics
 import Foundation
 import JSON
 import Quantization
@@ -29,6 +30,9 @@ struct ConvertOptions: ParsableArguments {
     @Flag(name: .long, help: "fsync every output file before renaming it into place.")
     var fsync = false
 
+    @Flag(name: .long, help: "Replace files in a non-empty output directory that no dsconvert run wrote (same-named shards, config.json, copies; a stale index). Without it such files stop the run before anything is written.")
+    var force = false
+
     func validate() throws {
         guard jobIndex < jobs else {
             throw UsageError.invalid("--job-index", String(jobIndex), "is out of range for --jobs \(jobs)", allowed: "an integer from 0 to \(jobs - 1)")
@@ -41,11 +45,17 @@ struct ConvertOptions: ParsableArguments {
         let progress = TerminalProgress(verb: verb, quiet: common.quiet || common.json)
         let runner = ConversionRunner(
             checkpoint: ckpt, plan: plan,
-            options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync),
+            options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync, force: force),
             observer: progress)
         let report: ConversionReport
         do {
             report = try runner.run()
+        } catch let e as ConversionError {
+            progress.finish()
+            if case .wouldOverwrite = e {
+                throw Diagnostic(e.category, code: e.code, file: e.file, e.message + "; or pass --force to replace them")
+            }
+            throw e
         } catch {
             progress.finish()
             throw error

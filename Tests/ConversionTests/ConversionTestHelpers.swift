@@ -58,6 +58,10 @@ enum CV {
     /// Names in a directory, hidden ones included, sorted.
     static func files(_ dir: String) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
 
+    /// The names in an output folder without dsconvert's own `.dsconvert/` (which a completed
+    /// conversion keeps: the lock file and the manifest of what it wrote).
+    static func modelFiles(_ dir: String) throws -> [String] { try files(dir).filter { $0 != ".dsconvert" } }
+
     static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     /// Copies the regular files of `source` into `destination` (created), writable.
@@ -65,12 +69,12 @@ enum CV {
         try STFixtures.copyDirectory(source, to: destination)
     }
 
-    /// Every file under `dir` whose name marks a dsconvert temporary (`.NAME.tmp-PID`), recursively.
+    /// Every file under `dir` whose name marks a dsconvert temporary (`.dsconvert-tmp-…`), recursively.
     static func temporaries(_ dir: String) -> [String] {
         let e = FileManager.default.enumerator(atPath: dir)
         var out: [String] = []
         while let p = e?.nextObject() as? String {
-            if (p as NSString).lastPathComponent.contains(".tmp-") { out.append(p) }
+            if (p as NSString).lastPathComponent.hasPrefix(".dsconvert-tmp-") { out.append(p) }
         }
         return out
     }

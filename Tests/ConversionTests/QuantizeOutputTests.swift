@@ -17,8 +17,11 @@ final class QuantizeOutputTests: XCTestCase {
         XCTAssertEqual(report.converted, CV.deepseekShards)
         XCTAssertEqual(report.skipped, [])
 
-        // Same shard names as the input; the other files copied; no .dsconvert left.
-        XCTAssertEqual(try CV.files(out), ["config.json", "generation_config.json"] + CV.deepseekShards
+        // Same shard names as the input; the other files copied; of .dsconvert only the manifest
+        // of what was written is left.
+        XCTAssertEqual(try CV.files(out + "/.dsconvert"), ["manifest.json"])
+        XCTAssertEqual(try CV.json(out + "/.dsconvert/manifest.json")["files"], .array(try CV.modelFiles(out).map { .string($0) }))
+        XCTAssertEqual(try CV.modelFiles(out), ["config.json", "generation_config.json"] + CV.deepseekShards
             + ["model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"])
         XCTAssertEqual(Set(report.copiedFiles), ["generation_config.json", "tokenizer.json", "tokenizer_config.json"])
         for name in report.copiedFiles {
@@ -99,7 +102,7 @@ final class QuantizeOutputTests: XCTestCase {
         for (granularity, format) in [(QuantizationScheme.Granularity.channel, QuantizationScheme.Format.fp8), (.tensor, .fp8), (.channel, .int8)] {
             let out = tmp.sub("\(format)-\(granularity)")
             try CV.quantize(CV.qwen2, out, CV.scheme(format, granularity))
-            XCTAssertEqual(try CV.files(out), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"],
+            XCTAssertEqual(try CV.modelFiles(out), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"],
                            "a single model.safetensors stays a single file, without an index")
             let t = try CV.tensors(out)
             let w = try XCTUnwrap(t["model.layers.1.mlp.down_proj.weight"])

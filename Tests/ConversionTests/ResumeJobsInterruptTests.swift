@@ -63,7 +63,8 @@ final class ResumeJobsInterruptTests: XCTestCase {
         XCTAssertEqual(r6.skipped, [shards[0], shards[2], shards[4]])
         XCTAssertTrue(r6.finalized)
         try CV.assertSameDirectory(out, clean)
-        XCTAssertFalse(CV.exists(state))
+        XCTAssertEqual(try CV.files(state), try CV.files(clean + "/.dsconvert"), "only what a completed folder keeps")
+        XCTAssertEqual(try CV.bytes(state + "/manifest.json"), try CV.bytes(clean + "/.dsconvert/manifest.json"))
     }
 
     /// Ctrl-C (simulated with `Interrupt.request()` after the k-th tensor): the run throws, no
@@ -152,15 +153,16 @@ final class ResumeJobsInterruptTests: XCTestCase {
 
     /// Jobs of a job array run at the same time in one directory: starting a job must not delete
     /// another job's temporary that is still being written (its rename would then fail), only its
-    /// own leftovers; merge-index clears what killed runs left.
+    /// own leftovers; merge-index clears what killed runs left — dsconvert temporaries only.
     func testJobLeavesOtherJobsTemporariesAlone() throws {
         let tmp = try CVTempDir()
         let out = tmp.sub("out")
         try FileManager.default.createDirectory(atPath: out + "/.dsconvert", withIntermediateDirectories: true)
-        // Job 1 (another process) is writing shard 2 and its record; job 0 left a temporary of shard 1 when killed.
-        let inFlight = out + "/." + shards[1] + ".tmp-999999"
-        let inFlightRecord = out + "/.dsconvert/." + shards[1] + ".json.tmp-999999"
-        let leftover = out + "/." + shards[0] + ".tmp-999998"
+        // Job 1 (another process, on another host) is writing shard 2 and its record; job 0 left a
+        // temporary of shard 1 when killed. Names in dsconvert's format, written out by hand.
+        let inFlight = out + "/.dsconvert-tmp-otherhost-999999-0-0badc0de-" + shards[1]
+        let inFlightRecord = out + "/.dsconvert/.dsconvert-tmp-otherhost-999999-1-0badc0df-" + shards[1] + ".json"
+        let leftover = out + "/.dsconvert-tmp-myhost-999998-3-00000001-" + shards[0]
         for p in [inFlight, inFlightRecord, leftover] { try CV.write([1, 2, 3], to: p) }
 
         try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
@@ -171,7 +173,7 @@ final class ResumeJobsInterruptTests: XCTestCase {
         // Job 1 completes normally; merge-index then leaves no temporary behind.
         try FileManager.default.removeItem(atPath: inFlightRecord)
         try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 1)
-        try CV.write([1], to: out + "/.config.json.tmp-999997")
+        try CV.write([1], to: out + "/.dsconvert-tmp-h0-999997-0-ffffffff-config.json")
         try DirectoryFinisher.finish(outputDirectory: out)
         XCTAssertEqual(CV.temporaries(out), [])
         let clean = tmp.sub("clean")

@@ -22,7 +22,7 @@ final class RoundTripTests: XCTestCase {
         // The dequantized directory: same names and shard layout as the original, no scales,
         // BF16 weights = BF16(f32(q) × scale) element by element; F32 router bias still F32 and
         // every unquantized tensor byte-identical to the original.
-        XCTAssertEqual(try CV.files(bf16), try CV.files(CV.deepseek))
+        XCTAssertEqual(try CV.modelFiles(bf16), try CV.files(CV.deepseek))
         let original = try CV.tensors(CV.deepseek)
         let q = try CV.tensors(fp8)
         let d = try CV.tensors(bf16)

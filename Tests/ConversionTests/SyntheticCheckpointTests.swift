@@ -72,7 +72,7 @@ final class SyntheticCheckpointTests: XCTestCase {
         XCTAssertEqual(names, (1...163).map { String(format: "model-%05d-of-000163.safetensors", $0) })
         let r = try CV.quantize(dir, out)
         XCTAssertEqual(r.converted, names)
-        XCTAssertEqual(try CV.files(out), ["config.json"] + names + ["model.safetensors.index.json"])
+        XCTAssertEqual(try CV.modelFiles(out), ["config.json"] + names + ["model.safetensors.index.json"])
         let q = try Checkpoint(path: out)
         func dtype(_ n: String) -> DType? { q.weights.info(n)?.dtype }
         XCTAssertEqual(dtype("model.layers.4.mlp.experts.200.down_proj.weight"), .f8e4m3)

@@ -197,7 +197,7 @@ final class SafeTensorsWriterTests: XCTestCase {
             let names = try leftovers(dir)
             XCTAssertEqual(names.count, 1)
             temporary = names.first ?? ""
-            XCTAssertTrue(temporary.hasPrefix(".dropped.safetensors\(AtomicFile.marker)"), temporary)
+            XCTAssertEqual(TemporaryName(parsing: temporary)?.target, "dropped.safetensors", temporary)
         }
         XCTAssertFalse(temporary.isEmpty)
         XCTAssertEqual(try leftovers(dir), [], "deinit removed \(temporary)")
