@@ -65,6 +65,11 @@ public final class ConversionRunner {
         guard options.jobs >= 1, options.jobIndex >= 0, options.jobIndex < options.jobs else {
             throw ConversionError.invalidOptions("--job-index must be in 0..<\(max(options.jobs, 1)) (got \(options.jobIndex) with --jobs \(options.jobs))")
         }
+        try checkpoint.weights.requireWhole()
+        let strays = checkpoint.weights.unindexedFiles
+        if !strays.isEmpty {
+            observer.note("warning: \(checkpoint.directory) holds \(strays.count) .safetensors file(s) that \(SafeTensorsIndex.fileName) does not name, which are not converted: \(strays.prefix(5).joined(separator: ", "))\(strays.count > 5 ? ", …" : "")")
+        }
         // The files to be copied at the end are checked now, before any shard is converted.
         let side = try SideFiles.scan(checkpoint.directory)
         try Sys.makeDirectory(out)

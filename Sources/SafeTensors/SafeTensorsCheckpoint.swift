@@ -30,6 +30,33 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
     public let shards: [Shard]
     /// The index, when the checkpoint has one.
     public let index: SafeTensorsIndex?
+    /// `.safetensors` files in the directory that the index does not name (they are not read;
+    /// `inspect` and `quantize` warn about them).
+    public let unindexedFiles: [String]
+
+    /// Set when the path is a single file that an index beside it names: one shard of a larger
+    /// checkpoint, which conversions refuse (`requireWhole`) and `inspect` points out.
+    public struct PartOfIndex: Sendable {
+        public var indexPath: String
+        public var shardCount: Int
+        public var tensorCount: Int
+    }
+    public let partOfIndex: PartOfIndex?
+
+    /// The single-file name transformers loads before looking for an index.
+    public static let singleFileName = "model.safetensors"
+
+    /// Throws when the checkpoint holds no tensor, or is one shard of an indexed checkpoint (converting it alone would give a
+    /// model with a fraction of its tensors).
+    public func requireWhole() throws {
+        if tensorCount == 0 {
+            throw SafeTensorsError(.noTensors, file: location, "holds no tensors: there is nothing to convert")
+        }
+        if let part = partOfIndex {
+            throw SafeTensorsError(.shardOfIndexedCheckpoint, file: location,
+                "is one of the \(part.shardCount) shards that \(part.indexPath) names (\(tensorCount) of its \(part.tensorCount) tensors); give the directory \(directory) to convert the whole checkpoint, or copy this file out of that folder to convert it alone")
+        }
+    }
     /// Tensor names in shard order, then data order within each shard.
     public let tensorNames: [String]
     private let locations: [String: Location]
@@ -42,6 +69,8 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         do { isDir = try Sys.stat(p).isDirectory } catch { throw SafeTensorsError.io(error) }
         var shardNames: [String]
         var index: SafeTensorsIndex?
+        var unindexed: [String] = []
+        var partOf: PartOfIndex?
         if isDir {
             directory = p
             let indexPath = p + "/" + SafeTensorsIndex.fileName
@@ -58,6 +87,20 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
                     if seen.insert(f).inserted { shardNames.append(f) }
                 }
                 shardNames.sort()
+                if shardNames.isEmpty {
+                    throw SafeTensorsError(.indexInvalid, file: indexPath, "\"weight_map\" is empty: the index names no tensor, so there is nothing to read or convert")
+                }
+                // Other .safetensors files beside the index: loaders disagree about them.
+                let listed = Set(shardNames)
+                let names: [String]
+                do { names = try Sys.listDirectory(p) } catch { throw SafeTensorsError.io(error) }
+                unindexed = names.filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !listed.contains($0) }
+                if unindexed.contains(SafeTensorsCheckpoint.singleFileName) {
+                    // transformers loads model.safetensors when it exists and never reads the index;
+                    // vLLM and SGLang follow the index. Which one the user means is not knowable.
+                    throw SafeTensorsError(.ambiguousWeights, file: p,
+                        "holds both \(SafeTensorsCheckpoint.singleFileName) and \(SafeTensorsIndex.fileName), which names other files (\(shardNames.prefix(2).joined(separator: ", "))\(shardNames.count > 2 ? ", …" : "")): transformers would load \(SafeTensorsCheckpoint.singleFileName), vLLM and SGLang the indexed shards; move one of them out of the folder")
+                }
                 // A name that exists in any form (a dangling symlink, a loop, a FIFO) is left to the
                 // header read, which says what is wrong with it; only a missing entry is "missing".
                 for f in shardNames where !((try? Sys.entryExists(p + "/" + f)) ?? true) {
@@ -76,9 +119,19 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         } else {
             let slash = p.lastIndex(of: "/")
             directory = slash.map { String(p[..<$0]) } ?? "."
-            shardNames = [slash.map { String(p[p.index(after: $0)...]) } ?? p]
+            let name = slash.map { String(p[p.index(after: $0)...]) } ?? p
+            shardNames = [name]
+            // A file that an index beside it names is one shard of a larger checkpoint.
+            let siblingIndex = directory + "/" + SafeTensorsIndex.fileName
+            if (try? Sys.entryExists(siblingIndex)) == true, let idx = try? SafeTensorsIndex.read(path: siblingIndex),
+               idx.weightMap.contains(where: { $0.1 == name }) {
+                let files = Set(idx.weightMap.map(\.1))
+                partOf = PartOfIndex(indexPath: siblingIndex, shardCount: files.count, tensorCount: idx.weightMap.count)
+            }
         }
         self.index = index
+        self.unindexedFiles = unindexed
+        self.partOfIndex = partOf
 
         // Headers are read and parsed concurrently (a 163-shard checkpoint has ~90k entries).
         let dir = directory

@@ -27,6 +27,12 @@ public struct SafeTensorsError: DiagnosticError {
         case missingTensor
         case duplicateTensor
         case unlistedTensor
+        /// model.safetensors beside an index naming other files.
+        case ambiguousWeights
+        /// One shard of an indexed checkpoint given where a whole checkpoint is converted.
+        case shardOfIndexedCheckpoint
+        /// A checkpoint without a single tensor given to a conversion.
+        case noTensors
         case writerMisuse
     }
 

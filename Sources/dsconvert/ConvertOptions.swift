@@ -39,6 +39,14 @@ struct ConvertOptions: ParsableArguments {
         }
     }
 
+    /// Opens the input for a conversion: a whole checkpoint with tensors (not one shard of an
+    /// indexed one), refused before any planning.
+    func checkpoint() throws -> Checkpoint {
+        let ckpt = try Checkpoint(path: input)
+        try ckpt.weights.requireWhole()
+        return ckpt
+    }
+
     /// Runs `plan` with a progress display and prints the report.
     func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
         Interrupt.install()

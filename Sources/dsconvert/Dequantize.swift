@@ -22,7 +22,7 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            let ckpt = try Checkpoint(path: convert.input)
+            let ckpt = try convert.checkpoint()
             let plan = try PlanBuilder.dequantize(ckpt, to: to.dtype, shardSize: convert.shardSize)
             try convert.run(ckpt, plan, verb: "dequantizing to \(to.rawValue)", common: common)
         }

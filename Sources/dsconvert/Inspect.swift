@@ -24,6 +24,10 @@ extension DSConvert {
         func run() throws {
             try common.apply()
             let ckpt = try Checkpoint(path: path)
+            let strays = ckpt.weights.unindexedFiles
+            if !strays.isEmpty && !common.quiet {
+                printError("warning: \(ckpt.directory) holds \(strays.count) .safetensors file(s) that \(SafeTensorsIndex.fileName) does not name, which are not part of this checkpoint: \(strays.prefix(5).joined(separator: ", "))\(strays.count > 5 ? ", …" : "")")
+            }
             let s = CheckpointSummary(ckpt)
             let q = QuantizationState.of(ckpt)
             var regex: NSRegularExpression?
@@ -69,6 +73,8 @@ extension DSConvert {
                     ("problem", q.problem.map { .string($0) } ?? .null),
                 ])),
                 ("unclassified_tensors", .array(ckpt.unknownTensors.prefix(100).map { .string($0) })),
+                ("unindexed_files", .array(ckpt.weights.unindexedFiles.map { .string($0) })),
+                ("shard_of_index", ckpt.weights.partOfIndex.map { .string($0.indexPath) } ?? .null),
             ]
             if !summary {
                 members.append(("tensors", .array(names.map { n in
@@ -86,6 +92,9 @@ extension DSConvert {
 
         func printText(_ ckpt: Checkpoint, _ s: CheckpointSummary, _ q: QuantizationState, _ names: [String]) {
             print("checkpoint    \(path)  (\(s.shardCount) file\(s.shardCount == 1 ? "" : "s"), \(formatBytes(s.totalFileBytes)))")
+            if let part = ckpt.weights.partOfIndex {
+                print("part of       \(part.indexPath): this file is 1 of \(part.shardCount) shards (\(grouped(s.tensorCount)) of \(grouped(part.tensorCount)) tensors); inspect \(ckpt.directory) for the whole model (quantize and dequantize refuse a lone shard)")
+            }
             if let c = ckpt.config {
                 let arch = ckpt.architecture?.rawValue ?? "unsupported (model_type \(c.modelType ?? "missing"))"
                 print("architecture  \(arch)  \(c.architectures.joined(separator: ", "))")
