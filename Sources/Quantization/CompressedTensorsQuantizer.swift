@@ -20,7 +20,8 @@ import Numerics
 /// and keeps 0x80 (see `BlockFP8`).
 ///
 /// Scales are stored in D with shape [1] (tensor) or [rows, 1] (channel). Dequantization is
-/// D(D(Q) × scale).
+/// D(D(Q) × scale); with a zero point zp (asymmetric checkpoints, `weight_zero_point` of the
+/// scale's shape) it is D(D(D(Q) − D(zp)) × scale), compressed-tensors' `_dequantize` step by step.
 public enum CompressedTensorsQuantizer {
     public enum Target: Sendable { case fp8, int8 }
 
@@ -95,6 +96,33 @@ public enum CompressedTensorsQuantizer {
                 case .bf16: dsc_ct_quantize_i8_bf16(u16, n, cols, cols, s, step, out, cols)
                 case .f16: dsc_ct_quantize_i8_f16(u16, n, cols, cols, s, step, out, cols)
                 default: dsc_ct_quantize_i8_f32(f32, n, cols, cols, s, step, out, cols)
+                }
+            }
+        }
+    }
+
+    /// Asymmetric dequantization: out = outFormat(D(D(f32(q) − D(zp)) × scale)), as compressed-tensors'
+    /// `_dequantize` computes it in the scale dtype D (`x_q.to(D) - zero_point.to(D)`, then `* scale`).
+    /// `f32(q) − D(zp)` is exact in f32 for INT8 and FP8 codes and 8-bit zero points, so the one
+    /// rounding to D equals torch's. Scalar (asymmetric checkpoints are rare); rows run in parallel.
+    public static func dequantizeAsymmetric(
+        q: UnsafeRawPointer, quantized: Target, scales: UnsafePointer<Float>, zeroPoints: [Float], perChannel: Bool, rows: Int, cols: Int,
+        modelFormat: FloatFormat, out: UnsafeMutableRawPointer, outFormat: FloatFormat
+    ) {
+        precondition([.bf16, .f16, .f32].contains(modelFormat) && [.bf16, .f16, .f32].contains(outFormat))
+        zeroPoints.withUnsafeBufferPointer { zp in
+            Parallel.forEachChunk(count: rows, minChunk: Swift.max(1, (1 << 14) / Swift.max(cols, 1))) { range in
+                for r in range {
+                    let k = perChannel ? r : 0
+                    let s = scales[k], z = modelFormat.round(zp[k])
+                    for c in 0..<cols {
+                        let i = r * cols + c
+                        let code: Float = quantized == .int8
+                            ? Float(q.load(fromByteOffset: i, as: Int8.self))
+                            : FloatBits.e4m3ToF32(q.load(fromByteOffset: i, as: UInt8.self))
+                        let v = modelFormat.round(modelFormat.round(code - z) * s)
+                        FloatFormat.store(v, outFormat, out, i)
+                    }
                 }
             }
         }

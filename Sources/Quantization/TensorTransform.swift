@@ -60,11 +60,11 @@ public struct TensorTransform {
             try quantize(plan, scheme: scheme, source: input.bytes.baseAddress!, format: input.dtype.floatFormat!, emit: emit)
         case let .dequantize(q, dtype):
             let out = values.reserve(plan.outputs[0].byteCount)
-            try dequantize(q, input: input, scale: lookup(q.scale.name), to: dtype, out: out)
+            try dequantize(q, input: input, scale: lookup(q.scale.name), zeroPoint: q.zeroPoint.map { try lookup($0.name) }, to: dtype, out: out)
             try emit(plan.outputs[0], UnsafeRawBufferPointer(start: out, count: plan.outputs[0].byteCount))
         case let .requantize(q, scheme, target):
             let tmp = intermediate.reserve(q.weight.elementCount * target.byteSize!)
-            try dequantize(q, input: input, scale: lookup(q.scale.name), to: target, out: tmp)
+            try dequantize(q, input: input, scale: lookup(q.scale.name), zeroPoint: q.zeroPoint.map { try lookup($0.name) }, to: target, out: tmp)
             try quantize(plan, scheme: scheme, source: UnsafeRawPointer(tmp), format: target.floatFormat!, emit: emit)
         }
     }
@@ -121,9 +121,31 @@ public struct TensorTransform {
         }
     }
 
+    /// The zero points of `q` as f32 values (one per scale element), refusing non-finite ones.
+    static func zeroPoints(_ q: QuantizedWeight, _ v: TensorView) throws -> [Float] {
+        let n = v.info.elementCount
+        let p = v.bytes.baseAddress!
+        let values: [Float]
+        switch v.dtype {
+        case .i8: values = (0..<n).map { Float(p.load(fromByteOffset: $0, as: Int8.self)) }
+        case .u8: values = (0..<n).map { Float(p.load(fromByteOffset: $0, as: UInt8.self)) }
+        case .i32: values = (0..<n).map { Float(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+        default:
+            guard let f = v.dtype.floatFormat else {
+                throw QuantizationError.unsupportedDType(tensor: v.name, dtype: v.dtype.rawValue, "is not a zero-point type dsconvert reads")
+            }
+            values = (0..<n).map { FloatFormat.load(p, f, $0) }
+        }
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw QuantizationError.invalidValue(tensor: v.name, index: i, "the zero point is not finite (the checkpoint is damaged)",
+                                                 file: q.zeroPointAt?.file, offset: q.zeroPointAt?.offset.map { $0 + i * (v.dtype.byteSize ?? 1) })
+        }
+        return values
+    }
+
     /// out = dtype(scaleDType(f32(q) × scale)) for every element (see `BlockFP8` and
     /// `CompressedTensorsQuantizer` for the formulas of each layout).
-    public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, to dtype: DType, out: UnsafeMutableRawPointer) throws {
+    public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, zeroPoint: TensorView? = nil, to dtype: DType, out: UnsafeMutableRawPointer) throws {
         guard let outFormat = dtype.floatFormat, [.bf16, .f16, .f32].contains(outFormat) else {
             throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: dtype.rawValue, "is not a dequantization target (bf16, f16, f32)")
         }
@@ -149,6 +171,13 @@ public struct TensorTransform {
                 }
             }
         case .channel, .tensor:
+            if let zeroPoint {
+                let zp = try TensorTransform.zeroPoints(q, zeroPoint)
+                CompressedTensorsQuantizer.dequantizeAsymmetric(
+                    q: qp, quantized: q.weight.dtype == .i8 ? .int8 : .fp8, scales: f32, zeroPoints: zp, perChannel: q.granularity == .channel,
+                    rows: rows, cols: cols, modelFormat: scaleFormat, out: out, outFormat: outFormat)
+                return
+            }
             CompressedTensorsQuantizer.dequantize(
                 q: qp, quantized: q.weight.dtype == .i8 ? .int8 : .fp8, scales: f32, perChannel: q.granularity == .channel,
                 rows: rows, cols: cols, modelFormat: scaleFormat, out: out, outFormat: outFormat)

@@ -110,3 +110,76 @@ final class DequantizeValidationTests: XCTestCase {
         }
     }
 }
+
+/// Item 4: asymmetric compressed-tensors checkpoints (`weight_zero_point`) are dequantized and
+/// requantized with (q − zp) × scale exactly as compressed-tensors computes it, checked against
+/// quant_reference.py; inspect shows the zero points.
+final class ZeroPointTests: XCTestCase {
+    let q = "model.layers.0.self_attn.q_proj", up = "model.layers.1.mlp.up_proj"
+
+    func testAsymmetricINT8AndFP8MatchReference() throws {
+        let tmp = try CVTempDir()
+        let int8 = tmp.sub("int8"), fp8 = tmp.sub("fp8-tensor")
+        try CV.quantize(CV.llama, int8, CV.scheme(.int8, .channel))
+        try CV.quantize(CV.llama, fp8, CV.scheme(.fp8, .tensor))
+
+        // INT8 per channel with an I8 zero point per row (values across the whole range).
+        let asymInt8 = tmp.sub("asym-int8")
+        try Edit.copy(int8, to: asymInt8) { t in
+            for m in [q, up] {
+                let rows = t[Edit.index(t, m + ".weight")].0.shape[0]
+                let zp = (0..<rows).map { UInt8(truncatingIfNeeded: ($0 * 37 + 11) % 256) }
+                t.insert((TensorSpec(name: m + ".weight_zero_point", dtype: .i8, shape: [rows, 1]), zp), at: Edit.index(t, m + ".weight_scale") + 1)
+            }
+        }
+        // FP8 per tensor with an F8_E4M3 zero point (1.375 and -0.8125): (q − zp) is rounded to BF16.
+        let asymFP8 = tmp.sub("asym-fp8")
+        try Edit.copy(fp8, to: asymFP8) { t in
+            for (m, code) in [(q, UInt8(0x3B)), (up, UInt8(0xB5))] {
+                t.insert((TensorSpec(name: m + ".weight_zero_point", dtype: .f8e4m3, shape: [1]), [code]), at: Edit.index(t, m + ".weight_scale") + 1)
+            }
+        }
+        for input in [asymInt8, asymFP8] {
+            let state = QuantizationState.of(try Checkpoint(path: input))
+            XCTAssertNil(state.problem)
+            let zps = state.groups.compactMap(\.zeroPointDType)
+            XCTAssertEqual(zps.count, 1, "one group with zero points: \(state.groups)")
+            XCTAssertEqual(state.groups.first { $0.zeroPointDType != nil }?.count, 2)
+            for (mode, dtype) in [("dequant-bf16", DType.bf16), ("dequant-f32", DType.f32)] {
+                let out = tmp.sub((input as NSString).lastPathComponent + "-" + mode)
+                try CV.dequantize(input, out, to: dtype)
+                try Edit.assertReference(mode, input, out)
+                XCTAssertNil(try CV.tensors(out)[q + ".weight_zero_point"], "zero points are consumed")
+            }
+            let requant = tmp.sub((input as NSString).lastPathComponent + "-block")
+            try CV.quantize(input, requant)
+            try Edit.assertReference("fp8-block", input, requant)
+        }
+        // The zero point matters: without it the output differs (the test could not pass by ignoring it).
+        let a = try CV.tensors(tmp.sub("asym-int8-dequant-bf16"))[q + ".weight"]!.bytes
+        let sym = tmp.sub("sym-bf16")
+        try CV.dequantize(int8, sym)
+        XCTAssertNotEqual(a, try CV.tensors(sym)[q + ".weight"]!.bytes)
+    }
+
+    /// A zero point beside a DeepSeek block scale or of the wrong size is refused.
+    func testInvalidZeroPointsAreRefused() throws {
+        let tmp = try CVTempDir()
+        let block = tmp.sub("block"), int8 = tmp.sub("int8")
+        try CV.quantize(CV.llama, block)
+        try CV.quantize(CV.llama, int8, CV.scheme(.int8, .channel))
+        let withBlock = tmp.sub("zp-block")
+        try Edit.copy(block, to: withBlock) { t in t.append((TensorSpec(name: q + ".weight_zero_point", dtype: .i8, shape: [1, 1]), [3])) }
+        XCTAssertThrowsError(try CV.dequantize(withBlock, tmp.sub("o1"))) { error in
+            guard case let QuantizationError.invalidQuantizedInput(tensor, message, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(tensor, q + ".weight_zero_point")
+            XCTAssertTrue(message.contains("block scale"), message)
+        }
+        let wrongSize = tmp.sub("zp-size")
+        try Edit.copy(int8, to: wrongSize) { t in t.append((TensorSpec(name: q + ".weight_zero_point", dtype: .i8, shape: [3]), [1, 2, 3])) }
+        XCTAssertThrowsError(try CV.quantize(wrongSize, tmp.sub("o2"))) { error in
+            guard case let QuantizationError.badShape(tensor, _, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(tensor, q + ".weight_zero_point")
+        }
+    }
+}

@@ -44,7 +44,9 @@ Arithmetic (DESIGN.md §3), written here without any of dsconvert's code:
   its `_quantize` always adds (`scaled += zero_point`): it turns -0.0 into +0.0, so a -0.0 weight
   becomes FP8 0x00, not 0x80. The block layout has no zero point and keeps 0x80.
 * dequantize: out = X(S(f32(q) * f32(scale))) with S the scale's dtype (f32 for the block
-  layout, D for compressed-tensors) and X the target dtype, every rounding RNE.
+  layout, D for compressed-tensors) and X the target dtype, every rounding RNE. With a
+  `weight_zero_point` zp (asymmetric compressed-tensors): out = X(S(S(S(q) - S(zp)) * scale)),
+  compressed-tensors' `_dequantize` in the scale dtype.
 """
 
 import json
@@ -189,8 +191,10 @@ def compressed_tensors(w, d, target, per_channel):
     return q, scale.astype(NP_OF[d])
 
 
-def dequantize(q, scale, block, scale_dtype, out_dtype):
-    """out = X(S(f32(q) * f32(scale))), with per-block (block != None), per-row or scalar scales."""
+def dequantize(q, scale, block, scale_dtype, out_dtype, zero_point=None):
+    """out = X(S(f32(q) * f32(scale))), with per-block (block != None), per-row or scalar scales.
+    With a zero point (asymmetric compressed-tensors), compressed-tensors' `_dequantize` in the
+    scale dtype S: out = X(S(S(S(q) - S(zp)) * scale))."""
     q32 = q.astype(np.float32)
     s32 = scale.astype(np.float32)
     r, c = q32.shape
@@ -200,6 +204,9 @@ def dequantize(q, scale, block, scale_dtype, out_dtype):
         s = s32.reshape(())
     else:
         s = s32.reshape(r, 1)
+    if zero_point is not None:
+        z = round_to(zero_point.astype(np.float32).reshape(s.shape), scale_dtype)
+        q32 = round_to((q32 - z).astype(np.float32), scale_dtype)
     v = (q32 * s).astype(np.float32)
     v = round_to(v, scale_dtype)
     return v.astype(NP_OF[out_dtype])
@@ -241,7 +248,9 @@ def plain_weight(ck, name, quantized, d):
     block = None
     if layout == "block" or (scale.ndim == 2 and scale.shape[1] != 1):
         block = block_size_of(ck.config)
-    return dequantize(ck.array(name), scale, block, ck.tensors[scale_name][0], d)
+    zp_name = name[: -len(".weight")] + ".weight_zero_point"
+    zp = ck.array(zp_name) if zp_name in ck.tensors else None
+    return dequantize(ck.array(name), scale, block, ck.tensors[scale_name][0], d, zp)
 
 
 def consumed_by(ck, quantized):
@@ -250,7 +259,7 @@ def consumed_by(ck, quantized):
     for w, (s, _) in quantized.items():
         consumed.add(s)
         m = w[: -len(".weight")]
-        for extra in (".input_scale", ".weight_zero_point"):
+        for extra in (".input_scale", ".weight_zero_point", ".input_zero_point"):
             if m + extra in ck.tensors:
                 consumed.add(m + extra)
     return consumed
