@@ -3,27 +3,51 @@ import SafeTensors
 import SystemIO
 import Dispatch
 
-/// A model directory as a whole: its config, architecture, safetensors weights (read lazily)
-/// and the role of every tensor.
+/// A model directory as a whole: its config, architecture, weights (any `TensorStore`, read
+/// lazily) and the role of every tensor.
 public final class Checkpoint: @unchecked Sendable {
     public let directory: String
     /// Nil when the path is a bare safetensors file without a config.json beside it.
     public let config: ModelConfig?
     public let architecture: Architecture?
-    public let weights: SafeTensorsCheckpoint
+    /// The weights, through the reader seam only: nothing above this type sees headers,
+    /// mappings or file ranges.
+    public let weights: any TensorStore
+    /// Whether the weights came with a sharded index (`model.safetensors.index.json`).
+    public let hasIndex: Bool
+    /// The index's `metadata` entries (`total_size` included), empty without an index.
+    public let indexMetadata: [(String, JSONValue)]
     /// Role of each tensor (only tensors the layout explains).
     public let roles: [String: TensorRole]
     /// Tensors the layout does not explain, in checkpoint order.
     public let unknownTensors: [String]
 
     /// Opens a directory (or a single .safetensors file). Reads config.json and headers only.
-    public init(path: String) throws {
-        weights = try SafeTensorsCheckpoint(path: path)
-        directory = weights.directory
-        // Any entry named config.json is read (a FIFO, a loop or a dangling link is an error
-        // naming it); only a missing one means "no config".
-        if try Sys.entryExists(weights.directory + "/" + ModelConfig.fileName) {
-            let c = try ModelConfig.read(directory: weights.directory)
+    public convenience init(path: String) throws {
+        try self.init(store: Checkpoint.openStore(path: path))
+    }
+
+    /// Opens the store at `path` in the format its name and contents say. This is the one place
+    /// a new on-disk format is hooked in.
+    public static func openStore(path: String) throws -> any TensorStore {
+        try SafeTensorsCheckpoint(path: path)
+    }
+
+    /// A checkpoint over an opened store; config.json is the store's side file of that name.
+    public init(store: any TensorStore) throws {
+        weights = store
+        if let st = store as? SafeTensorsCheckpoint {
+            directory = st.directory
+            hasIndex = st.index != nil
+            indexMetadata = st.index?.metadata ?? []
+        } else {
+            directory = store.location
+            hasIndex = false
+            indexMetadata = []
+        }
+        let configPath = store.sideFilePath(ModelConfig.fileName)
+        if let bytes = try store.sideFile(ModelConfig.fileName) {
+            let c = try ModelConfig.parse(bytes, path: configPath)
             config = c
             architecture = try? Architecture.detect(c)
         } else {

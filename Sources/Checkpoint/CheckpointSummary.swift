@@ -15,19 +15,18 @@ public struct CheckpointSummary: Sendable {
     public init(_ ckpt: Checkpoint) {
         var params = 0
         var byType: [DType: (Int, Int)] = [:]
-        for shard in ckpt.weights.shards {
-          for info in shard.header.tensors {
-            let name = info.name
+        let w = ckpt.weights
+        for name in w.tensorNames {
+            let info = w.info(name)!
             let isQuantParam = ckpt.roles[name].map { $0.kind == .quantizationParameter || $0.kind == .buffer }
                 ?? ["weight_scale_inv", "weight_scale", "input_scale", "weight_zero_point", "input_zero_point"].contains { name.hasSuffix("." + $0) }
             if !isQuantParam { params += info.elementCount }
             let cur = byType[info.dtype] ?? (0, 0)
             byType[info.dtype] = (cur.0 + info.byteCount, cur.1 + 1)
-          }
         }
         parameterCount = params
         tensorCount = ckpt.weights.tensorCount
-        shardCount = ckpt.weights.shards.count
+        shardCount = ckpt.weights.files.count
         bytesByDType = byType.map { ($0.key, $0.value.0, $0.value.1) }.sorted { $0.bytes > $1.bytes }
         totalTensorBytes = ckpt.weights.totalTensorBytes
         totalFileBytes = ckpt.weights.totalFileBytes

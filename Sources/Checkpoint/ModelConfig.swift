@@ -20,7 +20,11 @@ public struct ModelConfig: Sendable {
 
     public static func read(directory: String) throws -> ModelConfig {
         let path = directory + "/" + fileName
-        let bytes = try Sys.readFile(path, limit: 64 << 20)
+        return try parse(Sys.readFile(path, limit: 64 << 20), path: path)
+    }
+
+    /// Parses config.json's bytes; `path` names it in errors.
+    public static func parse(_ bytes: [UInt8], path: String) throws -> ModelConfig {
         do {
             let v = try JSONParser.parse(bytes)
             guard v.objectMembers != nil else { throw CheckpointError.invalidConfig(path: path, "not a JSON object") }

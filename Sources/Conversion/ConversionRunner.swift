@@ -81,8 +81,9 @@ public final class ConversionRunner {
         // Files of the user's own are never replaced without consent: everything this conversion
         // writes (or, for an index a single-file output must not keep, removes) that is already
         // here and that no dsconvert run wrote stops it now, before anything is written.
-        let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
-        let foreign = folder.foreign(writes + (plan.writesIndex ? [] : [SafeTensorsIndex.fileName]), owned: owned)
+        let folders = DirectoryFinisher.folders(of: plan.shards.map(\.name))
+        let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(folders: folders, writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
+        let foreign = folder.foreign(writes + (plan.writesIndex ? [] : folders.map { DirectoryFinisher.join($0, SafeTensorsIndex.fileName) }), owned: owned)
         if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
         try Sys.makeDirectory(folder.state)
 
@@ -100,13 +101,14 @@ public final class ConversionRunner {
 
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
-        let converter = ShardConverter(weights: checkpoint.weights)
+        let converter = ShardConverter(store: checkpoint.weights, format: plan.format)
+        let files = checkpoint.weights.files
         var verified = Set<String>()
         for shard in mine {
             let path = out + "/" + shard.name
             if shard.name.contains("/") { try Sys.makeDirectory(folder.directory(of: shard.name)) }
             let inputs = shard.inputShards.map { i -> ResumeRecord.Input in
-                let s = checkpoint.weights.shards[i]
+                let s = files[i]
                 return ResumeRecord.Input(name: s.name, size: s.status.size, mtimeNanoseconds: s.status.mtimeNanoseconds)
             }
             let recordPath = ResumeRecord.path(outputDirectory: out, shard: shard.name)
@@ -119,7 +121,7 @@ public final class ConversionRunner {
                 continue
             }
             Sys.unlink(recordPath)
-            let (size, hash) = try converter.convert(shard, to: path, observer: observer)
+            let (size, hash) = try converter.convert(shard, to: path, durable: options.durable, observer: observer)
             try ResumeRecord(shard: shard.name, settings: plan.settings, inputs: inputs, size: size, xxh64: hash).write(outputDirectory: out)
             observer.shardDone(shard.name, bytes: size)
             report.converted.append(shard.name)

@@ -17,9 +17,21 @@ public enum DirectoryFinisher {
 
     /// Every file completing the directory writes besides the shards: the index (when the plan
     /// has one), config.json (when it has a config) and the copies of the input's other files.
-    static func finishingFiles(writesIndex: Bool, hasConfig: Bool, copies: [String]) -> [String] {
-        (writesIndex ? [SafeTensorsIndex.fileName] : []) + (hasConfig ? [ModelConfig.fileName] : []) + copies
+    static func finishingFiles(folders: [String], writesIndex: Bool, hasConfig: Bool, copies: [String]) -> [String] {
+        folders.flatMap { f in
+            ((writesIndex ? [SafeTensorsIndex.fileName] : []) + (hasConfig ? [ModelConfig.fileName] : []) + copies).map { join(f, $0) }
+        }
     }
+
+    /// The folders of a layout's output names ("" is the top level), in order of first appearance;
+    /// each is completed as a loadable checkpoint of its own (index, config.json, side files).
+    static func folders(of shards: [String]) -> [String] {
+        var seen = Set<String>()
+        let fs = shards.map(OutputLayout.folder(of:)).filter { seen.insert($0).inserted }
+        return fs.isEmpty ? [""] : fs
+    }
+
+    static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
 
     /// Records in `OUT/.dsconvert/plan.json` what completing the directory needs, and every file
     /// the conversion writes or (with the user's consent) replaces, which it then owns.
@@ -88,53 +100,61 @@ public enum DirectoryFinisher {
         let config = plan["config"].flatMap { $0 == .null ? nil : $0 }
         let side = try SideFiles.scan(input)
         let owned = folder.ownedFiles()
-        var foreign = folder.foreign(finishingFiles(writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy), owned: owned)
-        let removesIndex = !writesIndex && folder.holds(SafeTensorsIndex.fileName)
-        if removesIndex && !owned.contains(SafeTensorsIndex.fileName) { foreign.append(SafeTensorsIndex.fileName) }
+        let folders = Self.folders(of: shards)
+        var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy), owned: owned)
+        let removesIndex = folders.map { join($0, SafeTensorsIndex.fileName) }.filter { !writesIndex && folder.holds($0) }
+        foreign += removesIndex.filter { !owned.contains($0) }
         if !foreign.isEmpty { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
 
         // Every job has finished: temporaries still here were left by killed runs.
         folder.removeAllTemporaries(shards: shards)
 
-        var weightMap: [(String, String)] = []
         var total = 0
-        for s in shards {
-            let h = try SafeTensorsHeader.read(path: out + "/" + s)
-            for t in h.tensors {
-                weightMap.append((t.name, s))
-                total += t.byteCount
+        var written = shards
+        for f in folders {
+            let dir = f.isEmpty ? out : out + "/" + f
+            let mine = shards.filter { OutputLayout.folder(of: $0) == f }
+            var weightMap: [(String, String)] = []
+            var folderTotal = 0
+            for s in mine {
+                let store = try Checkpoint.openStore(path: out + "/" + s)
+                let local = OutputFolder.split(s).file
+                for t in store.tensorNames {
+                    weightMap.append((t, local))
+                    folderTotal += store.info(t)!.byteCount
+                }
+            }
+            total += folderTotal
+            if writesIndex {
+                let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
+                try AtomicFile.write(idx.serialized(totalSize: folderTotal), to: dir + "/" + SafeTensorsIndex.fileName)
+                written.append(join(f, SafeTensorsIndex.fileName))
+            } else if removesIndex.contains(join(f, SafeTensorsIndex.fileName)) {
+                // Written by an earlier dsconvert run into this folder (its records say so), e.g. with
+                // a shard size: loaders would follow it to the wrong files instead of this single file.
+                Sys.unlink(dir + "/" + SafeTensorsIndex.fileName)
+                observer.note("removed the \(SafeTensorsIndex.fileName) an earlier dsconvert run wrote in \(dir): this output is a single file")
+            }
+            let planned = Set(mine.map { OutputFolder.split($0).file })
+            let strays = try Sys.listDirectory(dir).filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !planned.contains($0) }
+            if !strays.isEmpty {
+                observer.note("\(dir) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
+            }
+            if let config {
+                try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: dir + "/" + ModelConfig.fileName)
+                written.append(join(f, ModelConfig.fileName))
+            }
+            for name in side.copy {
+                try Sys.copyFile(from: input + "/" + name, to: dir + "/" + name)
+                written.append(join(f, name))
             }
         }
-        var written = shards
-        if writesIndex {
-            let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
-            try AtomicFile.write(idx.serialized(totalSize: total), to: out + "/" + SafeTensorsIndex.fileName)
-            written.append(SafeTensorsIndex.fileName)
-        } else if removesIndex {
-            // Written by an earlier dsconvert run into this folder (its records say so), e.g. with
-            // a shard size: loaders would follow it to the wrong files instead of this single file.
-            Sys.unlink(out + "/" + SafeTensorsIndex.fileName)
-            observer.note("removed the \(SafeTensorsIndex.fileName) an earlier dsconvert run wrote in \(out): this output is a single file")
-        }
-        let planned = Set(shards)
-        let strays = try Sys.listDirectory(out).filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !planned.contains($0) }
-        if !strays.isEmpty {
-            observer.note("\(out) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
-        }
-        if let config {
-            try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: out + "/" + ModelConfig.fileName)
-            written.append(ModelConfig.fileName)
-        }
-        for name in side.copy {
-            try Sys.copyFile(from: input + "/" + name, to: out + "/" + name)
-        }
-        written += side.copy
         if !side.notCopied.isEmpty {
             observer.note("not copied (subfolders and other weight formats): \(side.notCopied.joined(separator: ", "))")
         }
         // What dsconvert wrote here, this run and earlier ones (files still present), stays on
         // record so that a later run into this folder knows what it may replace.
-        let earlier = owned.filter { folder.holds($0) && !($0 == SafeTensorsIndex.fileName && removesIndex) }
+        let earlier = owned.filter { folder.holds($0) && !removesIndex.contains($0) && !written.contains($0) }
         try folder.writeManifest(files: Array(earlier) + written, settings: settings, digest: "")
         for n in (try? Sys.listDirectory(state)) ?? [] where n == planName || ResumeRecord.shard(fromFileName: n) != nil {
             Sys.unlink(state + "/" + n)

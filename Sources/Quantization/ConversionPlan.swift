@@ -21,6 +21,44 @@ public struct TensorPlan: Sendable {
     public var action: Action
     /// The tensors this produces, in output order.
     public var outputs: [TensorSpec]
+    /// When set, only this region of the source is read (and of its scale grid, for a quantized
+    /// source); the outputs have the region's shape. See `restricted(to:fullShape:)`.
+    public var region: TensorRegion?
+
+    public init(source: String, action: Action, outputs: [TensorSpec], region: TensorRegion? = nil) {
+        self.source = source
+        self.action = action
+        self.outputs = outputs
+        self.region = region
+    }
+
+    /// This plan reading only `region` of its source (of shape `fullShape`), the sharder's
+    /// primitive: outputs take the region's shape (a quantize plan's scales are recomputed for
+    /// it); a quantized source is cut together with its scale grid, which refuses a cut inside a
+    /// scale block.
+    public func restricted(to region: TensorRegion, fullShape: [Int]) throws -> TensorPlan {
+        try region.validate(fullShape, tensor: source)
+        let shape = region.shape(of: fullShape)
+        var out = self
+        out.region = region
+        func quantizedOutputs(_ scheme: QuantizationScheme, scaleDType: DType) throws -> [TensorSpec] {
+            guard shape.count == 2 else { throw QuantizationError.badShape(tensor: source, shape: shape, "a linear weight must be 2-D") }
+            return scheme.outputs(module: String(source.dropLast(".weight".count)), rows: shape[0], cols: shape[1], modelDType: scaleDType)
+        }
+        switch action {
+        case .copy:
+            out.outputs[0].shape = shape
+        case .quantize(let scheme):
+            out.outputs = try quantizedOutputs(scheme, scaleDType: outputs.count > 1 ? outputs[1].dtype : .f32)
+        case let .dequantize(q, _):
+            _ = try q.scaleRegion(for: region, tensor: source)
+            out.outputs[0].shape = shape
+        case let .requantize(q, scheme, _):
+            _ = try q.scaleRegion(for: region, tensor: source)
+            out.outputs = try quantizedOutputs(scheme, scaleDType: outputs[1].dtype)
+        }
+        return out
+    }
 }
 
 /// One output file and the tensors that go into it.
@@ -36,6 +74,8 @@ public struct OutputShardPlan: Sendable {
 /// Everything a conversion will write, decided before a byte is written.
 public struct ConversionPlan: Sendable {
     public var shards: [OutputShardPlan]
+    /// The format every output file is written in.
+    public var format: any TensorFileFormat
     /// The config.json to write (nil when the input has none).
     public var config: JSONValue?
     /// Whether to write model.safetensors.index.json.
@@ -54,6 +94,11 @@ public enum PlanBuilder {
     /// match (Python `re.search` semantics against the module name) is quantized with `scheme`;
     /// already-quantized inputs are dequantized to the model dtype first.
     public static func quantize(_ ckpt: Checkpoint, scheme: QuantizationScheme, ignore: [String], shardSize: Int?) throws -> ConversionPlan {
+        try quantize(ckpt, scheme: scheme, ignore: ignore, layout: OutputLayout(shardSize: shardSize))
+    }
+
+    /// `quantize` into any output layout.
+    public static func quantize(_ ckpt: Checkpoint, scheme: QuantizationScheme, ignore: [String], layout: OutputLayout) throws -> ConversionPlan {
         try ckpt.requireClassified()
         let regexes = try ignore.map { pattern -> NSRegularExpression in
             do { return try NSRegularExpression(pattern: pattern) } catch {
@@ -118,14 +163,19 @@ public enum PlanBuilder {
         if config["torch_dtype"] == nil && config["dtype"] == nil, let t = modelDType.torchName {
             config = config.setting("torch_dtype", .string(t))
         }
-        let settings = "quantize v1; scheme=\(scheme.summary); ignore=\(ignore); shard-size=\(shardSize.map(String.init) ?? "mirror")"
-        return try assemble(ckpt, plans: plans, shardSize: shardSize, config: config, settings: settings, counts: counts)
+        let settings = "quantize v1; scheme=\(scheme.summary); ignore=\(ignore)"
+        return try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
     }
 
     /// Plans `dequantize --to dtype`: every quantized weight becomes `dtype`, its scales are
     /// dropped, every other tensor is kept as it is; config.json loses `quantization_config`
     /// and names `dtype` in `torch_dtype` (and `dtype` where present).
     public static func dequantize(_ ckpt: Checkpoint, to dtype: DType, shardSize: Int?) throws -> ConversionPlan {
+        try dequantize(ckpt, to: dtype, layout: OutputLayout(shardSize: shardSize))
+    }
+
+    /// `dequantize` into any output layout.
+    public static func dequantize(_ ckpt: Checkpoint, to dtype: DType, layout: OutputLayout) throws -> ConversionPlan {
         let classes = try TensorClassification.classify(ckpt)
         let quantized = classes.quantized
         if quantized.isEmpty {
@@ -150,25 +200,22 @@ public enum PlanBuilder {
             if c["dtype"] != nil { n = n.setting("dtype", .string(dtype.torchName!)) }
             config = n
         }
-        let settings = "dequantize v1; to=\(dtype.rawValue); shard-size=\(shardSize.map(String.init) ?? "mirror")"
-        return try assemble(ckpt, plans: plans, shardSize: shardSize, config: config, settings: settings, counts: counts)
+        let settings = "dequantize v1; to=\(dtype.rawValue)"
+        return try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
     }
 
-    /// Places the tensor plans into output files: one per input file with the input's name
-    /// (default), or re-chunked into `model-{i:05d}-of-{n:05d}.safetensors` of at most `shardSize`
-    /// bytes of tensor data each (a tensor larger than the limit gets a file of its own).
-    static func assemble(_ ckpt: Checkpoint, plans: [String: TensorPlan], shardSize: Int?, config: JSONValue?, settings: String, counts: [String: Int]) throws -> ConversionPlan {
+    /// Places the tensor plans into output files as `layout` says.
+    static func assemble(_ ckpt: Checkpoint, plans: [String: TensorPlan], layout: OutputLayout, config: JSONValue?, settings: String, counts: [String: Int]) throws -> ConversionPlan {
         let w = ckpt.weights
-        var shards: [OutputShardPlan] = []
         // Every input file an output reads, the scales of quantized inputs included (they can sit
         // in another file than their weight), so that resume notices when any of them changes.
         func inputShards(_ ts: [TensorPlan]) -> [Int] {
             var files = Set<Int>()
             for t in ts {
-                files.insert(w.location(t.source)!.shard)
+                files.insert(w.fileIndex(of: t.source)!)
                 switch t.action {
                 case let .dequantize(q, _), let .requantize(q, _, _):
-                    for p in q.parameterTensors { if let l = w.location(p.name) { files.insert(l.shard) } }
+                    for p in q.parameterTensors { if let i = w.fileIndex(of: p.name) { files.insert(i) } }
                 default: break
                 }
             }
@@ -185,60 +232,12 @@ public enum PlanBuilder {
             }
         }
         let ordered = w.tensorNames.compactMap { plans[$0] }
-        if let limit = shardSize {
-            guard limit > 0 else { throw QuantizationError.invalidOption("--shard-size must be positive") }
-            // The limit is on whole files, header included (a file holding a single input tensor's
-            // outputs, a weight and its scale, that are larger than the limit is the only exception). The header's size is computed exactly as
-            // `SafeTensorsWriter` lays it out: 8-byte length, compact JSON object with
-            // `__metadata__` {"format": "pt"} then one member per tensor, space padding to 8.
-            func memberLength(_ key: String, _ value: JSONValue) -> Int {
-                JSONWriter.compact(.object([(key, value)])).utf8.count - 2  // without the braces
-            }
-            let emptyJSON = 2 + memberLength("__metadata__", .object([("format", .string("pt"))]))
-            func fileSize(json: Int, data: Int) -> Int { 8 + (json + 7) / 8 * 8 + data }
-            /// JSON and data sizes after appending `t`'s outputs to a file with these sizes.
-            func appending(_ t: TensorPlan, json: Int, data: Int) -> (json: Int, data: Int) {
-                var j = json, d = data
-                for s in t.outputs {
-                    j += 1 + memberLength(s.name, .object([
-                        ("dtype", .string(s.dtype.rawValue)),
-                        ("shape", .array(s.shape.map { .int($0) })),
-                        ("data_offsets", .array([.int(d), .int(d + s.byteCount)])),
-                    ]))
-                    d += s.byteCount
-                }
-                return (j, d)
-            }
-            var groups: [[TensorPlan]] = []
-            var current: [TensorPlan] = []
-            var size = (json: emptyJSON, data: 0)
-            for t in ordered {
-                var next = appending(t, json: size.json, data: size.data)
-                if !current.isEmpty && fileSize(json: next.json, data: next.data) > limit {
-                    groups.append(current)
-                    current = []
-                    next = appending(t, json: emptyJSON, data: 0)
-                }
-                current.append(t)
-                size = next
-            }
-            if !current.isEmpty || groups.isEmpty { groups.append(current) }
-            let n = groups.count
-            for (i, g) in groups.enumerated() {
-                let name = String(format: "model-%05d-of-%05d.safetensors", i + 1, n)
-                shards.append(OutputShardPlan(name: name, inputShards: inputShards(g), tensors: g, inputBytes: inputBytes(g)))
-            }
-        } else {
-            for s in w.shards {
-                let g = s.header.tensors.compactMap { plans[$0.name] }
-                if g.isEmpty { continue }
-                shards.append(OutputShardPlan(name: s.name, inputShards: inputShards(g), tensors: g, inputBytes: inputBytes(g)))
-            }
+        let shards = try layout.files(ordered, store: w).compactMap { f -> OutputShardPlan? in
+            if f.tensors.isEmpty && layout.chunking == .mirror { return nil }
+            return OutputShardPlan(name: f.name, inputShards: inputShards(f.tensors), tensors: f.tensors, inputBytes: inputBytes(f.tensors))
         }
-        // Re-chunked files are named model-00001-of-0000N even when N is 1, a name loaders find
-        // only through the index: write it whenever dsconvert chose the names.
-        let writesIndex = w.index != nil || shards.count > 1 || shardSize != nil
-        return ConversionPlan(shards: shards, config: config, writesIndex: writesIndex,
-                              indexMetadata: w.index?.metadata ?? [], settings: settings, counts: counts)
+        let writesIndex = layout.writesIndex(inputHasIndex: ckpt.hasIndex, files: shards.map(\.name))
+        return ConversionPlan(shards: shards, format: layout.format, config: config, writesIndex: writesIndex,
+                              indexMetadata: ckpt.indexMetadata, settings: settings + "; " + layout.summary, counts: counts)
     }
 }

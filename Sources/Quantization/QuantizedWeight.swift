@@ -46,6 +46,40 @@ public struct QuantizedWeight: Sendable {
         try TensorClassification.classify(checkpoint).quantized
     }
 
+    /// The region of the scale tensor that goes with `region` of the weight: the matching cut of
+    /// a block grid (refusing a cut inside a block), the rows of a per-channel scale, or nil when
+    /// the whole scale applies (per tensor, or a per-channel scale cut along columns).
+    public func scaleRegion(for region: TensorRegion, tensor: String) throws -> TensorRegion? {
+        switch granularity {
+        case let .block(br, bc):
+            return try region.scaleGrid(weightShape: weight.shape, blocks: [br, bc], tensor: tensor)
+        case .channel:
+            try region.validate(weight.shape, tensor: tensor)
+            return region.dimension == 0 ? TensorRegion(dimension: 0, range: region.range) : nil
+        case .tensor:
+            try region.validate(weight.shape, tensor: tensor)
+            return nil
+        }
+    }
+
+    /// This weight as if only `region` of it (and the matching scales) were stored.
+    public func restricted(to region: TensorRegion) throws -> QuantizedWeight {
+        var q = self
+        let shape = region.shape(of: weight.shape)
+        q.weight = TensorInfo(name: weight.name, dtype: weight.dtype, shape: shape, dataOffsets: 0..<weight.dtype.byteCount(elements: shape.reduce(1, *))!)
+        if let sr = try scaleRegion(for: region, tensor: weight.name) {
+            func cut(_ t: TensorInfo) -> TensorInfo {
+                var ss = t.shape
+                ss[sr.dimension] = sr.range.count
+                return TensorInfo(name: t.name, dtype: t.dtype, shape: ss, dataOffsets: 0..<t.dtype.byteCount(elements: ss.reduce(1, *))!)
+            }
+            q.scale = cut(scale)
+            // A zero point has the scale's layout.
+            if let z = zeroPoint, z.shape == scale.shape { q.zeroPoint = cut(z) }
+        }
+        return q
+    }
+
     static func configuredBlock(_ q: JSONValue?) -> (Int, Int)? {
         if let b = q?["weight_block_size"]?.arrayValue, b.count == 2, let r = b[0].intValue, let c = b[1].intValue, r > 0, c > 0 {
             return (r, c)

@@ -16,11 +16,7 @@ public struct StoredAt: Sendable, Hashable {
     /// Where `name` is stored in `store`.
     public static func of(_ name: String, in store: any TensorStore) -> StoredAt? {
         guard let i = store.fileIndex(of: name), i < store.files.count else { return nil }
-        var offset: Int?
-        if let st = store as? SafeTensorsCheckpoint, let l = st.location(name) {
-            offset = st.shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound
-        }
-        return StoredAt(file: store.files[i].path, offset: offset)
+        return StoredAt(file: store.files[i].path, offset: store.fileOffset(of: name))
     }
 }
 

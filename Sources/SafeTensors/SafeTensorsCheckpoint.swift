@@ -190,6 +190,7 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
             }
         }
         self.shards = shards
+        self.files = shards.map { StoreFile(name: $0.name, path: $0.path, status: $0.status, tensorNames: $0.header.tensors.map(\.name)) }
         self.locations = locations
         self.tensorNames = names
     }
@@ -209,11 +210,15 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
 
     public var formatName: String { "safetensors" }
 
-    public var files: [StoreFile] {
-        shards.map { StoreFile(name: $0.name, path: $0.path, status: $0.status, tensorNames: $0.header.tensors.map(\.name)) }
-    }
+    /// The shards as store files (computed once when opened).
+    public let files: [StoreFile]
 
     public func fileIndex(of name: String) -> Int? { locations[name]?.shard }
+
+    public func fileOffset(of name: String) -> Int? {
+        guard let l = locations[name] else { return nil }
+        return shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound
+    }
 
     /// Mappings opened so far, one per shard, shared by every view.
     private let mappingLock = NSLockLike()
@@ -245,6 +250,18 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         }
     }
 
+    public func prefetch(_ name: String, bytes range: Range<Int>) {
+        guard let loc = locations[name], let f = try? file(shard: loc.shard) else { return }
+        let r = f.fileRange(loc.info)
+        f.mapping.advise(.willNeed, (r.lowerBound + range.lowerBound)..<(r.lowerBound + range.upperBound))
+    }
+
+    public func release(_ name: String, bytes range: Range<Int>) {
+        guard let loc = locations[name], let f = mappingLock.withLock({ mapped[loc.shard] }) else { return }
+        let r = f.fileRange(loc.info)
+        f.mapping.release((r.lowerBound + range.lowerBound)..<(r.lowerBound + range.upperBound))
+    }
+
     private func advise(_ names: [String], _ advice: MappedFile.Advice) {
         for n in names {
             guard let loc = locations[n], let f = try? file(shard: loc.shard) else { continue }
@@ -263,8 +280,10 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         }.sorted()
     }
 
+    public func sideFilePath(_ name: String) -> String { directory + "/" + name }
+
     public func sideFile(_ name: String) throws -> [UInt8]? {
-        let p = directory + "/" + name
+        let p = sideFilePath(name)
         do { guard try Sys.entryExists(p) else { return nil } } catch { throw SafeTensorsError.io(error) }
         do { return try Sys.readFile(p) } catch { throw SafeTensorsError.io(error) }
     }

@@ -40,16 +40,25 @@ public protocol TensorStore: AnyObject, Sendable {
     var files: [StoreFile] { get }
     /// The index into `files` of the file holding `name`.
     func fileIndex(of name: String) -> Int?
+    /// Where `name`'s first byte is in its file (for messages); nil when the store cannot say.
+    func fileOffset(of name: String) -> Int?
     /// Hint that these tensors will be read soon (the kernel may read ahead).
     func prefetch(_ names: [String])
     /// Hint that the caller is done with these tensors: their pages leave this process's resident
     /// set (the data stays in the page cache); views stay valid and fault pages back in.
     func release(_ names: [String])
+    /// `prefetch` / `release` for a byte range of one tensor (`range` is relative to the tensor's
+    /// first byte), so a large tensor can be streamed in chunks with bounded resident memory.
+    func prefetch(_ name: String, bytes range: Range<Int>)
+    func release(_ name: String, bytes range: Range<Int>)
     /// Names of the side files a model carries with its weights (config.json, tokenizer.json,
     /// generation_config.json, ...): files beside a safetensors checkpoint, embedded in a pack.
     var sideFileNames: [String] { get }
     /// A side file's bytes, or nil when the store has none of that name.
     func sideFile(_ name: String) throws -> [UInt8]?
+    /// Where the side file `name` is or would be, for messages (a path beside the weights, or
+    /// `pack#name` for an embedded one).
+    func sideFilePath(_ name: String) -> String
 }
 
 extension TensorStore {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Conversion
 import Foundation
 import JSON
@@ -83,17 +84,17 @@ extension DSConvert {
             func run() throws {
                 try common.apply()
                 let t0 = MonotonicClock.seconds()
-                let ckpt = try SafeTensorsCheckpoint(path: path)
+                let store = try Checkpoint.openStore(path: path)
                 var total = 0
                 var fold: UInt64 = 0
-                for i in ckpt.shards.indices {
-                    let f = try ckpt.open(shard: i)
-                    f.mapping.advise(.sequential)
-                    for info in f.tensors {
-                        let v = f.view(info)
+                for file in store.files {
+                    for (k, name) in file.tensorNames.enumerated() {
+                        // Read ahead one tensor, as the converter does.
+                        if k + 1 < file.tensorNames.count { store.prefetch([file.tensorNames[k + 1]]) }
+                        let v = try store.view(name)
                         fold ^= xorFold(v.bytes)
                         total += v.bytes.count
-                        f.mapping.release(f.fileRange(info))
+                        store.release([name])
                     }
                 }
                 let dt = MonotonicClock.seconds() - t0

@@ -78,11 +78,11 @@ extension DSConvert {
             ]
             if !summary {
                 members.append(("tensors", .array(names.map { n in
-                    let loc = ckpt.weights.location(n)!
+                    let info = ckpt.weights.info(n)!
                     return .object([
-                        ("name", .string(n)), ("dtype", .string(loc.info.dtype.rawValue)),
-                        ("shape", .array(loc.info.shape.map { .int($0) })), ("bytes", .int(loc.info.byteCount)),
-                        ("shard", .string(ckpt.weights.shards[loc.shard].name)),
+                        ("name", .string(n)), ("dtype", .string(info.dtype.rawValue)),
+                        ("shape", .array(info.shape.map { .int($0) })), ("bytes", .int(info.byteCount)),
+                        ("shard", .string(ckpt.weights.files[ckpt.weights.fileIndex(of: n)!].name)),
                         ("role", ckpt.roles[n].map { .string($0.kind.rawValue) } ?? .null),
                     ])
                 })))
@@ -134,14 +134,14 @@ extension DSConvert {
             let multi = s.shardCount > 1
             print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype    shape                bytes" + (multi ? "  shard" : ""))
             for n in names {
-                let loc = ckpt.weights.location(n)!
-                let shape = loc.info.shapeText
+                let info = ckpt.weights.info(n)!
+                let shape = info.shapeText
                 var line = n.padding(toLength: max(nameWidth, n.count), withPad: " ", startingAt: 0) + "  "
-                line += loc.info.dtype.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + " "
+                line += info.dtype.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + " "
                 line += shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + " "
-                let b = String(loc.info.byteCount)
+                let b = String(info.byteCount)
                 line += String(repeating: " ", count: max(0, 10 - b.count)) + b
-                if multi { line += "  " + ckpt.weights.shards[loc.shard].name }
+                if multi { line += "  " + ckpt.weights.files[ckpt.weights.fileIndex(of: n)!].name }
                 print(line)
             }
             if let filter { print("(\(names.count) of \(s.tensorCount) tensors match '\(filter)')") }

@@ -143,7 +143,7 @@ final class ModelBlueprintTests: XCTestCase {
         let ckpt = try Checkpoint(path: CK.deepseek)
         let s = CheckpointSummary(ckpt)
         XCTAssertEqual(s.parameterCount, 6_224_224)
-        XCTAssertEqual(ckpt.weights.index?.metadata.first { $0.0 == "total_parameters" }?.1.intValue, 6_224_224 - 32)
+        XCTAssertEqual(ckpt.indexMetadata.first { $0.0 == "total_parameters" }?.1.intValue, 6_224_224 - 32)
         XCTAssertEqual(s.tensorCount, 139)
         XCTAssertEqual(s.shardCount, 5)
         XCTAssertEqual(s.totalTensorBytes, 12_448_512, "the index's total_size")

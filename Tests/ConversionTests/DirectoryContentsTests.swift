@@ -41,7 +41,7 @@ final class DirectoryContentsTests: XCTestCase {
         XCTAssertTrue(obs.notes.contains { $0.contains("model-00001-of-00001.safetensors") }, "\(obs.notes)")
         try FileManager.default.removeItem(atPath: out + "/model-00001-of-00001.safetensors")
         let ckpt = try Checkpoint(path: out)
-        XCTAssertEqual(ckpt.weights.shards.map(\.name), ["model.safetensors"])
+        XCTAssertEqual(ckpt.weights.files.map(\.name), ["model.safetensors"])
         XCTAssertEqual(ckpt.weights.tensorCount, 35)
     }
 

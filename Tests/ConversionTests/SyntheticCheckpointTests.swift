@@ -35,12 +35,11 @@ final class SyntheticCheckpointTests: XCTestCase {
         for b in biases { XCTAssertEqual(ckpt.weights.info(b.name)?.dtype, .f32) }
         XCTAssertEqual(ckpt.weights.tensorNames.filter { ckpt.weights.info($0)?.dtype == .f32 }.count, 59)
         // Every shard carries some tensors (none empty), each file holds what the index says.
-        XCTAssertEqual(ckpt.weights.shards.count, 163)
-        XCTAssertTrue(ckpt.weights.shards.allSatisfy { !$0.header.tensors.isEmpty })
+        XCTAssertEqual(ckpt.weights.files.count, 163)
+        XCTAssertTrue(ckpt.weights.files.allSatisfy { !$0.tensorNames.isEmpty })
 
         // Values: a 458,752-value BF16 weight has mean ≈ 0 (σ/√n ≈ 3e-5) and std ≈ 0.02.
-        let shard = try ckpt.weights.open(shard: ckpt.weights.location("model.layers.30.self_attn.o_proj.weight")!.shard)
-        let o = shard.view(shard.header.info("model.layers.30.self_attn.o_proj.weight")!)
+        let o = try ckpt.weights.view("model.layers.30.self_attn.o_proj.weight")
         let (mean, std) = moments(o)
         XCTAssertEqual(o.info.elementCount, 28 * 16384)
         XCTAssertEqual(mean, 0, accuracy: 2.5e-4)
@@ -48,8 +47,7 @@ final class SyntheticCheckpointTests: XCTestCase {
         // The router biases (59 × 256 F32 values) too, and the norms are 1.
         var all: [Float] = []
         for b in biases {
-            let f = try ckpt.weights.open(shard: ckpt.weights.location(b.name)!.shard)
-            let v = f.view(f.header.info(b.name)!)
+            let v = try ckpt.weights.view(b.name)
             all += (0..<256).map { v.bytes.load(fromByteOffset: 4 * $0, as: Float.self) }
         }
         let bm = all.reduce(0, +) / Float(all.count)
@@ -57,8 +55,7 @@ final class SyntheticCheckpointTests: XCTestCase {
         XCTAssertEqual(bm, 0, accuracy: 0.001)
         XCTAssertEqual(bs, 0.02, accuracy: 0.001)
         for name in ["model.layers.61.enorm.weight", "model.layers.7.self_attn.kv_a_layernorm.weight", "model.norm.weight"] {
-            let f = try ckpt.weights.open(shard: ckpt.weights.location(name)!.shard)
-            let v = f.view(f.header.info(name)!)
+            let v = try ckpt.weights.view(name)
             XCTAssertTrue((0..<v.info.elementCount).allSatisfy { v.bytes.load(fromByteOffset: 2 * $0, as: UInt16.self) == 0x3F80 }, name)
         }
 
