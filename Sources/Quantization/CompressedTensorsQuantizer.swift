@@ -37,11 +37,20 @@ public enum CompressedTensorsQuantizer {
     }
 
     /// Quantizes `src` [rows, cols] in D = `format`. `scalesOut` receives 1 (perChannel false) or
-    /// `rows` scales as f32 values already rounded to D (the caller stores them in D).
+    /// `rows` scales as f32 values already rounded to the stored scale dtype S = `scaleFormat`
+    /// (D when nil; the caller stores them in S).
+    ///
+    /// When S differs from D (an F32 weight in a BF16 model, whose scales are stored in BF16),
+    /// the scale is computed in D as above, then rounded to S (eps(S) if that gives 0), and Q is
+    /// computed from that stored value — so that Q × the stored scale is what the quantizer meant.
     public static func quantize(
         name: String, src: UnsafeRawPointer, format: FloatFormat, rows: Int, cols: Int, perChannel: Bool,
-        target: Target, q: UnsafeMutableRawPointer, scalesOut: UnsafeMutablePointer<Float>
+        target: Target, q: UnsafeMutableRawPointer, scalesOut: UnsafeMutablePointer<Float>, scaleFormat: FloatFormat? = nil
     ) throws {
+        let stored = scaleFormat ?? format
+        guard stored == .bf16 || stored == .f16 || stored == .f32 else {
+            throw QuantizationError.unsupportedDType(tensor: name, dtype: stored.rawValue, "is not a scale dtype (expected BF16, F16 or F32)")
+        }
         guard format == .bf16 || format == .f16 || format == .f32 else {
             throw QuantizationError.unsupportedDType(tensor: name, dtype: format.rawValue, "cannot be quantized (expected BF16, F16 or F32)")
         }
@@ -66,13 +75,25 @@ public enum CompressedTensorsQuantizer {
         // 2. scales in D.
         let h = format.round(halfRange(target))
         func scale(_ amaxBits: UInt32) -> Float {
-            let s = format.round(Float(bitPattern: amaxBits) / h)
-            return s == 0 ? eps(format) : s
+            var s = format.round(Float(bitPattern: amaxBits) / h)
+            if s == 0 { s = eps(format) }
+            if stored != format {
+                s = stored.round(s)
+                if s == 0 { s = eps(stored) }
+            }
+            return s
         }
         if perChannel {
             for r in 0..<rows { scalesOut[r] = scale(rowAmax[r]) }
         } else {
             scalesOut[0] = scale(rowAmax.max() ?? 0)
+        }
+        let count = perChannel ? rows : 1
+        if let bad = (0..<count).first(where: { !scalesOut[$0].isFinite }) {
+            throw QuantizationError.invalidValue(
+                tensor: name, index: perChannel ? bad : 0,
+                "the \(perChannel ? "row's " : "")scale amax / \(halfRange(target)) overflows the \(stored.rawValue.uppercased()) scale dtype of the model; the weight's values are too large for it",
+                file: nil, offset: nil)
         }
         // 3. values.
         let scalePtr = UnsafePointer(scalesOut)

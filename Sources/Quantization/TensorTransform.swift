@@ -87,9 +87,9 @@ public struct TensorTransform {
         try CompressedTensorsQuantizer.quantize(
             name: plan.source, src: source, format: format, rows: rows, cols: cols,
             perChannel: scheme.granularity == .channel, target: scheme.format == .fp8 ? .fp8 : .int8,
-            q: q, scalesOut: f32Scales)
+            q: q, scalesOut: f32Scales, scaleFormat: s.dtype.floatFormat!)
         try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
-        // Scales are already rounded to the model dtype: converting is exact.
+        // Scales are already rounded to their stored dtype (the model dtype): converting is exact.
         let stored = sc + s.elementCount * 4
         FloatFormat.convert(UnsafeRawPointer(sc), from: .f32, to: stored, s.dtype.floatFormat!, count: s.elementCount)
         try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))

@@ -183,3 +183,40 @@ final class ZeroPointTests: XCTestCase {
         }
     }
 }
+
+/// Item 11: an F32 weight inside a BF16 model (channel, tensor, INT8): q is computed from the
+/// scale as stored (rounded to BF16), checked against quant_reference.py.
+final class MixedDTypeTests: XCTestCase {
+    func testF32WeightInBF16ModelUsesTheStoredScale() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("f32-in-bf16")
+        let names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.up_proj.weight"]
+        try Edit.copy(CV.llama, to: input) { t in
+            for n in names {
+                let i = Edit.index(t, n)
+                var rng = STRandom(seed: 42)
+                // BF16 values perturbed below BF16 resolution, so they are not BF16-representable.
+                let v = Edit.floats(t[i].1, .bf16).map { x -> Float in
+                    let u = Float(rng.below(1 << 16)) / Float(1 << 16) - 0.5
+                    return x * (1 + u / 128) + u * 1e-4
+                }
+                t[i] = (TensorSpec(name: n, dtype: .f32, shape: t[i].0.shape), Edit.f32(v))
+            }
+        }
+        XCTAssertEqual(try Checkpoint(path: input).modelDType, .bf16)
+        let cases: [(String, QuantizationScheme)] = [
+            ("fp8-channel", CV.scheme(.fp8, .channel)), ("fp8-tensor", CV.scheme(.fp8, .tensor)),
+            ("int8-channel", CV.scheme(.int8, .channel)), ("int8-tensor", CV.scheme(.int8, .tensor)),
+        ]
+        for (mode, scheme) in cases {
+            let out = tmp.sub(mode)
+            try CV.quantize(input, out, scheme)
+            let t = try CV.tensors(out)
+            XCTAssertEqual(t[names[0].replacingOccurrences(of: ".weight", with: ".weight_scale")]?.info.dtype, .bf16, mode)
+            try Edit.assertReference(mode, input, out)
+            let deq = tmp.sub(mode + "-bf16")
+            try CV.dequantize(out, deq)
+            try Edit.assertReference("dequant-bf16", out, deq)
+        }
+    }
+}

@@ -40,7 +40,9 @@ Arithmetic (DESIGN.md §3), written here without any of dsconvert's code:
   amax per tensor ([1]) or per output row ([rows, 1]); scale = D(amax / D(range / 2)) with
   range / 2 = 448 (FP8) or 127.5 (INT8); scale == 0 -> finfo(D).eps; x = D(D(w) / scale);
   FP8: e4m3(clip(x + 0, ±448)); INT8: rint(clip(x, -128, 127)) (round half to even). The scale
-  is stored in D as `weight_scale`. The `+ 0` is compressed-tensors' (all-zero) zero point, which
+  is stored in D as `weight_scale`. A weight stored in another float dtype W than D (an F32
+  weight in a BF16 model) is computed in W, its scale rounded to D (eps(D) if 0) before
+  x = W(w / scale), so that q is computed from the scale as stored. The `+ 0` is compressed-tensors' (all-zero) zero point, which
   its `_quantize` always adds (`scaled += zero_point`): it turns -0.0 into +0.0, so a -0.0 weight
   becomes FP8 0x00, not 0x80. The block layout has no zero point and keeps 0x80.
 * dequantize: out = X(S(f32(q) * f32(scale))) with S the scale's dtype (f32 for the block
@@ -172,17 +174,26 @@ def round_to(x32, st_dtype):
     return x32.astype(NP_OF[st_dtype]).astype(np.float32)
 
 
-def compressed_tensors(w, d, target, per_channel):
-    """compressed-tensors symmetric quantization in the model dtype `d` (BF16/F16/F32).
-    Returns (q as e4m3 or int8 [r, c], scale as np dtype d, [1] or [r, 1])."""
-    w32 = w.astype(np.float32)  # exact: w is stored in d
+def compressed_tensors(w, d, target, per_channel, wd=None):
+    """compressed-tensors symmetric quantization of a weight stored in `wd` (BF16/F16/F32; the
+    model dtype `d` when None) whose scale is stored in the model dtype `d`.
+    Returns (q as e4m3 or int8 [r, c], scale as np dtype d, [1] or [r, 1]).
+
+    The arithmetic runs in the weight's dtype wd. When wd != d (an F32 weight in a BF16 model) the
+    scale is rounded to d (eps(d) if that gives 0) before q is computed, so q is computed from the
+    scale exactly as stored."""
+    wd = wd or d
+    w32 = w.astype(np.float32)  # exact: w is stored in wd
     r, _ = w32.shape
     a = np.abs(w32)
     amax = a.max(axis=1, keepdims=True) if per_channel else a.max().reshape(1)
-    half = round_to(np.float32(448.0 if target == "fp8" else 127.5), d)
-    scale = round_to((amax / half).astype(np.float32), d)
-    scale = np.where(scale == 0, EPS[d], scale).astype(np.float32)
-    x = round_to((w32 / (scale if per_channel else scale[0])).astype(np.float32), d)
+    half = round_to(np.float32(448.0 if target == "fp8" else 127.5), wd)
+    scale = round_to((amax / half).astype(np.float32), wd)
+    scale = np.where(scale == 0, EPS[wd], scale).astype(np.float32)
+    if wd != d:
+        scale = round_to(scale, d)
+        scale = np.where(scale == 0, EPS[d], scale).astype(np.float32)
+    x = round_to((w32 / (scale if per_channel else scale[0])).astype(np.float32), wd)
     if target == "fp8":
         x = (x + np.float32(0.0)).astype(np.float32)  # compressed-tensors' zero point: -0 -> +0
         q = np.clip(x, np.float32(-448.0), np.float32(448.0)).astype(E4M3)
@@ -294,7 +305,8 @@ def expected_quantize(ck, mode, ignore, block):
             out.append((f, module + ".weight_scale_inv", "F32", list(s.shape), s.tobytes()))
         else:
             target, gran = mode.split("-")
-            q, s = compressed_tensors(w, d, target, gran == "channel")
+            wd = d if name in quantized_in else dtype
+            q, s = compressed_tensors(w, d, target, gran == "channel", wd)
             out.append((f, name, "F8_E4M3" if target == "fp8" else "I8", list(shape), q.tobytes()))
             out.append((f, module + ".weight_scale", d, list(s.shape), s.tobytes()))
     return out, nq, d
