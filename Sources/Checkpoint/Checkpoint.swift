@@ -17,6 +17,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let hasIndex: Bool
     /// The index's `metadata` entries (`total_size` included), empty without an index.
     public let indexMetadata: [(String, JSONValue)]
+    /// Set when the path is one shard file of an indexed checkpoint (see `requireWhole`).
+    public let partOfIndex: SafeTensorsCheckpoint.PartOfIndex?
     /// Role of each tensor (only tensors the layout explains).
     public let roles: [String: TensorRole]
     /// Tensors the layout does not explain, in checkpoint order.
@@ -40,10 +42,12 @@ public final class Checkpoint: @unchecked Sendable {
             directory = st.directory
             hasIndex = st.index != nil
             indexMetadata = st.index?.metadata ?? []
+            partOfIndex = st.partOfIndex
         } else {
             directory = store.location
             hasIndex = false
             indexMetadata = []
+            partOfIndex = nil
         }
         let configPath = store.sideFilePath(ModelConfig.fileName)
         if let bytes = try store.sideFile(ModelConfig.fileName) {

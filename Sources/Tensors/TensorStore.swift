@@ -38,6 +38,12 @@ public protocol TensorStore: AnyObject, Sendable {
     func view(_ name: String) throws -> TensorView
     /// The files behind the store.
     var files: [StoreFile] { get }
+    /// Weight files at the store's location that it does not read (e.g. `.safetensors` files an
+    /// index does not name), for a warning.
+    var unindexedFiles: [String] { get }
+    /// Throws unless the store is a whole model to convert: it has tensors and is not one part
+    /// of a larger checkpoint opened on its own.
+    func requireWhole() throws
     /// The index into `files` of the file holding `name`.
     func fileIndex(of name: String) -> Int?
     /// Where `name`'s first byte is in its file (for messages); nil when the store cannot say.

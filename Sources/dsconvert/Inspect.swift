@@ -74,7 +74,7 @@ extension DSConvert {
                 ])),
                 ("unclassified_tensors", .array(ckpt.unknownTensors.prefix(100).map { .string($0) })),
                 ("unindexed_files", .array(ckpt.weights.unindexedFiles.map { .string($0) })),
-                ("shard_of_index", ckpt.weights.partOfIndex.map { .string($0.indexPath) } ?? .null),
+                ("shard_of_index", ckpt.partOfIndex.map { .string($0.indexPath) } ?? .null),
             ]
             if !summary {
                 members.append(("tensors", .array(names.map { n in
@@ -92,7 +92,7 @@ extension DSConvert {
 
         func printText(_ ckpt: Checkpoint, _ s: CheckpointSummary, _ q: QuantizationState, _ names: [String]) {
             print("checkpoint    \(path)  (\(s.shardCount) file\(s.shardCount == 1 ? "" : "s"), \(formatBytes(s.totalFileBytes)))")
-            if let part = ckpt.weights.partOfIndex {
+            if let part = ckpt.partOfIndex {
                 print("part of       \(part.indexPath): this file is 1 of \(part.shardCount) shards (\(grouped(s.tensorCount)) of \(grouped(part.tensorCount)) tensors); inspect \(ckpt.directory) for the whole model (quantize and dequantize refuse a lone shard)")
             }
             if let c = ckpt.config {
