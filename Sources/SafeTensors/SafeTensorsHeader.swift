@@ -16,6 +16,8 @@ import SystemIO
 public struct SafeTensorsHeader: Sendable {
     /// The largest header the reference implementation accepts.
     public static let maxHeaderSize = 100_000_000
+    /// The deepest JSON nesting the reference's parser accepts (serde_json's recursion limit).
+    public static let maxJSONDepth = 127
 
     /// Tensors in data order (ascending offsets).
     public var tensors: [TensorInfo]
@@ -101,7 +103,8 @@ public struct SafeTensorsHeader: Sendable {
     static func strictEntries(json: UnsafeRawBufferPointer, file: String) throws -> ([TensorInfo], [(String, String)]?) {
         let value: JSONValue
         do {
-            value = try JSONParser.parse(json, maxDepth: 8)
+            // serde_json's recursion limit: 127 levels parse, 128 do not (unknown fields may nest).
+            value = try JSONParser.parse(json, maxDepth: maxJSONDepth)
         } catch {
             throw SafeTensorsError(.invalidJSON, file: file, offset: 8 + error.byteOffset, "invalid header JSON: \(error.message)")
         }
@@ -113,6 +116,8 @@ public struct SafeTensorsHeader: Sendable {
         var metadata: [(String, String)]?
         for (name, entry) in members {
             if name == "__metadata__" {
+                // The reference (an Option in serde) reads a null __metadata__ as absent.
+                if entry == .null { continue }
                 guard let m = entry.objectMembers else {
                     throw SafeTensorsError(.invalidMetadata, file: file, "__metadata__ is not an object of strings")
                 }
@@ -183,7 +188,9 @@ public struct SafeTensorsHeader: Sendable {
                 guard let a = v.arrayValue else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "data_offsets is not an array") }
                 offsetsValue = a
             default:
-                throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "unknown field '\(k)'")
+                // Like the reference (serde without deny_unknown_fields): other fields are ignored,
+                // whatever JSON they hold; the writer does not carry them over.
+                continue
             }
         }
         guard let dtypeText else { throw SafeTensorsError(.invalidHeader, file: file, tensor: name, "missing dtype") }

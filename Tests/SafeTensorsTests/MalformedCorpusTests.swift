@@ -108,12 +108,6 @@ final class MalformedCorpusTests: XCTestCase {
         let tmp = try STTemporaryDirectory("st-stricter")
         let e = STImage.entry
         let cases: [(String, [UInt8], SafeTensorsError.Code, String)] = [
-            // serde ignores unknown fields in a tensor entry.
-            ("unknown-field", STImage.make(header: #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":5}}"#, data: [1]),
-             .invalidHeader, "unknown field 'extra'"),
-            // serde reads a null __metadata__ as absent.
-            ("null-metadata", STImage.make(header: "{\"__metadata__\":null," + e("a", "U8", "[1]", "[0,1]") + "}", data: [1]),
-             .invalidMetadata, "not an object"),
             // serde keeps the last of duplicate keys; identical entries then tile the data.
             ("duplicate-identical", STImage.make(header: "{" + e("a", "U8", "[1]", "[0,1]") + "," + e("a", "U8", "[1]", "[0,1]") + "}", data: [1]),
              .invalidJSON, "duplicate key"),
@@ -138,6 +132,47 @@ final class MalformedCorpusTests: XCTestCase {
         for (name, _, _, _) in cases {
             let outcome = report["results"]?[name + ".safetensors"]
             XCTAssertNotNil(outcome?["tensors"], "\(name): the reference now rejects it too: \(outcome.map(JSONWriter.compact) ?? "-")")
+        }
+    }
+
+    /// Headers the reference accepts that dsconvert used to refuse: unknown fields in a tensor
+    /// entry (any JSON, in any position, nested up to the reference's recursion limit) and a null
+    /// `__metadata__`. Both read them to the same tensors and bytes; one level deeper than the
+    /// limit both refuse.
+    func testAcceptsWhatTheReferenceAccepts() throws {
+        let tmp = try STTemporaryDirectory("st-lenient")
+        func nested(_ n: Int) -> String { String(repeating: "[", count: n) + String(repeating: "]", count: n) }
+        let accepted: [(String, String)] = [
+            ("extra-int", #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"extra":5}}"#),
+            ("extra-first", #"{"a":{"note":"x","dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#),
+            ("extra-object", #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"quant":{"scale":[1.5,null,true],"k":{}}}}"#),
+            ("extra-metadata-key", #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"__metadata__":{"k":1}}}"#),
+            // 2 levels (header, entry) + 125 = 127, serde_json's limit.
+            ("extra-nested-to-the-limit", #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"e":"# + nested(125) + "}}"),
+            ("null-metadata", #"{"__metadata__":null,"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#),
+        ]
+        let rejected: [(String, String)] = [
+            ("extra-nested-past-the-limit", #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"e":"# + nested(126) + "}}"),
+            ("extra-duplicate-dtype", #"{"a":{"dtype":"U8","dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#),
+            ("extra-but-missing-shape", #"{"a":{"dtype":"U8","shap":[2],"data_offsets":[0,2]}}"#),
+        ]
+        for (name, header) in accepted + rejected {
+            try STImage.write(STImage.make(header: header, data: [7, 9]), to: tmp.file(name + ".safetensors"))
+        }
+        let report = try STPython.runJSON("st_classify.py", [tmp.path])
+        for (name, _) in accepted {
+            let path = tmp.file(name + ".safetensors")
+            let outcome = report["results"]?[name + ".safetensors"]
+            XCTAssertEqual(outcome?["tensors"], .array([.array([.string("a"), .string("U8"), .array([.int(2)]), .string("0709")])]),
+                           "\(name): the reference's reading: \(outcome.map(JSONWriter.compact) ?? "-")")
+            let f = try SafeTensorsFile(path: path)
+            XCTAssertEqual(f.tensors.map(\.name), ["a"], name)
+            XCTAssertEqual(Array(try f.tensor("a").bytes), [7, 9], name)
+            XCTAssertNoThrow(try SafeTensorsCheckpoint(path: path), name)
+        }
+        for (name, _) in rejected {
+            XCTAssertNotNil(report["results"]?[name + ".safetensors"]?["error"]?.stringValue, "\(name): the reference accepts it")
+            XCTAssertThrowsError(try SafeTensorsHeader.read(path: tmp.file(name + ".safetensors")), name)
         }
     }
 
