@@ -64,12 +64,8 @@ public enum DirectoryFinisher {
         let folder = OutputFolder(out)
         let state = folder.state
         let planPath = state + "/" + planName
-        guard Sys.exists(planPath) else { throw ConversionError.notAConversionDirectory(out) }
-        let plan = try JSONParser.parse(Sys.readFile(planPath))
-        guard let shards = plan["shards"]?.arrayValue?.compactMap(\.stringValue), let settings = plan["settings"]?.stringValue,
-              let input = plan["input_directory"]?.stringValue else {
-            throw ConversionError.notAConversionDirectory(out)
-        }
+        let planFile = try readPlan(outputDirectory: out, path: planPath)
+        let plan = planFile.json, shards = planFile.shards, settings = planFile.settings, input = planFile.input
         /// False when an input the shard was made from has changed since (another size or mtime),
         /// as a job re-run would find; an input that is gone is not held against the shard.
         func inputsUnchanged(_ rec: ResumeRecord) -> Bool {
@@ -80,7 +76,7 @@ public enum DirectoryFinisher {
         }
         var missing: [String] = []
         for s in shards {
-            guard let rec = ResumeRecord.read(ResumeRecord.path(outputDirectory: out, shard: s)), rec.settings == settings,
+            guard let rec = try ResumeRecord.load(ResumeRecord.path(outputDirectory: out, shard: s)), rec.settings == settings,
                   let st = try? Sys.stat(out + "/" + s), st.size == rec.size, inputsUnchanged(rec) else {
                 missing.append(s)
                 continue

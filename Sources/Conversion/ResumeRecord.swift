@@ -1,3 +1,4 @@
+import Diagnostics
 import JSON
 import Numerics
 import SystemIO
@@ -74,15 +75,35 @@ public struct ResumeRecord: Equatable, Sendable {
     }
 
     /// Reads a record; nil when it is missing or unreadable (the shard is then redone).
-    public static func read(_ path: String) -> ResumeRecord? {
-        guard let bytes = try? Sys.readFile(path, limit: 1 << 20), let v = try? JSONParser.parse(bytes),
-              let shard = v["shard"]?.stringValue, let settings = v["settings"]?.stringValue,
-              let size = v["size"]?.intValue, let hex = v["xxh64"]?.stringValue, let hash = UInt64(hex, radix: 16),
-              let ins = v["inputs"]?.arrayValue else { return nil }
+    public static func read(_ path: String) -> ResumeRecord? { (try? load(path)) ?? nil }
+
+    /// Reads a record: nil when there is none; a record that exists but cannot be read or parsed
+    /// is an error naming its file (`conversion.invalid_state_file`).
+    public static func load(_ path: String) throws -> ResumeRecord? {
+        do { guard try Sys.entryExists(path) else { return nil } } catch {
+            throw ConversionError.invalidStateFile(path: path, "resume record cannot be read: \((error as? any DiagnosticError)?.message ?? "\(error)")")
+        }
+        let bytes: [UInt8]
+        do { bytes = try Sys.readFile(path, limit: 1 << 20) } catch {
+            throw ConversionError.invalidStateFile(path: path, "resume record cannot be read: \((error as? any DiagnosticError)?.message ?? "\(error)")")
+        }
+        let v: JSONValue
+        do { v = try JSONParser.parse(bytes) } catch {
+            throw ConversionError.invalidStateFile(path: path, "resume record is not valid JSON (byte \(error.byteOffset)): \(error.message)")
+        }
+        func bad(_ why: String) -> ConversionError {
+            .invalidStateFile(path: path, "not a dsconvert resume record: \(why)")
+        }
+        guard v.objectMembers != nil else { throw bad("expected a JSON object") }
+        guard let shard = v["shard"]?.stringValue else { throw bad("no \"shard\" string") }
+        guard let settings = v["settings"]?.stringValue else { throw bad("no \"settings\" string") }
+        guard let size = v["size"]?.intValue else { throw bad("no integer \"size\"") }
+        guard let hex = v["xxh64"]?.stringValue, let hash = UInt64(hex, radix: 16) else { throw bad("no hexadecimal \"xxh64\"") }
+        guard let ins = v["inputs"]?.arrayValue else { throw bad("no \"inputs\" array") }
         var inputs: [Input] = []
         for i in ins {
             guard let n = i["name"]?.stringValue, let s = i["size"]?.intValue,
-                  case let .number(t)? = i["mtime_ns"], let m = Int64(t) else { return nil }
+                  case let .number(t)? = i["mtime_ns"], let m = Int64(t) else { throw bad("an \"inputs\" entry lacks name, size or mtime_ns") }
             inputs.append(Input(name: n, size: s, mtimeNanoseconds: m))
         }
         return ResumeRecord(shard: shard, settings: settings, inputs: inputs, size: size, xxh64: hash)
