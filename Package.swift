@@ -24,7 +24,10 @@ let package = Package(
         // JSON with ordered objects, exact number text and byte offsets in every error.
         .target(name: "JSON", dependencies: ["Diagnostics"], swiftSettings: fast),
         // The one place that talks to POSIX: open, pread, mmap, madvise, write, rename.
-        .target(name: "SystemIO", dependencies: ["Diagnostics"], swiftSettings: v5),
+        .target(name: "SystemIO", dependencies: ["Diagnostics", "CSystemIO"], swiftSettings: v5),
+        // SystemIO's async-signal-safe part: the SIGINT/SIGTERM handler and its fixed table of
+        // temporaries (no allocation, no locks; only unlink(2) and _exit(2) in the handler).
+        .target(name: "CSystemIO"),
         // Format-neutral tensor types and the two seams every format implements: `TensorStore`
         // (reading, zero-copy) and `TensorFileWriter` / `TensorFileFormat` (writing).
         .target(name: "Tensors", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: v5),
@@ -56,6 +59,8 @@ let package = Package(
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
+        // Test helper: holds registered temporaries and waits for signals (InterruptTests).
+        .executableTarget(name: "InterruptProbe", dependencies: ["SystemIO"], path: "Tests/InterruptProbe", swiftSettings: v5),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO", "Diagnostics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "SafeTensorsTests", dependencies: ["Diagnostics", "SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),

@@ -19,6 +19,8 @@ public final class AtomicFile {
     public fileprivate(set) var fd: Int32
     public private(set) var bytesWritten = 0
     private var done = false
+    /// The slot in `Interrupt`'s table of temporaries (nil when the table was full).
+    private var interruptSlot: Int32?
 
     public init(_ path: String) throws {
         self.path = path
@@ -32,8 +34,15 @@ public final class AtomicFile {
         let sequence = AtomicFile.sequence.add(1, ordering: .relaxed).oldValue
         let t = TemporaryName(host: AtomicFile.hostTag, pid: Int(getpid()), sequence: sequence, random: UInt32.random(in: 0...UInt32.max), target: name)
         temporaryPath = "\(dir)/\(t.fileName)"
-        fd = try Sys.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        Interrupt.register(temporaryPath)
+        // Registered before the file exists, so there is no moment when a second signal would
+        // leave it behind (unlinking a name not yet created is harmless).
+        interruptSlot = Interrupt.register(temporaryPath)
+        do {
+            fd = try Sys.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        } catch {
+            Interrupt.unregister(interruptSlot)
+            throw error
+        }
     }
 
     private static let sequence = Atomic<Int>(0)
@@ -67,7 +76,7 @@ public final class AtomicFile {
         fd = -1
         try Sys.rename(temporaryPath, path)
         done = true
-        Interrupt.unregister(temporaryPath)
+        Interrupt.unregister(interruptSlot)
     }
 
     /// Removes the temporary; the destination is left untouched.
@@ -76,7 +85,7 @@ public final class AtomicFile {
         if fd >= 0 { Sys.close(fd); fd = -1 }
         Sys.unlink(temporaryPath)
         done = true
-        Interrupt.unregister(temporaryPath)
+        Interrupt.unregister(interruptSlot)
     }
 
     deinit { abort() }

@@ -3,54 +3,53 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
+import CSystemIO
 import Diagnostics
 
 /// Ctrl-C and SIGTERM handling for long runs: the first signal sets `requested`, which the
 /// conversion loops check between chunks so they stop cleanly and remove their temporaries;
 /// a second signal removes every registered temporary file at once and exits with 128 + the
 /// signal's number (130 for SIGINT, 143 for SIGTERM).
+///
+/// The handler itself is C (Sources/CSystemIO): it does not allocate or take locks and calls
+/// only unlink(2) and _exit(2). Temporaries are registered in a fixed table of preallocated path
+/// buffers (`register` / `unregister`, called outside the handler).
 public enum Interrupt {
-    private static let flag = Atomic<Int>(0)
-    private static let lastSignal = Atomic<Int32>(0)
-    private static let lock = Mutex<Set<String>>([])
+    /// True once SIGINT or SIGTERM has arrived (a relaxed atomic load).
+    public static var requested: Bool { dsc_interrupt_count() != 0 }
 
-    /// True once SIGINT or SIGTERM has arrived.
-    public static var requested: Bool { flag.load(ordering: .relaxed) != 0 }
-
+    /// Installs the handler for SIGINT and SIGTERM (idempotent).
     public static func install() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig) { s in
-                Interrupt.lastSignal.store(s, ordering: .relaxed)
-                if Interrupt.flag.add(1, ordering: .relaxed).newValue > 1 {
-                    Interrupt.removeTemporariesAndExit()
-                }
-            }
-        }
+        _ = dsc_interrupt_install()
     }
 
     /// Marks the interruption as requested (tests use this to simulate Ctrl-C).
-    public static func request(signal: Int32 = SIGINT) {
-        lastSignal.store(signal, ordering: .relaxed)
-        flag.store(1, ordering: .relaxed)
-    }
-    public static func reset() { flag.store(0, ordering: .relaxed); lastSignal.store(0, ordering: .relaxed) }
+    public static func request(signal: Int32 = SIGINT) { dsc_interrupt_request(signal) }
+    public static func reset() { dsc_interrupt_reset() }
 
     /// The signal that requested the interruption (SIGINT when none was recorded).
     public static var signalNumber: Int32 {
-        let s = lastSignal.load(ordering: .relaxed)
+        let s = dsc_interrupt_signal()
         return s == 0 ? SIGINT : s
     }
 
-    static func register(_ path: String) { lock.withLock { _ = $0.insert(path) } }
-    static func unregister(_ path: String) { lock.withLock { _ = $0.remove(path) } }
+    /// How many temporaries can be registered at once.
+    public static let capacity = Int(DSC_TEMPORARY_SLOTS)
 
-    private static func removeTemporariesAndExit() -> Never {
-        // Best effort: the lock may be held by the interrupted thread; try without waiting forever.
-        let paths = lock.withLockIfAvailable { Array($0) } ?? []
-        for p in paths { Glibc.unlink(p) }
-        _exit(128 + signalNumber)
+    /// Records `path` for removal by a second signal; returns the slot to pass to `unregister`,
+    /// or nil when the table is full or the path too long (the temporary is then still removed
+    /// by the orderly path, and by the next run's stale-temporary cleanup).
+    static func register(_ path: String) -> Int32? {
+        let slot = dsc_temporary_register(path)
+        return slot < 0 ? nil : slot
     }
+
+    static func unregister(_ slot: Int32?) {
+        if let slot { dsc_temporary_unregister(slot) }
+    }
+
+    /// Temporaries registered now (tests).
+    public static var registeredCount: Int { Int(dsc_temporary_count()) }
 }
 
 /// Thrown by long loops when `Interrupt.requested` is set.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import JSON
+import TestSupport
 
 /// Runs the built `dsconvert` executable (beside the test bundle) for CLI-level tests.
 enum CLI {
@@ -13,15 +14,7 @@ enum CLI {
         var code: String? { error?["code"]?.stringValue }
     }
 
-    static func executable() throws -> String {
-        var dir = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let p = dir.appendingPathComponent("dsconvert").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-            dir.deleteLastPathComponent()
-        }
-        throw XCTSkip("dsconvert executable not found next to the tests (build with --build-tests)")
-    }
+    static func executable() throws -> String { try BuiltExecutable.path("dsconvert") }
 
     /// Runs `dsconvert args`; `timeout` kills it (a hang is a test failure, not a stuck suite).
     static func run(_ args: [String], timeout: Double = 60) throws -> Result {
