@@ -14,11 +14,17 @@ public enum ConversionError: DiagnosticError {
     /// The output folder already holds files, named relative to it, that the run would replace
     /// or remove and that no dsconvert run wrote (a user's own files).
     case wouldOverwrite(directory: String, files: [String])
+    /// A job of a job array was started with other settings than those the folder was planned
+    /// with (by the first job): settings in words and digests, planned first.
+    case settingsConflict(directory: String, planned: String, plannedDigest: String, requested: String, requestedDigest: String)
+    /// merge-index found shards whose records carry another settings digest than the plan.
+    case settingsMismatch(directory: String, shards: [String], planned: String, found: [String])
 
     public var category: ErrorCategory {
         switch self {
         case .invalidOptions: return .usage
-        case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile, .wouldOverwrite: return .output
+        case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile, .wouldOverwrite,
+             .settingsConflict, .settingsMismatch: return .output
         case .corruptShard: return .verification
         case .unreadableInput: return .input
         }
@@ -34,6 +40,8 @@ public enum ConversionError: DiagnosticError {
         case .invalidStateFile: return "conversion.invalid_state_file"
         case .unreadableInput: return "conversion.unreadable_input"
         case .wouldOverwrite: return "conversion.would_overwrite"
+        case .settingsConflict: return "conversion.settings_conflict"
+        case .settingsMismatch: return "conversion.settings_mismatch"
         }
     }
 
@@ -41,7 +49,8 @@ public enum ConversionError: DiagnosticError {
         switch self {
         case .invalidOptions: return nil
         case let .outputIsInput(d), let .incomplete(d, _), let .notAConversionDirectory(d), let .corruptShard(d, _),
-             let .invalidStateFile(d, _), let .unreadableInput(d, _), let .wouldOverwrite(d, _):
+             let .invalidStateFile(d, _), let .unreadableInput(d, _), let .wouldOverwrite(d, _),
+             let .settingsConflict(d, _, _, _, _), let .settingsMismatch(d, _, _, _):
             return d
         }
     }
@@ -59,6 +68,13 @@ public enum ConversionError: DiagnosticError {
         case let .wouldOverwrite(_, files):
             let shown = files.prefix(5).joined(separator: ", ")
             return "already holds \(files.count) file(s) this conversion would replace or remove, and no dsconvert run wrote them (\(shown)\(files.count > 5 ? ", …" : "")); move them away or convert into an empty folder"
+        case let .settingsConflict(_, planned, pd, requested, rd):
+            let what = planned == requested ? "the same options but another config.json or input layout (settings digest \(pd) planned, \(rd) now)"
+                : "planned: \(planned) (digest \(pd)); this job: \(requested) (digest \(rd))"
+            return "this folder is being converted with other settings: \(what); give every job the same options and input, or convert into another folder (a run without jobs starts the folder over with its own settings)"
+        case let .settingsMismatch(_, shards, planned, found):
+            let shown = shards.prefix(8).joined(separator: ", ")
+            return "\(shards.count) shard(s) were made with other settings than the folder's plan (\(shown)\(shards.count > 8 ? ", …" : "")): planned \(planned); found \(Array(Set(found)).sorted().joined(separator: " / ")); run their jobs again with the planned options (they redo those shards), then merge-index"
         }
     }
 }

@@ -76,6 +76,14 @@ public final class ConversionRunner {
         if try Sys.realPath(out) == Sys.realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
         let folder = OutputFolder(out)
         let owned = folder.ownedFiles()
+
+        // Settings: the folder's plan (made by the first run into it) names the settings digest
+        // every job must share; a single run owns the folder alone and may start it over.
+        let planned = try PlanFile.read(folder)
+        if let planned, planned.settingsDigest != plan.settingsDigestHex {
+            if options.jobs > 1 { throw conflict(planned) }
+            observer.note("\(out) was being converted with other settings (\(planned.settings)); starting over with \(plan.settings)")
+        }
         let mine = ConversionRunner.shards(of: plan, jobs: options.jobs, index: options.jobIndex)
 
         // Files of the user's own are never replaced without consent: everything this conversion
@@ -96,8 +104,14 @@ public final class ConversionRunner {
             for shard in mine { folder.removeTemporaries(of: shard.name) }
         }
         // The plan owns what it writes, what the user let it replace, and what earlier runs wrote.
-        try DirectoryFinisher.writePlan(plan, checkpoint: checkpoint, outputDirectory: out,
-                                        files: writes + foreign + owned.filter { folder.holds($0) })
+        let planFile = PlanFile(plan, inputDirectory: try Sys.realPath(checkpoint.directory),
+                                files: writes + foreign + owned.filter { folder.holds($0) })
+        if options.jobs == 1 {
+            try planFile.write(folder)
+        } else if try !planFile.create(folder) {
+            // Another job planned the folder first (perhaps just now, on another host).
+            if let first = try PlanFile.read(folder), first.settingsDigest != plan.settingsDigestHex { throw conflict(first) }
+        }
 
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
@@ -117,7 +131,7 @@ public final class ConversionRunner {
                 // Only a record that verifies lets a shard be skipped; this one is replaced.
                 observer.note("\(error); \(shard.name) is converted again")
             }
-            if let rec = record, rec.settings == plan.settings, rec.inputs == inputs,
+            if let rec = record, rec.settingsDigest == plan.settingsDigestHex, rec.inputs == inputs,
                let st = try? Sys.stat(path), st.size == rec.size,
                let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh64 {
                 observer.skipped(shard: shard.name, tensors: shard.tensors.count, inputBytes: shard.inputBytes)
@@ -127,7 +141,8 @@ public final class ConversionRunner {
             }
             Sys.unlink(recordPath)
             let (size, hash) = try converter.convert(shard, to: path, durable: options.durable, observer: observer)
-            try ResumeRecord(shard: shard.name, settings: plan.settings, inputs: inputs, size: size, xxh64: hash).write(outputDirectory: out)
+            try ResumeRecord(shard: shard.name, settings: plan.settings, settingsDigest: plan.settingsDigestHex,
+                             jobIndex: options.jobIndex, jobs: options.jobs, inputs: inputs, size: size, xxh64: hash).write(outputDirectory: out)
             observer.shardDone(shard.name, bytes: size)
             report.converted.append(shard.name)
             report.inputBytes += shard.inputBytes
@@ -144,6 +159,11 @@ public final class ConversionRunner {
         }
         report.seconds = MonotonicClock.seconds() - start
         return report
+    }
+
+    private func conflict(_ planned: PlanFile) -> ConversionError {
+        .settingsConflict(directory: options.outputDirectory, planned: planned.settings, plannedDigest: planned.settingsDigest,
+                          requested: plan.settings, requestedDigest: plan.settingsDigestHex)
     }
 }
 

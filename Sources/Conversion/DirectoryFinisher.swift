@@ -8,7 +8,6 @@ import SystemIO
 /// headers), config.json, the input's other files, and `.dsconvert/manifest.json`. This is the
 /// last step of a single-process run and the whole of `dsconvert merge-index`.
 public enum DirectoryFinisher {
-    static let planName = "plan.json"
 
     /// Files of the input folder that are not copied (other weight formats).
     static func isOtherWeightFormat(_ name: String) -> Bool {
@@ -33,26 +32,14 @@ public enum DirectoryFinisher {
 
     static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
 
-    /// Records in `OUT/.dsconvert/plan.json` what completing the directory needs, and every file
-    /// the conversion writes or (with the user's consent) replaces, which it then owns.
-    static func writePlan(_ plan: ConversionPlan, checkpoint: Checkpoint, outputDirectory out: String, files: [String]) throws {
-        let v = JSONValue.object([
-            ("settings", .string(plan.settings)),
-            ("input_directory", .string(try Sys.realPath(checkpoint.directory))),
-            ("shards", .array(plan.shards.map { .string($0.name) })),
-            ("writes_index", .bool(plan.writesIndex)),
-            ("index_metadata", .object(plan.indexMetadata)),
-            ("config", plan.config ?? .null),
-            ("files", .array(Array(Set(files)).sorted().map { .string($0) })),
-        ])
-        try AtomicFile.write(Array(JSONWriter.pretty(v).utf8), to: out + "/" + ResumeRecord.directoryName + "/" + planName)
-    }
-
     public struct Result: Sendable {
         public var shards: Int
         public var totalSize: Int
         public var copied: [String]
         public var notCopied: [String]
+        /// The settings (words and digest) every shard was verified to be made with.
+        public var settings: String
+        public var settingsDigest: String
     }
 
     /// Verifies every planned shard against its record (hashing those not in `alreadyVerified`)
@@ -63,9 +50,8 @@ public enum DirectoryFinisher {
     public static func finish(outputDirectory out: String, alreadyVerified: Set<String> = [], observer: ConversionObserver = SilentObserver()) throws -> Result {
         let folder = OutputFolder(out)
         let state = folder.state
-        let planPath = state + "/" + planName
-        let planFile = try readPlan(outputDirectory: out, path: planPath)
-        let plan = planFile.json, shards = planFile.shards, settings = planFile.settings, input = planFile.input
+        guard let plan = try PlanFile.read(folder) else { throw ConversionError.notAConversionDirectory(out) }
+        let shards = plan.shards, settings = plan.settings, input = plan.inputDirectory
         /// False when an input the shard was made from has changed since (another size or mtime),
         /// as a job re-run would find; an input that is gone is not held against the shard.
         func inputsUnchanged(_ rec: ResumeRecord) -> Bool {
@@ -75,12 +61,30 @@ public enum DirectoryFinisher {
             }
         }
         var missing: [String] = []
+        var disagreeing: [(shard: String, settings: String)] = []
+        var records: [String: ResumeRecord] = [:]
         for s in shards {
-            guard let rec = try ResumeRecord.load(ResumeRecord.path(outputDirectory: out, shard: s)), rec.settings == settings,
-                  let st = try? Sys.stat(out + "/" + s), st.size == rec.size, inputsUnchanged(rec) else {
+            guard let rec = try ResumeRecord.load(ResumeRecord.path(outputDirectory: out, shard: s)) else {
                 missing.append(s)
                 continue
             }
+            if rec.settingsDigest != plan.settingsDigest {
+                disagreeing.append((s, "\(rec.settings) (digest \(rec.settingsDigest))"))
+                continue
+            }
+            guard let st = try? Sys.stat(out + "/" + s), st.size == rec.size, inputsUnchanged(rec) else {
+                missing.append(s)
+                continue
+            }
+            records[s] = rec
+        }
+        if !disagreeing.isEmpty {
+            throw ConversionError.settingsMismatch(directory: out, shards: disagreeing.map(\.shard),
+                                                   planned: "\(settings) (digest \(plan.settingsDigest))", found: disagreeing.map(\.settings))
+        }
+        if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
+        for s in shards {
+            let rec = records[s]!
             if !alreadyVerified.contains(s) {
                 let (_, h) = try ResumeRecord.hashFile(out + "/" + s)
                 if h != rec.xxh64 {
@@ -88,12 +92,11 @@ public enum DirectoryFinisher {
                 }
             }
         }
-        if !missing.isEmpty { throw ConversionError.incomplete(directory: out, missing: missing) }
 
         // Everything that will be written or removed, checked before the first write: every file
         // to be copied can be read, and none of them replaces a file no dsconvert run wrote.
-        let writesIndex = plan["writes_index"]?.boolValue == true
-        let config = plan["config"].flatMap { $0 == .null ? nil : $0 }
+        let writesIndex = plan.writesIndex
+        let config = plan.config
         let side = try SideFiles.scan(input)
         let owned = folder.ownedFiles()
         let folders = Self.folders(of: shards)
@@ -122,7 +125,7 @@ public enum DirectoryFinisher {
             }
             total += folderTotal
             if writesIndex {
-                let idx = SafeTensorsIndex(metadata: plan["index_metadata"]?.objectMembers ?? [], weightMap: weightMap)
+                let idx = SafeTensorsIndex(metadata: plan.indexMetadata, weightMap: weightMap)
                 try AtomicFile.write(idx.serialized(totalSize: folderTotal), to: dir + "/" + SafeTensorsIndex.fileName)
                 written.append(join(f, SafeTensorsIndex.fileName))
             } else if removesIndex.contains(join(f, SafeTensorsIndex.fileName)) {
@@ -151,10 +154,11 @@ public enum DirectoryFinisher {
         // What dsconvert wrote here, this run and earlier ones (files still present), stays on
         // record so that a later run into this folder knows what it may replace.
         let earlier = owned.filter { folder.holds($0) && !removesIndex.contains($0) && !written.contains($0) }
-        try folder.writeManifest(files: Array(earlier) + written, settings: settings, digest: "")
-        for n in (try? Sys.listDirectory(state)) ?? [] where n == planName || ResumeRecord.shard(fromFileName: n) != nil {
+        try folder.writeManifest(files: Array(earlier) + written, settings: settings, digest: plan.settingsDigest)
+        for n in (try? Sys.listDirectory(state)) ?? [] where n == PlanFile.name || ResumeRecord.shard(fromFileName: n) != nil {
             Sys.unlink(state + "/" + n)
         }
-        return Result(shards: shards.count, totalSize: total, copied: side.copy, notCopied: side.notCopied)
+        return Result(shards: shards.count, totalSize: total, copied: side.copy, notCopied: side.notCopied,
+                      settings: settings, settingsDigest: plan.settingsDigest)
     }
 }

@@ -23,7 +23,7 @@ struct OutputFolder {
     /// Unreadable records own nothing (a damaged state file never licenses a deletion).
     func ownedFiles() -> Set<String> {
         var owned = Set<String>()
-        for name in [OutputFolder.manifestName, DirectoryFinisher.planName] {
+        for name in [OutputFolder.manifestName, PlanFile.name] {
             guard let bytes = try? Sys.readFile(state + "/" + name, limit: 256 << 20), let v = try? JSONParser.parse(bytes) else { continue }
             for key in ["files", "shards"] {
                 for f in v[key]?.arrayValue ?? [] { if let s = f.stringValue { owned.insert(s) } }

@@ -4,9 +4,9 @@ import Numerics
 import SystemIO
 
 /// The small record written beside each finished output shard in `OUT/.dsconvert/`, which lets
-/// a re-run skip the shard: its inputs' sizes and mtimes, the conversion settings, and the
-/// output's size and XXH64. A shard is skipped only when the record matches and the file's bytes
-/// hash to the recorded value.
+/// a re-run skip the shard: its inputs' sizes and mtimes, the settings digest (and, for messages,
+/// the settings in words and the job that wrote it), and the output's size and XXH64. A shard is
+/// skipped only when the record matches and the file's bytes hash to the recorded value.
 public struct ResumeRecord: Equatable, Sendable {
     public struct Input: Equatable, Sendable {
         public var name: String
@@ -15,7 +15,13 @@ public struct ResumeRecord: Equatable, Sendable {
     }
 
     public var shard: String
+    /// The settings in words (messages only; never compared).
     public var settings: String
+    /// `SettingsDigest`, 16 hex digits: what resume and merge-index compare.
+    public var settingsDigest: String
+    /// The job that wrote the shard (`jobIndex` of `jobs`; 0 of 1 for a single run).
+    public var jobIndex: Int
+    public var jobs: Int
     public var inputs: [Input]
     public var size: Int
     public var xxh64: UInt64
@@ -60,15 +66,21 @@ public struct ResumeRecord: Equatable, Sendable {
         .object([
             ("shard", .string(shard)),
             ("settings", .string(settings)),
+            ("settings_digest", .string(settingsDigest)),
+            ("job_index", .int(jobIndex)),
+            ("jobs", .int(jobs)),
             ("inputs", .array(inputs.map { .object([("name", .string($0.name)), ("size", .int($0.size)), ("mtime_ns", .number(String($0.mtimeNanoseconds)))]) })),
             ("size", .int(size)),
             ("xxh64", .string(XXH64.hex(xxh64))),
         ])
     }
 
-    public init(shard: String, settings: String, inputs: [Input], size: Int, xxh64: UInt64) {
+    public init(shard: String, settings: String, settingsDigest: String, jobIndex: Int = 0, jobs: Int = 1, inputs: [Input], size: Int, xxh64: UInt64) {
         self.shard = shard
         self.settings = settings
+        self.settingsDigest = settingsDigest
+        self.jobIndex = jobIndex
+        self.jobs = jobs
         self.inputs = inputs
         self.size = size
         self.xxh64 = xxh64
@@ -100,13 +112,16 @@ public struct ResumeRecord: Equatable, Sendable {
         guard let size = v["size"]?.intValue else { throw bad("no integer \"size\"") }
         guard let hex = v["xxh64"]?.stringValue, let hash = UInt64(hex, radix: 16) else { throw bad("no hexadecimal \"xxh64\"") }
         guard let ins = v["inputs"]?.arrayValue else { throw bad("no \"inputs\" array") }
+        // Records of an older dsconvert, without a digest, match no settings of this one.
+        let digest = v["settings_digest"]?.stringValue ?? "none"
+        let jobIndex = v["job_index"]?.intValue ?? 0, jobs = v["jobs"]?.intValue ?? 1
         var inputs: [Input] = []
         for i in ins {
             guard let n = i["name"]?.stringValue, let s = i["size"]?.intValue,
                   case let .number(t)? = i["mtime_ns"], let m = Int64(t) else { throw bad("an \"inputs\" entry lacks name, size or mtime_ns") }
             inputs.append(Input(name: n, size: s, mtimeNanoseconds: m))
         }
-        return ResumeRecord(shard: shard, settings: settings, inputs: inputs, size: size, xxh64: hash)
+        return ResumeRecord(shard: shard, settings: settings, settingsDigest: digest, jobIndex: jobIndex, jobs: jobs, inputs: inputs, size: size, xxh64: hash)
     }
 
     public func write(outputDirectory: String) throws {

@@ -82,8 +82,12 @@ public struct ConversionPlan: Sendable {
     public var writesIndex: Bool
     /// Index `metadata` entries carried over from the input (total_size is recomputed).
     public var indexMetadata: [(String, JSONValue)]
-    /// A description of the settings; outputs made with other settings are never reused.
+    /// The settings in words (for logs and messages: "quantize; fp8 block 128x128 …").
     public var settings: String
+    /// The `SettingsDigest` of everything that decides the output's bytes; outputs made with
+    /// another digest are never reused, and jobs with another digest never share a folder.
+    public var settingsDigest: UInt64 = 0
+    public var settingsDigestHex: String { SettingsDigest.hex(settingsDigest) }
     /// How many weights are quantized, dequantized, copied.
     public var counts: [String: Int]
 }
@@ -163,8 +167,15 @@ public enum PlanBuilder {
         if config["torch_dtype"] == nil && config["dtype"] == nil, let t = modelDType.torchName {
             config = config.setting("torch_dtype", .string(t))
         }
-        let settings = "quantize v1; scheme=\(scheme.summary); ignore=\(ignore)"
-        return try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
+        let settings = "quantize \(scheme.summary); model dtype \(modelDType.rawValue); ignore \(ignore)"
+        var plan = try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
+        plan.settingsDigest = SettingsDigest.compute(command: "quantize", options: [
+            ("format", .string(scheme.format.rawValue)), ("granularity", .string(scheme.granularity.rawValue)),
+            ("block_size", .int(scheme.blockSize)), ("weight_only", .bool(scheme.weightOnly)),
+            ("ignore", .array(ignore.map { .string($0) })), ("model_dtype", .string(modelDType.rawValue)),
+            ("layout", .string(layout.summary)),
+        ], inputConfig: ckpt.config?.json, plan: plan)
+        return plan
     }
 
     /// Plans `dequantize --to dtype`: every quantized weight becomes `dtype`, its scales are
@@ -200,8 +211,12 @@ public enum PlanBuilder {
             if c["dtype"] != nil { n = n.setting("dtype", .string(dtype.torchName!)) }
             config = n
         }
-        let settings = "dequantize v1; to=\(dtype.rawValue)"
-        return try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
+        let settings = "dequantize to \(dtype.rawValue)"
+        var plan = try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
+        plan.settingsDigest = SettingsDigest.compute(command: "dequantize", options: [
+            ("to", .string(dtype.rawValue)), ("layout", .string(layout.summary)),
+        ], inputConfig: ckpt.config?.json, plan: plan)
+        return plan
     }
 
     /// Places the tensor plans into output files as `layout` says.

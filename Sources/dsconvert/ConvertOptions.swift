@@ -73,6 +73,7 @@ struct ConvertOptions: ParsableArguments {
         if common.json {
             let v = JSONValue.object([
                 ("input", .string(input)), ("output", .string(output)), ("settings", .string(plan.settings)),
+                ("settings_digest", .string(plan.settingsDigestHex)),
                 ("converted_shards", .array(report.converted.map { .string($0) })),
                 ("skipped_shards", .array(report.skipped.map { .string($0) })),
                 ("counts", .object(plan.counts.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),

@@ -17,7 +17,8 @@ extension DSConvert {
             let r = try DirectoryFinisher.finish(outputDirectory: output)
             if common.json {
                 print(JSONWriter.pretty(.object([
-                    ("output", .string(output)), ("shards", .int(r.shards)), ("total_size", .int(r.totalSize)),
+                    ("output", .string(output)), ("settings", .string(r.settings)), ("settings_digest", .string(r.settingsDigest)),
+                    ("shards", .int(r.shards)), ("total_size", .int(r.totalSize)),
                     ("copied_files", .array(r.copied.map { .string($0) })), ("not_copied", .array(r.notCopied.map { .string($0) })),
                 ])), terminator: "")
             } else if !common.quiet {

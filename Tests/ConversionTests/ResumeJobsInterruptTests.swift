@@ -51,11 +51,11 @@ final class ResumeJobsInterruptTests: XCTestCase {
         XCTAssertEqual(r2.skipped, [shards[0], shards[2]])
         for i in [0, 2, 4] { XCTAssertEqual(try CV.bytes(out + "/" + shards[i]), try CV.bytes(clean + "/" + shards[i]), shards[i]) }
 
-        // Other settings never reuse a shard.
-        let r4 = try CV.quantize(CV.deepseek, out, try QuantizationScheme(format: .fp8, blockSize: 64), jobs: 2, jobIndex: 0)
-        XCTAssertEqual(r4.converted, [shards[0], shards[2], shards[4]], "settings changed: nothing skipped")
-        let r5 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
-        XCTAssertEqual(r5.converted, [shards[0], shards[2], shards[4]])
+        // A job with other settings than the folder was planned with refuses to start, naming both.
+        XCTAssertThrowsError(try CV.quantize(CV.deepseek, out, try QuantizationScheme(format: .fp8, blockSize: 64), jobs: 2, jobIndex: 0)) { error in
+            guard case ConversionError.settingsConflict = error else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(error)".contains("fp8 block 128x128") && "\(error)".contains("fp8 block 64x64"), "\(error)")
+        }
 
         // The single-process run finishes the rest and completes the directory.
         let r6 = try CV.quantize(CV.deepseek, out)
@@ -65,6 +65,93 @@ final class ResumeJobsInterruptTests: XCTestCase {
         try CV.assertSameDirectory(out, clean)
         XCTAssertEqual(try CV.files(state), try CV.files(clean + "/.dsconvert"), "only what a completed folder keeps")
         XCTAssertEqual(try CV.bytes(state + "/manifest.json"), try CV.bytes(clean + "/.dsconvert/manifest.json"))
+    }
+
+    /// config.json's dtype decides the bytes (the compressed-tensors scales are stored in it), so
+    /// it is part of the settings digest: a job after `torch_dtype` changed refuses to join the
+    /// folder, a single run starts it over (reusing nothing), and the result is the bytes of a
+    /// clean run from the changed input. A change the settings summary does not show (another
+    /// config field, written into the output config.json) changes the digest all the same.
+    func testConfigDtypeIsPartOfTheSettings() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("in"), out = tmp.sub("out")
+        try CV.copyDirectory(CV.deepseek, to: input)
+        let channel = CV.scheme(.fp8, .channel)
+        func setConfig(_ key: String, _ value: JSONValue) throws {
+            try CV.writeJSON(try CV.json(input + "/config.json").setting(key, value), to: input + "/config.json")
+        }
+        try setConfig("torch_dtype", .string("bfloat16"))
+        let bf16Digest = try PlanBuilder.quantize(Checkpoint(path: input), scheme: channel, ignore: [], shardSize: nil).settingsDigestHex
+        try CV.quantize(input, out, channel, jobs: 2, jobIndex: 0)
+
+        try setConfig("torch_dtype", .string("float16"))
+        let f16 = try PlanBuilder.quantize(Checkpoint(path: input), scheme: channel, ignore: [], shardSize: nil)
+        XCTAssertNotEqual(f16.settingsDigestHex, bf16Digest)
+        XCTAssertThrowsError(try CV.quantize(input, out, channel, jobs: 2, jobIndex: 1)) { error in
+            guard case let ConversionError.settingsConflict(_, planned, _, requested, _) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(planned.contains("BF16") && requested.contains("F16"), "\(error)")
+            XCTAssertEqual((error as? ConversionError)?.code, "conversion.settings_conflict")
+        }
+        XCTAssertEqual(try CV.files(out).filter { $0.hasSuffix(".safetensors") }, [shards[0], shards[2], shards[4]], "the refused job wrote nothing")
+        let obs = RecordingObserver()
+        let r = try CV.quantize(input, out, channel, observer: obs)
+        XCTAssertEqual(r.skipped, [], "shards made with the BF16 config are not reused")
+        XCTAssertTrue(obs.notes.contains { $0.contains("starting over") }, "\(obs.notes)")
+        let clean = tmp.sub("clean")
+        try CV.quantize(input, clean, channel)
+        try CV.assertSameDirectory(out, clean)
+        XCTAssertEqual(try CV.tensors(out)["model.layers.0.mlp.down_proj.weight_scale"]?.dtype, .f16)
+
+        // Another config field: same summary, another digest.
+        try setConfig("max_position_embeddings", .int(1234))
+        let other = try PlanBuilder.quantize(Checkpoint(path: input), scheme: channel, ignore: [], shardSize: nil)
+        XCTAssertEqual(other.settings, f16.settings)
+        XCTAssertNotEqual(other.settingsDigestHex, f16.settingsDigestHex)
+        // Nothing that varies between machines enters it: a copy of the input elsewhere agrees.
+        try CV.copyDirectory(input, to: tmp.sub("elsewhere"))
+        XCTAssertEqual(try PlanBuilder.quantize(Checkpoint(path: tmp.sub("elsewhere")), scheme: channel, ignore: [], shardSize: nil).settingsDigestHex,
+                       other.settingsDigestHex)
+        // --json reports it.
+        let cli = try CLI.expect(["quantize", "--fp8", "--granularity", "channel", input, tmp.sub("cli"), "--json"], status: 0)
+        XCTAssertEqual(try JSONParser.parse(cli.stdout)["settings_digest"]?.stringValue, other.settingsDigestHex)
+        // Each option that changes bytes changes it too.
+        let ckpt = try Checkpoint(path: input)
+        let variants = try [
+            PlanBuilder.quantize(ckpt, scheme: CV.scheme(.fp8, .tensor), ignore: [], shardSize: nil),
+            PlanBuilder.quantize(ckpt, scheme: channel, ignore: ["q_proj"], shardSize: nil),
+            PlanBuilder.quantize(ckpt, scheme: channel, ignore: [], shardSize: 1 << 30),
+            PlanBuilder.quantize(ckpt, scheme: QuantizationScheme(format: .fp8, granularity: .channel, weightOnly: true), ignore: [], shardSize: nil),
+            PlanBuilder.quantize(ckpt, scheme: QuantizationScheme(format: .fp8, blockSize: 64), ignore: [], shardSize: nil),
+        ].map(\.settingsDigestHex)
+        XCTAssertEqual(Set(variants + [other.settingsDigestHex]).count, variants.count + 1, "\(variants)")
+    }
+
+    /// Shards made with other settings than the plan (a job on a host where nothing stopped it)
+    /// are named by merge-index, which writes nothing.
+    func testMergeIndexNamesShardsWithOtherSettings() throws {
+        let tmp = try CVTempDir()
+        let a = tmp.sub("a"), b = tmp.sub("b")
+        try CV.quantize(CV.deepseek, a, jobs: 2, jobIndex: 0)
+        try CV.quantize(CV.deepseek, a, jobs: 2, jobIndex: 1)
+        let other = try QuantizationScheme(format: .fp8, blockSize: 64)
+        try CV.quantize(CV.deepseek, b, other, jobs: 2, jobIndex: 1)
+        for f in [shards[3], ".dsconvert/" + shards[3] + ".json"] {
+            try FileManager.default.removeItem(atPath: a + "/" + f)
+            try FileManager.default.copyItem(atPath: b + "/" + f, toPath: a + "/" + f)
+        }
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: a)) { error in
+            guard case let ConversionError.settingsMismatch(_, names, _, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(names, [shards[3]])
+            XCTAssertTrue("\(error)".contains("64x64") && "\(error)".contains("128x128"), "\(error)")
+        }
+        XCTAssertFalse(CV.exists(a + "/config.json"))
+        XCTAssertFalse(CV.exists(a + "/model.safetensors.index.json"))
+        // Its job run again with the planned options redoes exactly that shard.
+        let r = try CV.quantize(CV.deepseek, a, jobs: 2, jobIndex: 1)
+        XCTAssertEqual(r.converted, [shards[3]])
+        try DirectoryFinisher.finish(outputDirectory: a)
+        try CV.quantize(CV.deepseek, tmp.sub("clean"))
+        try CV.assertSameDirectory(a, tmp.sub("clean"))
     }
 
     /// Ctrl-C (simulated with `Interrupt.request()` after the k-th tensor): the run throws, no
