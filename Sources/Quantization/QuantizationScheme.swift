@@ -39,6 +39,18 @@ public struct QuantizationScheme: Sendable, Equatable {
         }
     }
 
+    /// The encoding this scheme writes, with scales stored in `scaleDType` (F32 for the block
+    /// layout, the model dtype for compressed-tensors): what picks the codec.
+    public func target(scaleDType: DType) -> WeightEncoding {
+        let scale: WeightEncoding.ScaleLayout
+        switch granularity {
+        case .block: scale = .block(rows: blockSize, cols: blockSize)
+        case .channel: scale = .channel
+        case .tensor: scale = .tensor
+        }
+        return WeightEncoding(element: format == .fp8 ? .e4m3 : .int8, scale: scale, scaleDType: scaleDType)
+    }
+
     /// DeepSeek's own layout (as opposed to compressed-tensors).
     public var isDeepSeekNative: Bool { format == .fp8 && granularity == .block }
 

@@ -36,17 +36,18 @@ public struct QuantizationState: Sendable {
         } catch {
             problem = "\(error)"
         }
-        struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: QuantizedWeight.Granularity; var zero: DType? }
+        struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: WeightEncoding.ScaleLayout; var zero: DType? }
         var groups: [Key: Group] = [:]
         for q in found.values {
             let g: String
-            switch q.granularity {
+            switch q.encoding.scale {
             case let .block(r, c): g = "block \(r)x\(c)"
             case .channel: g = "channel"
             case .tensor: g = "tensor"
+            case .none: g = "none"
             }
             let scaleName = q.scale.name.hasSuffix("_inv") ? "weight_scale_inv" : "weight_scale"
-            let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.granularity, zero: q.zeroPoint?.dtype)
+            let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.encoding.scale, zero: q.zeroPoint?.dtype)
             if groups[key] == nil {
                 groups[key] = Group(valueDType: q.weight.dtype, scaleName: scaleName, scaleDType: q.scale.dtype, granularity: g,
                                     zeroPointDType: q.zeroPoint?.dtype, count: 0, example: q.weight.name)

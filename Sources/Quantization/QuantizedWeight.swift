@@ -4,12 +4,6 @@ import Checkpoint
 
 /// A weight that is already quantized in the input checkpoint, with how to dequantize it.
 public struct QuantizedWeight: Sendable {
-    public enum Granularity: Sendable, Hashable {
-        case block(rows: Int, cols: Int)
-        case channel
-        case tensor
-    }
-
     public var weight: TensorInfo
     public var scale: TensorInfo
     /// `X.weight_zero_point` (asymmetric compressed-tensors), same element count as the scale.
@@ -17,20 +11,21 @@ public struct QuantizedWeight: Sendable {
     /// Other quantization tensors of the module (`input_scale`, `input_zero_point`) that go with it
     /// (static activation parameters; a plain output drops them).
     public var extras: [TensorInfo]
-    public var granularity: Granularity
+    /// How it is stored: element type, scale layout and dtype, zero point.
+    public var encoding: WeightEncoding
     /// Where the weight, scale and zero point are stored (for messages).
     public var weightAt: StoredAt?
     public var scaleAt: StoredAt?
     public var zeroPointAt: StoredAt?
     public var module: String { String(weight.name.dropLast(".weight".count)) }
 
-    public init(weight: TensorInfo, scale: TensorInfo, zeroPoint: TensorInfo? = nil, extras: [TensorInfo] = [], granularity: Granularity,
+    public init(weight: TensorInfo, scale: TensorInfo, zeroPoint: TensorInfo? = nil, extras: [TensorInfo] = [], scaleLayout: WeightEncoding.ScaleLayout,
                 weightAt: StoredAt? = nil, scaleAt: StoredAt? = nil, zeroPointAt: StoredAt? = nil) {
         self.weight = weight
         self.scale = scale
         self.zeroPoint = zeroPoint
         self.extras = extras
-        self.granularity = granularity
+        encoding = WeightEncoding(element: WeightEncoding.Element(weight.dtype) ?? .e4m3, scale: scaleLayout, scaleDType: scale.dtype, hasZeroPoint: zeroPoint != nil)
         self.weightAt = weightAt
         self.scaleAt = scaleAt
         self.zeroPointAt = zeroPointAt
@@ -50,13 +45,13 @@ public struct QuantizedWeight: Sendable {
     /// a block grid (refusing a cut inside a block), the rows of a per-channel scale, or nil when
     /// the whole scale applies (per tensor, or a per-channel scale cut along columns).
     public func scaleRegion(for region: TensorRegion, tensor: String) throws -> TensorRegion? {
-        switch granularity {
+        switch encoding.scale {
         case let .block(br, bc):
             return try region.scaleGrid(weightShape: weight.shape, blocks: [br, bc], tensor: tensor)
         case .channel:
             try region.validate(weight.shape, tensor: tensor)
             return region.dimension == 0 ? TensorRegion(dimension: 0, range: region.range) : nil
-        case .tensor:
+        case .tensor, .none:
             try region.validate(weight.shape, tensor: tensor)
             return nil
         }

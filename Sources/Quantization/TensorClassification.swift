@@ -131,7 +131,7 @@ public struct TensorClassification: Sendable {
                 throw QuantizationError.badShape(tensor: name, shape: info.shape, "quantized weights must be 2-D")
             }
             let rows = info.shape[0], cols = info.shape[1]
-            let g: QuantizedWeight.Granularity
+            let g: WeightEncoding.ScaleLayout
             let s = scale.shape
             let deepSeekLayout = inv != nil
             if !deepSeekLayout && (s == [1] || s == []) {
@@ -164,7 +164,7 @@ public struct TensorClassification: Sendable {
             }
             let extras = ["input_scale", "input_zero_point"].compactMap { store.info(module + "." + $0) }
             kinds[name] = .quantizedWeight
-            quantized[name] = QuantizedWeight(weight: info, scale: scale, zeroPoint: zp, extras: extras, granularity: g,
+            quantized[name] = QuantizedWeight(weight: info, scale: scale, zeroPoint: zp, extras: extras, scaleLayout: g,
                                               weightAt: StoredAt.of(name, in: store), scaleAt: StoredAt.of(scale.name, in: store),
                                               zeroPointAt: zp.flatMap { StoredAt.of($0.name, in: store) })
         }

@@ -16,6 +16,19 @@ extension DType {
     }
 }
 
+extension FloatFormat {
+    /// The safetensors dtype of a Numerics format.
+    public var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        case .e4m3: return .f8e4m3
+        case .e5m2: return .f8e5m2
+        }
+    }
+}
+
 /// A reusable, growing, 64-byte aligned buffer (one per worker; never shrinks during a run).
 public final class Scratch {
     public private(set) var pointer: UnsafeMutableRawPointer
@@ -69,27 +82,28 @@ public struct TensorTransform {
         }
     }
 
+    /// Quantizes through the codec of the scheme's target encoding (scales as the plan's
+    /// outputs store them), on all threads.
     func quantize(_ plan: TensorPlan, scheme: QuantizationScheme, source: UnsafeRawPointer, format: FloatFormat,
                   emit: (TensorSpec, UnsafeRawBufferPointer) throws -> Void) throws {
         let w = plan.outputs[0], s = plan.outputs[1]
         let rows = w.shape[0], cols = w.shape[1]
+        guard [.bf16, .f16, .f32].contains(format) else {
+            throw QuantizationError.unsupportedDType(tensor: plan.source, dtype: format.rawValue, "cannot be quantized (expected BF16, F16 or F32)")
+        }
+        guard let codec = scheme.target(scaleDType: s.dtype).codec else {
+            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) with \(s.dtype.rawValue) scales")
+        }
         let q = values.reserve(w.byteCount)
         let sc = scales.reserve(s.elementCount * 4 + s.byteCount + 64)
         let f32Scales = sc.bindMemory(to: Float.self, capacity: s.elementCount)
-        if scheme.isDeepSeekNative {
-            try BlockFP8.quantize(name: plan.source, src: source, format: format, rows: rows, cols: cols,
-                                  blockRows: scheme.blockSize, blockCols: scheme.blockSize,
-                                  q: q.bindMemory(to: UInt8.self, capacity: w.byteCount), scales: f32Scales)
-            try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
+        try CodecDriver.quantize(codec, PlainMatrix(base: source, format: format, rows: rows, cols: cols), tensor: plan.source, q: q, scales: f32Scales)
+        try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
+        if s.dtype == .f32 {
             try emit(s, UnsafeRawBufferPointer(start: sc, count: s.byteCount))
             return
         }
-        try CompressedTensorsQuantizer.quantize(
-            name: plan.source, src: source, format: format, rows: rows, cols: cols,
-            perChannel: scheme.granularity == .channel, target: scheme.format == .fp8 ? .fp8 : .int8,
-            q: q, scalesOut: f32Scales, scaleFormat: s.dtype.floatFormat!)
-        try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
-        // Scales are already rounded to their stored dtype (the model dtype): converting is exact.
+        // Scales are already rounded to their stored dtype: converting is exact.
         let stored = sc + s.elementCount * 4
         FloatFormat.convert(UnsafeRawPointer(sc), from: .f32, to: stored, s.dtype.floatFormat!, count: s.elementCount)
         try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))
@@ -143,8 +157,8 @@ public struct TensorTransform {
         return values
     }
 
-    /// out = dtype(scaleDType(f32(q) × scale)) for every element (see `BlockFP8` and
-    /// `CompressedTensorsQuantizer` for the formulas of each layout).
+    /// out = dtype(scaleDType(f32(q) × scale)) for every element, through the codec of the
+    /// weight's encoding (see `BlockFP8Codec` and `CompressedTensorsCodec` for each layout).
     public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, zeroPoint: TensorView? = nil, to dtype: DType, out: UnsafeMutableRawPointer) throws {
         guard let outFormat = dtype.floatFormat, [.bf16, .f16, .f32].contains(outFormat) else {
             throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: dtype.rawValue, "is not a dequantization target (bf16, f16, f32)")
@@ -156,31 +170,16 @@ public struct TensorTransform {
         FloatFormat.convert(scale.bytes.baseAddress!, from: scaleFormat, to: UnsafeMutableRawPointer(f32), .f32, count: n)
         let qp = input.bytes.baseAddress!
         try TensorTransform.validate(q, codes: qp, count: rows * cols, scales: f32, scaleCount: n)
-        switch q.granularity {
-        case let .block(br, bc):
-            if scaleFormat == .f32 {
-                BlockFP8.dequantize(q: qp.assumingMemoryBound(to: UInt8.self), scales: f32, rows: rows, cols: cols,
-                                    blockRows: br, blockCols: bc, out: out, format: outFormat)
-            } else {
-                let colBlocks = (cols + bc - 1) / bc
-                for r in 0..<rows {
-                    for c in 0..<cols {
-                        let v = FloatBits.e4m3ToF32(qp.load(fromByteOffset: r * cols + c, as: UInt8.self)) * f32[(r / br) * colBlocks + c / bc]
-                        FloatFormat.store(scaleFormat.round(v), outFormat, out, r * cols + c)
-                    }
-                }
+        guard let codec = q.encoding.codec else {
+            throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: q.weight.dtype.rawValue, "in the encoding \(q.encoding) has no codec to dequantize it")
+        }
+        let zp = try zeroPoint.map { try TensorTransform.zeroPoints(q, $0) }
+        if let zp {
+            zp.withUnsafeBufferPointer { z in
+                CodecDriver.dequantize(codec, qp, rows: rows, cols: cols, scales: f32, zeroPoints: z.baseAddress!, into: out, format: outFormat)
             }
-        case .channel, .tensor:
-            if let zeroPoint {
-                let zp = try TensorTransform.zeroPoints(q, zeroPoint)
-                CompressedTensorsQuantizer.dequantizeAsymmetric(
-                    q: qp, quantized: q.weight.dtype == .i8 ? .int8 : .fp8, scales: f32, zeroPoints: zp, perChannel: q.granularity == .channel,
-                    rows: rows, cols: cols, modelFormat: scaleFormat, out: out, outFormat: outFormat)
-                return
-            }
-            CompressedTensorsQuantizer.dequantize(
-                q: qp, quantized: q.weight.dtype == .i8 ? .int8 : .fp8, scales: f32, perChannel: q.granularity == .channel,
-                rows: rows, cols: cols, modelFormat: scaleFormat, out: out, outFormat: outFormat)
+        } else {
+            CodecDriver.dequantize(codec, qp, rows: rows, cols: cols, scales: f32, zeroPoints: nil, into: out, format: outFormat)
         }
     }
 }

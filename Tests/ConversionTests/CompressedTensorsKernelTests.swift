@@ -186,7 +186,7 @@ final class CompressedTensorsKernelTests: XCTestCase {
             case .f16: bytes = w.flatMap { v -> [UInt8] in let b = FloatBits.f32ToF16(v); return [UInt8(b & 0xFF), UInt8(b >> 8)] }
             default: bytes = w.f32Bytes
             }
-            for target in [CompressedTensorsQuantizer.Target.fp8, .int8] {
+            for target in [WeightEncoding.Element.e4m3, .int8] {
                 for perChannel in [false, true] {
                     var q = [UInt8](repeating: 0, count: rows * cols)
                     var scales = [Float](repeating: 0, count: rows)
@@ -196,7 +196,7 @@ final class CompressedTensorsKernelTests: XCTestCase {
                                                                     perChannel: perChannel, target: target, q: qp.baseAddress!, scalesOut: &scales)
                         }
                     }
-                    let half = Self.round(target == .fp8 ? 448 : 127.5, d)
+                    let half = Self.round(target == .e4m3 ? 448 : 127.5, d)
                     let eps: Float = d == .bf16 ? 0x1p-7 : d == .f16 ? 0x1p-10 : .ulpOfOne
                     func scale(_ amax: Float) -> Float { let s = Self.round(amax / half, d); return s == 0 ? eps : s }
                     let rowAmax = (0..<rows).map { r in w[r * cols..<(r + 1) * cols].reduce(Float(0)) { max($0, abs($1)) } }
@@ -206,12 +206,12 @@ final class CompressedTensorsKernelTests: XCTestCase {
                     for r in 0..<rows {
                         let s = expectedScales[perChannel ? r : 0]
                         for c in 0..<cols {
-                            let want = target == .fp8 ? Self.fp8(w[r * cols + c], s, d) : UInt8(bitPattern: Self.int8(w[r * cols + c], s, d))
+                            let want = target == .e4m3 ? Self.fp8(w[r * cols + c], s, d) : UInt8(bitPattern: Self.int8(w[r * cols + c], s, d))
                             if q[r * cols + c] != want { bad += 1 }
                         }
                     }
                     XCTAssertEqual(bad, 0, "\(format) \(target) perChannel \(perChannel)")
-                    if target == .fp8 { XCTAssertEqual(q[9 * cols], 0x00, "-0 weight → FP8 +0") }
+                    if target == .e4m3 { XCTAssertEqual(q[9 * cols], 0x00, "-0 weight → FP8 +0") }
                 }
             }
         }

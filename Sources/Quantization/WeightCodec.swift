@@ -1,0 +1,99 @@
+import CKernels
+import Numerics
+import SafeTensors
+
+/// A plain matrix a quantizer reads: row-major [rows, cols] of BF16, F16 or F32, row `r` at
+/// `base + r × leadingDimension` elements.
+public struct PlainMatrix {
+    public var base: UnsafeRawPointer
+    public var format: FloatFormat
+    public var rows: Int
+    public var cols: Int
+    public var leadingDimension: Int
+
+    public init(base: UnsafeRawPointer, format: FloatFormat, rows: Int, cols: Int, leadingDimension: Int? = nil) {
+        self.base = base
+        self.format = format
+        self.rows = rows
+        self.cols = cols
+        self.leadingDimension = leadingDimension ?? cols
+    }
+
+    @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { base + r * leadingDimension * format.size }
+}
+
+/// The codec seam: one implementation per stored encoding (`WeightEncoding`), with **serial**
+/// entry points over explicit row ranges and buffers. Nothing in a codec is parallel: callers
+/// (the converter's `TensorTransform`, the engine's matmul, benchmarks) split rows into bands
+/// (`bandRows`) and run them on their threads. `CodecDriver` is the converter's driver.
+///
+/// Quantizing is three steps, so that a scale can depend on rows other threads measure (a
+/// per-tensor scale): `measure` each band's |x| maxima into its own slots, `scales` once from all
+/// of them, then `quantize` each band.
+public protocol WeightCodec: Sendable {
+    /// The encoding written (quantize) or read (dequantize).
+    var encoding: WeightEncoding { get }
+    /// Rows that share scale groups: bands handed to `measure` / `quantize` start at multiples.
+    var bandRows: Int { get }
+    /// How many maxima `measure` writes for a matrix of these sizes (slots are per scale group or
+    /// per row, never shared between bands).
+    func amaxCount(rows: Int, cols: Int) -> Int
+    /// Number of scales of a matrix of these sizes.
+    func scaleCount(rows: Int, cols: Int) -> Int
+    /// Writes the |x| maxima (f32 bit patterns; NaN sorts above infinity) of `rows` of `src`.
+    func measure(_ src: PlainMatrix, rows: Range<Int>, amax: UnsafeMutablePointer<UInt32>)
+    /// Every scale, as the f32 value of the scale as stored (already rounded to the scale dtype),
+    /// from all maxima. Throws when a value is not finite or a scale overflows its dtype; the
+    /// error names `tensor` and the row and column.
+    func scales(amax: UnsafePointer<UInt32>, rows: Int, cols: Int, source: FloatFormat, tensor: String, into scales: UnsafeMutablePointer<Float>) throws
+    /// Encodes `rows` of `src` with `scales` into `q` (row-major, `cols` codes per row).
+    func quantize(_ src: PlainMatrix, rows: Range<Int>, scales: UnsafePointer<Float>, into q: UnsafeMutableRawPointer)
+    /// Decodes `rows` of `q` [*, cols] into `out` (row-major, `cols` per row) in `format`, with the
+    /// arithmetic of the encoding's own dequantizer (rounding steps included), bit for bit.
+    /// `scales` are f32 values of the stored scales; `zeroPoints` one per scale, or nil.
+    func dequantize(_ q: UnsafeRawPointer, rows: Range<Int>, cols: Int, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Float>?,
+                    into out: UnsafeMutableRawPointer, format: FloatFormat)
+}
+
+extension WeightEncoding {
+    /// The codec for this encoding; nil for plain floats and encodings dsconvert only decodes to
+    /// f32 (E5M2: `StoredWeight`).
+    public var codec: (any WeightCodec)? {
+        switch (element, scale) {
+        case let (.e4m3, .block(r, c)): return BlockFP8Codec(blockRows: r, blockCols: c, scaleDType: scaleDType ?? .f32)
+        case (.e4m3, .tensor), (.e4m3, .channel), (.int8, .tensor), (.int8, .channel):
+            guard let s = scaleDType?.floatFormat else { return nil }
+            return CompressedTensorsCodec(element: element, perChannel: scale == .channel, scaleFormat: s, hasZeroPoint: hasZeroPoint)
+        default: return nil
+        }
+    }
+}
+
+/// Runs a codec over whole matrices on all threads (`Parallel`): the converter's driver.
+public enum CodecDriver {
+    /// Quantizes `src` into `q` and `scales` (f32 values as stored, `codec.scaleCount` of them).
+    public static func quantize(_ codec: any WeightCodec, _ src: PlainMatrix, tensor: String,
+                                q: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<Float>) throws {
+        let band = codec.bandRows
+        let bands = (src.rows + band - 1) / band
+        let amax = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, codec.amaxCount(rows: src.rows, cols: src.cols)))
+        defer { amax.deallocate() }
+        let minBands = max(1, (1 << 16) / max(1, band * src.cols))
+        Parallel.forEachChunk(count: bands, minChunk: minBands) { r in
+            codec.measure(src, rows: (r.lowerBound * band)..<min(src.rows, r.upperBound * band), amax: amax)
+        }
+        try codec.scales(amax: amax, rows: src.rows, cols: src.cols, source: src.format, tensor: tensor, into: scales)
+        let s = UnsafePointer(scales)
+        Parallel.forEachChunk(count: bands, minChunk: minBands) { r in
+            codec.quantize(src, rows: (r.lowerBound * band)..<min(src.rows, r.upperBound * band), scales: s, into: q)
+        }
+    }
+
+    /// Dequantizes `q` [rows, cols] into `out` in `format`.
+    public static func dequantize(_ codec: any WeightCodec, _ q: UnsafeRawPointer, rows: Int, cols: Int, scales: UnsafePointer<Float>,
+                                  zeroPoints: UnsafePointer<Float>?, into out: UnsafeMutableRawPointer, format: FloatFormat) {
+        Parallel.forEachChunk(count: rows, minChunk: max(1, (1 << 16) / max(cols, 1))) { r in
+            codec.dequantize(q, rows: r, cols: cols, scales: scales, zeroPoints: zeroPoints, into: out, format: format)
+        }
+    }
+}
