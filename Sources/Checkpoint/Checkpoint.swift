@@ -79,7 +79,8 @@ public final class Checkpoint: @unchecked Sendable {
         self.unknownTensors = unknown
     }
 
-    /// Throws unless the checkpoint has a config with a known architecture and every tensor fits it.
+    /// Throws unless the checkpoint has a config with a known architecture, every tensor fits it and
+    /// the config agrees with the tensors (`validateConfig`).
     public func requireClassified() throws {
         guard let config else {
             throw CheckpointError.invalidConfig(path: directory + "/" + ModelConfig.fileName, "missing: dsconvert needs the model's config.json to know its architecture")
@@ -90,6 +91,7 @@ public final class Checkpoint: @unchecked Sendable {
         if !unknownTensors.isEmpty {
             throw CheckpointError.unknownTensors(architecture: architecture.rawValue, names: Array(unknownTensors.prefix(10)), total: unknownTensors.count)
         }
+        try validateConfig()
     }
 
     /// The weights' dtype: config.json's, or else the most common float dtype among linear weights.

@@ -187,6 +187,7 @@ public enum PlanBuilder {
 
     /// `dequantize` into any output layout.
     public static func dequantize(_ ckpt: Checkpoint, to dtype: DType, layout: OutputLayout) throws -> ConversionPlan {
+        try ckpt.validateConfig()  // a config that contradicts the tensors is refused here too (no-op without one)
         let classes = try TensorClassification.classify(ckpt)
         let quantized = classes.quantized
         if quantized.isEmpty {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Diagnostics
 import Checkpoint
 import Foundation
 import JSON
@@ -73,6 +74,7 @@ extension DSConvert {
                     ("problem", q.problem.map { .string($0) } ?? .null),
                 ])),
                 ("unclassified_tensors", .array(ckpt.unknownTensors.prefix(100).map { .string($0) })),
+                ("config_problems", .array(ckpt.configProblems().map { .string("\($0)") })),
                 ("unindexed_files", .array(ckpt.weights.unindexedFiles.map { .string($0) })),
                 ("shard_of_index", ckpt.partOfIndex.map { .string($0.indexPath) } ?? .null),
             ]
@@ -124,6 +126,9 @@ extension DSConvert {
             }
             if let problem = q.problem {
                 print("  refused by quantize and dequantize: \(problem)")
+            }
+            for p in ckpt.configProblems().prefix(10) {
+                print("config error  \(p.message)\(p.tensor.map { " (tensor '\(Diagnostic.escaped($0))')" } ?? "")")
             }
             if !ckpt.unknownTensors.isEmpty {
                 print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).joined(separator: ", "))")
