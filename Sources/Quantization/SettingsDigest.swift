@@ -74,10 +74,11 @@ public enum SettingsDigest {
 
     static func describe(_ q: QuantizedWeight) -> String {
         let g: String
-        switch q.granularity {
+        switch q.encoding.scale {
         case let .block(r, c): g = "block \(r)x\(c)"
         case .channel: g = "channel"
         case .tensor: g = "tensor"
+        case .none: g = "none"
         }
         return "[\(q.weight.dtype.rawValue) \(g) scale \(q.scale.name) \(q.scale.dtype.rawValue) extras \(q.extras.map(\.name).joined(separator: ","))]"
     }
