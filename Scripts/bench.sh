@@ -7,6 +7,9 @@
 #      with the peak RSS of each
 #   4. memory: peak RSS of quantize on a 2 GiB and a 16 GiB checkpoint of equal shard size
 #   5. inspect: a 163-shard, ~92,000-tensor FP8 checkpoint (DeepSeek-V3 layout), headers only
+#   6. memory at real DeepSeek-V3 widths: quantize one full-width layer + embeddings + MTP layer
+#      (synth --scale 1 --layers 1, 31.8 GB, 1.85 GB embedding / head tensors): peak RSS beside the
+#      largest tensor (opt-in: BENCH_SECTIONS="6"; needs ~50 GB free)
 # Env: BENCH_DIR (default /tmp/dsconvert-bench), BENCH_THREADS (default 2), BENCH_SECTIONS (default
 #      "1 2 3 4"), BENCH_SKIP_TORCH=1. Needs ~40 GB free in BENCH_DIR for the memory test.
 set -euo pipefail
@@ -107,4 +110,15 @@ if run 5; then
   times=""; for _ in 1 2 3 4 5; do times="$times $(secs "$BIN" inspect "$DIR/ds64-fp8" --summary)"; done
   printf "inspect: %d tensors in 163 shards, best %.2f s, median %.2f s\n" "$n" \
     "$(printf '%s\n' $times | sort -g | head -1)" "$(printf '%s\n' $times | sort -g | sed -n 3p)"
+fi
+
+if run 6; then
+  echo "== 6. peak RSS of quantize --fp8 at DeepSeek-V3's real widths (synth --scale 1 --layers 1)"
+  d="$DIR/ds-full"
+  [ -f "$d/config.json" ] || $BIN synth --arch deepseek-v3 --scale 1 --layers 1 "$d" -q
+  sz=$(du -cb "$d"/*.safetensors | tail -1 | cut -f1)
+  big=$($BIN inspect "$d" --json | $py -c "import json,sys; print(max(t['bytes'] for t in json.load(sys.stdin)['tensors']))")
+  r=$(rss_kb "$BIN" quantize --fp8 "$d" "$DIR/ds-full-out" --threads "$T" -q); rm -rf "$DIR/ds-full-out"; sync
+  printf "%s checkpoint, largest tensor %s: peak RSS %d MiB (target < 512 MiB) = %.2fx the largest tensor\n" \
+    "$(numfmt --to=si "$sz")B" "$(numfmt --to=si "$big")B" $((r / 1024)) "$(ratio $((r * 1024)) "$big")"
 fi
