@@ -14,6 +14,8 @@ enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_READY = 2, SLOT_UNLINKING = 3 };
 static _Atomic int slot_state[DSC_TEMPORARY_SLOTS];
 static char slot_path[DSC_TEMPORARY_SLOTS][DSC_TEMPORARY_PATH_MAX];
 
+_Atomic int dsc_fault_injection_armed;
+
 static _Atomic int received_count;
 static _Atomic int received_signal;
 static _Atomic int installed;

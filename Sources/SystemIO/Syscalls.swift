@@ -5,7 +5,8 @@ import Darwin
 #endif
 
 /// The one seam through which dsconvert calls POSIX. Every call is retried on EINTR and turns
-/// a failure into an `IOError` naming the path.
+/// a failure into an `IOError` naming the path. Reads, writes, fsync and rename consult
+/// `FaultInjection` first (one relaxed atomic load when no test has armed it).
 public enum Sys {
     @inline(__always)
     static func retrying<T: BinaryInteger>(_ body: () -> T) -> T {
@@ -66,7 +67,15 @@ public enum Sys {
     public static func pread(_ fd: Int32, path: String, into buffer: UnsafeMutableRawPointer, count: Int, offset: Int) throws {
         var done = 0
         while done < count {
-            let n = retrying { Glibc.pread(fd, buffer + done, count - done, off_t(offset + done)) }
+            let n = retrying { () -> Int in
+                var want = count - done
+                switch FaultInjection.fault(.read, path: path) {
+                case .error(let e)?: errno = e; return -1
+                case .shortTransfer(let k)?: want = min(want, k)
+                case nil: break
+                }
+                return Glibc.pread(fd, buffer + done, want, off_t(offset + done))
+            }
             if n < 0 { throw IOError("read", path: path, errno: errno) }
             if n == 0 {
                 throw IOError("read", path: path, errno: 0, detail: "file ended at byte \(offset + done), expected \(count - done) more bytes")
@@ -79,7 +88,15 @@ public enum Sys {
     public static func writeAll(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < buffer.count {
-            let n = retrying { Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done) }
+            let n = retrying { () -> Int in
+                var want = buffer.count - done
+                switch FaultInjection.fault(.write, path: path) {
+                case .error(let e)?: errno = e; return -1
+                case .shortTransfer(let k)?: want = min(want, k)
+                case nil: break
+                }
+                return Glibc.write(fd, buffer.baseAddress! + done, want)
+            }
             if n < 0 { throw IOError("write", path: path, errno: errno) }
             if n == 0 { throw IOError("write", path: path, errno: ENOSPC) }
             done += n
@@ -87,7 +104,11 @@ public enum Sys {
     }
 
     public static func rename(_ from: String, _ to: String) throws {
-        if Glibc.rename(from, to) != 0 { throw IOError("rename", path: "\(from) -> \(to)", errno: errno) }
+        let r = retrying { () -> Int32 in
+            if case .error(let e)? = FaultInjection.fault(.rename, path: to) { errno = e; return -1 }
+            return Glibc.rename(from, to)
+        }
+        if r != 0 { throw IOError("rename", path: "\(from) -> \(to)", errno: errno) }
     }
 
     /// Hard-links `from` to `to`; false (and no change) when `to` already exists.
@@ -100,7 +121,11 @@ public enum Sys {
     public static func unlink(_ path: String) { _ = Glibc.unlink(path) }
 
     public static func fsync(_ fd: Int32, path: String) throws {
-        if retrying({ Glibc.fsync(fd) }) != 0 { throw IOError("fsync", path: path, errno: errno) }
+        let r = retrying { () -> Int32 in
+            if case .error(let e)? = FaultInjection.fault(.fsync, path: path) { errno = e; return -1 }
+            return Glibc.fsync(fd)
+        }
+        if r != 0 { throw IOError("fsync", path: path, errno: errno) }
     }
 
     public static func makeDirectory(_ path: String) throws {

@@ -34,4 +34,16 @@ void dsc_temporary_unregister(int slot);
 /// Number of slots in use (tests).
 int dsc_temporary_count(void);
 
+/// Non-zero while SystemIO's fault injection has rules installed (FaultInjection.swift). The
+/// write/read/fsync/rename wrappers test it with one relaxed load before anything else.
+extern _Atomic int dsc_fault_injection_armed;
+
+static inline int dsc_fault_injection_is_armed(void) {
+    return __atomic_load_n((int *)&dsc_fault_injection_armed, __ATOMIC_RELAXED);
+}
+
+static inline void dsc_fault_injection_set_armed(int armed) {
+    __atomic_store_n((int *)&dsc_fault_injection_armed, armed, __ATOMIC_RELAXED);
+}
+
 #endif
