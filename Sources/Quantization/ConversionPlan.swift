@@ -104,15 +104,9 @@ public enum PlanBuilder {
     /// `quantize` into any output layout.
     public static func quantize(_ ckpt: Checkpoint, scheme: QuantizationScheme, ignore: [String], layout: OutputLayout) throws -> ConversionPlan {
         try ckpt.requireClassified()
-        let regexes = try ignore.map { pattern -> NSRegularExpression in
-            do { return try NSRegularExpression(pattern: pattern) } catch {
-                throw QuantizationError.invalidOption("--ignore '\(pattern)' is not a valid regular expression")
-            }
-        }
-        func ignored(_ module: String) -> Bool {
-            let range = NSRange(module.startIndex..., in: module)
-            return regexes.contains { $0.firstMatch(in: module, range: range) != nil }
-        }
+        // Python `re` semantics (ModulePattern): search, or match for `re:` entries.
+        let patterns = try ignore.map { try ModulePattern($0) }
+        func ignored(_ module: String) -> Bool { patterns.contains { $0.matches(module) } }
         let classes = try TensorClassification.classify(ckpt)
         let quantized = classes.quantized
         let consumed = classes.consumed
@@ -161,7 +155,9 @@ public enum PlanBuilder {
             if kinds.contains(.lmHead) { ignoreList.append("lm_head") }
             if kinds.contains(.router) { ignoreList.append("re:.*mlp\\.gate$") }
             if kinds.contains(.mtpProjection) { ignoreList += ["re:.*eh_proj$", "re:.*shared_head\\.head$"] }
-            ignoreList += ignore.map { "re:.*(?:\($0))" }
+            // compressed-tensors applies `re:X` with re.match: a search pattern P becomes
+            // `re:.*(?:P)`; an `re:` entry is already in that form and is written as given.
+            ignoreList += ignore.map { $0.hasPrefix("re:") ? $0 : "re:.*(?:\($0))" }
         }
         var config = ckpt.config!.json.setting("quantization_config", scheme.quantizationConfig(ignore: ignoreList, ignoredLayers: ignoredLayers.sorted()))
         if config["torch_dtype"] == nil && config["dtype"] == nil, let t = modelDType.torchName {

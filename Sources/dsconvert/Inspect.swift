@@ -14,7 +14,7 @@ extension DSConvert {
         @Argument(help: "A model directory, a sharded checkpoint or a .safetensors file.")
         var path: String
 
-        @Option(name: .long, help: "Only list tensors whose name matches this regular expression (search).")
+        @Option(name: .long, help: "Only list tensors whose name matches this Python regular expression (re.search; re: prefix for re.match).")
         var filter: String?
 
         @Flag(name: .long, help: "Omit the per-tensor table.")
@@ -24,6 +24,7 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
+            let pattern = try filter.map { try OptionValue.pattern($0, option: "--filter") }
             let ckpt = try Checkpoint(path: path)
             let strays = ckpt.weights.unindexedFiles
             if !strays.isEmpty && !common.quiet {
@@ -31,16 +32,7 @@ extension DSConvert {
             }
             let s = CheckpointSummary(ckpt)
             let q = QuantizationState.of(ckpt)
-            var regex: NSRegularExpression?
-            if let filter {
-                do { regex = try NSRegularExpression(pattern: filter) } catch {
-                    throw ValidationError("--filter '\(filter)' is not a valid regular expression")
-                }
-            }
-            let names = ckpt.weights.tensorNames.filter { n in
-                guard let regex else { return true }
-                return regex.firstMatch(in: n, range: NSRange(n.startIndex..., in: n)) != nil
-            }
+            let names = ckpt.weights.tensorNames.filter { pattern?.matches($0) ?? true }
             if common.json {
                 print(JSONWriter.pretty(report(ckpt, s, q, names)), terminator: "")
             } else {

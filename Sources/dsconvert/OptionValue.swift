@@ -1,5 +1,6 @@
 import ArgumentParser
 import Diagnostics
+import Quantization
 
 /// A command-line value dsconvert refuses: out of range, malformed, or contradicting another
 /// option. Always a usage error (exit 64); the message names the option and what it allows.
@@ -115,6 +116,13 @@ enum OptionValue {
             throw UsageError.invalid(option, text, bytes < range.lowerBound ? "is too small" : "is out of range", allowed: allowed)
         }
         return bytes
+    }
+
+    /// A Python `re` pattern (`ModulePattern`); an invalid one is `usage.invalid_pattern` naming the option.
+    static func pattern(_ text: String, option: String) throws -> ModulePattern {
+        do { return try ModulePattern(text) } catch let e as PatternError {
+            throw UsageError(code: e.code, message: "\(option) \(e.message)")
+        }
     }
 
     private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }

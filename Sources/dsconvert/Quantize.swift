@@ -31,7 +31,7 @@ extension DSConvert {
         @Flag(name: .long, help: "Weight-only (no input_activations entry) for the compressed-tensors layouts.")
         var weightOnly = false
 
-        @Option(name: .long, help: "Keep modules whose name matches this regular expression unquantized (Python re.search semantics; repeatable).")
+        @Option(name: .long, help: "Keep modules whose name matches this Python regular expression unquantized (re.search; an re: prefix means re.match, as in llm-compressor ignore lists; repeatable).")
         var ignore: [String] = []
 
         @OptionGroup var convert: ConvertOptions
@@ -39,6 +39,7 @@ extension DSConvert {
 
         func validate() throws {
             if fp8 == int8 { throw UsageError.conflict("choose one of --fp8 or --int8") }
+            for p in ignore { _ = try OptionValue.pattern(p, option: "--ignore") }
             if let g = granularity ?? (int8 ? .channel : nil), g != .block, blockSize != nil {
                 throw UsageError.conflict("--block-size applies to --granularity block only, not --granularity \(g.rawValue)\(int8 ? " (--int8 has no block layout)" : "")")
             }
