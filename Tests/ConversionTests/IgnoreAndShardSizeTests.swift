@@ -58,7 +58,7 @@ final class IgnoreAndShardSizeTests: XCTestCase {
         XCTAssertEqual(CV.canonical(qc), CV.canonical(expected))
         // An invalid pattern is refused up front.
         XCTAssertThrowsError(try CV.quantize(CV.deepseek, tmp.sub("bad"), ignore: ["(unclosed"])) { error in
-            guard case QuantizationError.invalidOption = error else { return XCTFail("\(error)") }
+            XCTAssertEqual((error as? PatternError)?.code, "usage.invalid_pattern", "\(error)")
         }
         XCTAssertFalse(CV.exists(tmp.sub("bad")))
     }
