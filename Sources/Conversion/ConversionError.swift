@@ -17,6 +17,8 @@ public enum ConversionError: DiagnosticError {
     /// A job of a job array was started with other settings than those the folder was planned
     /// with (by the first job): settings in words and digests, planned first.
     case settingsConflict(directory: String, planned: String, plannedDigest: String, requested: String, requestedDigest: String)
+    /// Another run holds the folder's lock (`lockFile`); `holder` says who that can be.
+    case locked(directory: String, lockFile: String, String)
     /// merge-index found shards whose records carry another settings digest than the plan.
     case settingsMismatch(directory: String, shards: [String], planned: String, found: [String])
 
@@ -24,7 +26,7 @@ public enum ConversionError: DiagnosticError {
         switch self {
         case .invalidOptions: return .usage
         case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile, .wouldOverwrite,
-             .settingsConflict, .settingsMismatch: return .output
+             .settingsConflict, .settingsMismatch, .locked: return .output
         case .corruptShard: return .verification
         case .unreadableInput: return .input
         }
@@ -42,6 +44,7 @@ public enum ConversionError: DiagnosticError {
         case .wouldOverwrite: return "conversion.would_overwrite"
         case .settingsConflict: return "conversion.settings_conflict"
         case .settingsMismatch: return "conversion.settings_mismatch"
+        case .locked: return "conversion.output_locked"
         }
     }
 
@@ -50,7 +53,7 @@ public enum ConversionError: DiagnosticError {
         case .invalidOptions: return nil
         case let .outputIsInput(d), let .incomplete(d, _), let .notAConversionDirectory(d), let .corruptShard(d, _),
              let .invalidStateFile(d, _), let .unreadableInput(d, _), let .wouldOverwrite(d, _),
-             let .settingsConflict(d, _, _, _, _), let .settingsMismatch(d, _, _, _):
+             let .settingsConflict(d, _, _, _, _), let .settingsMismatch(d, _, _, _), let .locked(d, _, _):
             return d
         }
     }
@@ -72,6 +75,9 @@ public enum ConversionError: DiagnosticError {
             let what = planned == requested ? "the same options but another config.json or input layout (settings digest \(pd) planned, \(rd) now)"
                 : "planned: \(planned) (digest \(pd)); this job: \(requested) (digest \(rd))"
             return "this folder is being converted with other settings: \(what); give every job the same options and input, or convert into another folder (a run without jobs starts the folder over with its own settings)"
+        case let .locked(_, lockFile, holder):
+            let name = lockFile.split(separator: "/").suffix(2).joined(separator: "/")
+            return "\(holder) (it holds \(name)); wait for it to finish, or convert into another folder"
         case let .settingsMismatch(_, shards, planned, found):
             let shown = shards.prefix(8).joined(separator: ", ")
             return "\(shards.count) shard(s) were made with other settings than the folder's plan (\(shown)\(shards.count > 8 ? ", …" : "")): planned \(planned); found \(Array(Set(found)).sorted().joined(separator: " / ")); run their jobs again with the planned options (they redo those shards), then merge-index"

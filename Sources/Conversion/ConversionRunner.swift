@@ -75,6 +75,10 @@ public final class ConversionRunner {
         try Sys.makeDirectory(out)
         if try Sys.realPath(out) == Sys.realPath(checkpoint.directory) { throw ConversionError.outputIsInput(out) }
         let folder = OutputFolder(out)
+        // The lock first: everything below reads and writes state no other run may change meanwhile.
+        try Sys.makeDirectory(folder.state)
+        let lock = try FolderLock.acquire(folder, jobs: options.jobs, jobIndex: options.jobIndex, observer: observer)
+        defer { lock.release() }
         let owned = folder.ownedFiles()
 
         // Settings: the folder's plan (made by the first run into it) names the settings digest
@@ -93,7 +97,6 @@ public final class ConversionRunner {
         let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(folders: folders, writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
         let foreign = folder.foreign(writes + (plan.writesIndex ? [] : folders.map { DirectoryFinisher.join($0, SafeTensorsIndex.fileName) }), owned: owned)
         if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
-        try Sys.makeDirectory(folder.state)
 
         if options.jobs == 1 {
             folder.removeAllTemporaries(shards: plan.shards.map(\.name))
@@ -150,7 +153,7 @@ public final class ConversionRunner {
             verified.insert(shard.name)
         }
         if options.jobs == 1 {
-            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer)
+            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true)
             report.finalized = true
             report.copiedFiles = fin.copied
             report.notCopied = fin.notCopied

@@ -48,8 +48,16 @@ public enum DirectoryFinisher {
     /// the rest of the state (the lock and the manifest stay).
     @discardableResult
     public static func finish(outputDirectory out: String, alreadyVerified: Set<String> = [], observer: ConversionObserver = SilentObserver()) throws -> Result {
+        try finish(outputDirectory: out, alreadyVerified: alreadyVerified, observer: observer, lockHeld: false)
+    }
+
+    /// `lockHeld`: the caller (a single run) holds the folder's exclusive lock already.
+    static func finish(outputDirectory out: String, alreadyVerified: Set<String>, observer: ConversionObserver, lockHeld: Bool) throws -> Result {
         let folder = OutputFolder(out)
         let state = folder.state
+        guard Sys.isDirectory(state) else { throw ConversionError.notAConversionDirectory(out) }
+        let lock = lockHeld ? nil : try FolderLock.acquire(folder, jobs: nil, jobIndex: 0, observer: observer)
+        defer { lock?.release() }
         guard let plan = try PlanFile.read(folder) else { throw ConversionError.notAConversionDirectory(out) }
         let shards = plan.shards, settings = plan.settings, input = plan.inputDirectory
         /// False when an input the shard was made from has changed since (another size or mtime),
@@ -155,7 +163,7 @@ public enum DirectoryFinisher {
         // record so that a later run into this folder knows what it may replace.
         let earlier = owned.filter { folder.holds($0) && !removesIndex.contains($0) && !written.contains($0) }
         try folder.writeManifest(files: Array(earlier) + written, settings: settings, digest: plan.settingsDigest)
-        for n in (try? Sys.listDirectory(state)) ?? [] where n == PlanFile.name || ResumeRecord.shard(fromFileName: n) != nil {
+        for n in (try? Sys.listDirectory(state)) ?? [] where n == PlanFile.name || ResumeRecord.shard(fromFileName: n) != nil || FolderLock.isJobLock(n) {
             Sys.unlink(state + "/" + n)
         }
         return Result(shards: shards.count, totalSize: total, copied: side.copy, notCopied: side.notCopied,

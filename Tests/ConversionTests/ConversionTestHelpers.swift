@@ -45,6 +45,31 @@ enum CV {
                                     observer: observer).run()
     }
 
+    /// Writes a llama-layout checkpoint of `blueprint`'s shapes in `shards` files, every value
+    /// BF16 0.01 (fast to write: for tests that need a conversion to take a while, not numbers).
+    static func writeConstantCheckpoint(_ blueprint: ModelBlueprint, to dir: String, shards: Int = 1) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try writeJSON(blueprint.config, to: dir + "/config.json")
+        let per = (blueprint.tensors.count + shards - 1) / shards
+        var weightMap: [(String, String)] = []
+        for k in 0..<shards {
+            let specs = Array(blueprint.tensors[min(k * per, blueprint.tensors.count)..<min((k + 1) * per, blueprint.tensors.count)])
+            let name = shards == 1 ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", k + 1, shards)
+            let w = try SafeTensorsWriter(path: dir + "/" + name, tensors: specs)
+            for spec in specs {
+                precondition(spec.dtype == .bf16, "constant checkpoints are BF16")
+                let values = [UInt16](repeating: UInt16(0x3C24).littleEndian, count: spec.byteCount / 2)
+                try values.withUnsafeBytes { try w.write(spec.name, $0) }
+                weightMap.append((spec.name, name))
+            }
+            try w.finish()
+        }
+        if shards > 1 {
+            let total = blueprint.tensors.reduce(0) { $0 + $1.byteCount }
+            try write(SafeTensorsIndex(metadata: [], weightMap: weightMap).serialized(totalSize: total), to: dir + "/model.safetensors.index.json")
+        }
+    }
+
     // MARK: Files
 
     static func bytes(_ path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) }

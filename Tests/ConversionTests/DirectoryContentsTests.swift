@@ -111,7 +111,8 @@ final class DirectoryContentsTests: XCTestCase {
             XCTAssertEqual(files, ["model.safetensors.index.json"])
             XCTAssertEqual((error as? ConversionError)?.code, "conversion.would_overwrite")
         }
-        XCTAssertEqual(try CV.files(out), ["model.safetensors.index.json"], "nothing written")
+        XCTAssertEqual(try CV.modelFiles(out), ["model.safetensors.index.json"], "nothing written")
+        XCTAssertEqual(try CV.files(out + "/.dsconvert"), ["lock"], "but the lock taken first")
         XCTAssertEqual(try CV.bytes(out + "/model.safetensors.index.json"), index)
 
         let ckpt = try Checkpoint(path: CV.llama)
@@ -137,7 +138,7 @@ final class DirectoryContentsTests: XCTestCase {
         let r = try CLI.expect(["quantize", "--fp8", CV.llama, out, "--json"], status: 1, code: "conversion.would_overwrite")
         XCTAssertTrue(r.stderr.contains("config.json, tokenizer.json") && r.stderr.contains("--force"), r.stderr)
         XCTAssertFalse(r.stderr.contains("notes.txt"), r.stderr)
-        XCTAssertEqual(try CV.files(out), ["config.json", "notes.txt", "tokenizer.json"], "nothing written")
+        XCTAssertEqual(try CV.modelFiles(out), ["config.json", "notes.txt", "tokenizer.json"], "nothing written")
         XCTAssertEqual(try CV.bytes(out + "/tokenizer.json"), [1])
 
         try CLI.expect(["quantize", "--fp8", CV.llama, out, "--quiet", "--force"], status: 0)

@@ -17,9 +17,9 @@ final class QuantizeOutputTests: XCTestCase {
         XCTAssertEqual(report.converted, CV.deepseekShards)
         XCTAssertEqual(report.skipped, [])
 
-        // Same shard names as the input; the other files copied; of .dsconvert only the manifest
-        // of what was written is left.
-        XCTAssertEqual(try CV.files(out + "/.dsconvert"), ["manifest.json"])
+        // Same shard names as the input; the other files copied; of .dsconvert only the lock and
+        // the manifest of what was written are left.
+        XCTAssertEqual(try CV.files(out + "/.dsconvert"), ["lock", "manifest.json"])
         XCTAssertEqual(try CV.json(out + "/.dsconvert/manifest.json")["files"], .array(try CV.modelFiles(out).map { .string($0) }))
         XCTAssertEqual(try CV.modelFiles(out), ["config.json", "generation_config.json"] + CV.deepseekShards
             + ["model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"])

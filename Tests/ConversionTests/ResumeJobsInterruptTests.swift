@@ -29,7 +29,7 @@ final class ResumeJobsInterruptTests: XCTestCase {
         let r0 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
         XCTAssertEqual(r0.converted, [shards[0], shards[2], shards[4]])
         XCTAssertFalse(r0.finalized)
-        XCTAssertEqual(try CV.files(state), ["model-00001-of-00005.safetensors.json", "model-00003-of-00005.safetensors.json",
+        XCTAssertEqual(try CV.files(state), ["job-0-of-2.lock", "lock", "model-00001-of-00005.safetensors.json", "model-00003-of-00005.safetensors.json",
                                              "model-00005-of-00005.safetensors.json", "plan.json"])
         XCTAssertFalse(CV.exists(out + "/config.json"), "the directory is completed only at the end")
 
@@ -152,6 +152,119 @@ final class ResumeJobsInterruptTests: XCTestCase {
         try DirectoryFinisher.finish(outputDirectory: a)
         try CV.quantize(CV.deepseek, tmp.sub("clean"))
         try CV.assertSameDirectory(a, tmp.sub("clean"))
+    }
+
+    /// A second writer into a folder is refused at once (exit 1, `conversion.output_locked`),
+    /// whichever kind: while a single run holds `.dsconvert/lock` (held here by the test process,
+    /// which conflicts like another process would), nothing else starts; while job 0 of 2 runs,
+    /// job 1 of 2 works beside it but a second job 0, a single run and merge-index are refused.
+    /// Nothing the refused runs could touch changes.
+    func testSecondWriterIsRefused() throws {
+        let tmp = try CVTempDir()
+        let out = tmp.sub("out")
+        try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0)
+        func snapshot() throws -> [String: [UInt8]] {
+            var m: [String: [UInt8]] = [:]
+            for dir in [out, out + "/.dsconvert"] {
+                for n in try CV.files(dir) where !n.hasPrefix(".dsconvert") { m[dir + "/" + n] = try CV.bytes(dir + "/" + n) }
+            }
+            return m
+        }
+        let before = try snapshot()
+        func assertRefused(_ body: @autoclosure () throws -> Any, _ what: String, line: UInt = #line) {
+            XCTAssertThrowsError(try body(), what, line: line) { error in
+                guard case ConversionError.locked = error else { return XCTFail("\(what): \(error)", line: line) }
+                XCTAssertEqual((error as? ConversionError)?.code, "conversion.output_locked", line: line)
+            }
+        }
+        func assertUnchanged(line: UInt = #line) throws {
+            let now = try snapshot()
+            XCTAssertEqual(now.keys.sorted(), before.keys.sorted(), line: line)
+            XCTAssertTrue(now == before, "a refused run changed a file", line: line)
+        }
+
+        // A single run (or merge-index) holds the folder.
+        guard case let .acquired(single) = try FileLock.acquire(out + "/.dsconvert/lock", .exclusive) else { return XCTFail("lock") }
+        assertRefused(try CV.quantize(CV.deepseek, out), "single run")
+        assertRefused(try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 1), "job")
+        assertRefused(try DirectoryFinisher.finish(outputDirectory: out), "merge-index")
+        let cli = try CLI.expect(["quantize", "--fp8", CV.deepseek, out, "--json"], status: 1, code: "conversion.output_locked")
+        XCTAssertTrue(cli.stderr.contains(".dsconvert/lock") && cli.stderr.contains("another dsconvert run"), cli.stderr)
+        try assertUnchanged()
+        single.release()
+
+        // Job 0 of 2 is running (shared folder lock, its own job lock).
+        guard case let .acquired(shared) = try FileLock.acquire(out + "/.dsconvert/lock", .shared),
+              case let .acquired(job0) = try FileLock.acquire(out + "/.dsconvert/job-0-of-2.lock", .exclusive) else { return XCTFail("lock") }
+        assertRefused(try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 0), "the same job again")
+        assertRefused(try CV.quantize(CV.deepseek, out), "single run during the jobs")
+        assertRefused(try DirectoryFinisher.finish(outputDirectory: out), "merge-index during the jobs")
+        try assertUnchanged()
+        let j1 = try CV.quantize(CV.deepseek, out, jobs: 2, jobIndex: 1)
+        XCTAssertEqual(j1.converted, [shards[1], shards[3]], "another job runs beside it")
+        job0.release()
+        shared.release()
+
+        try DirectoryFinisher.finish(outputDirectory: out)
+        XCTAssertEqual(try CV.files(out + "/.dsconvert"), ["lock", "manifest.json"], "job locks go, the folder lock stays")
+        try CV.quantize(CV.deepseek, tmp.sub("clean"))
+        try CV.assertSameDirectory(out, tmp.sub("clean"))
+    }
+
+    /// Two processes into one folder: while the first is converting (stopped with SIGSTOP in the
+    /// middle of its shard, so the timing is the test's), a second `quantize` — here with other
+    /// settings — is refused with exit 1 and touches nothing; resumed, the first finishes with
+    /// the bytes of a clean run. Jobs of one array in two processes run side by side.
+    func testTwoProcessesIntoOneFolder() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("in"), out = tmp.sub("out"), jobs = tmp.sub("jobs")
+        try CV.writeConstantCheckpoint(ModelBlueprint(kind: .llama, scale: 8, layers: 2), to: input, shards: 2)
+        let exe = try CLI.executable()
+
+        /// Starts `dsconvert args` and stops it (SIGSTOP) once its first temporary exists in `dir`.
+        func startAndStopMidway(_ args: [String], watching dir: String) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let deadline = Date(timeIntervalSinceNow: 60)
+            while p.isRunning && Date() < deadline {
+                if !CV.temporaries(dir).isEmpty {
+                    kill(p.processIdentifier, SIGSTOP)
+                    return p
+                }
+                usleep(200)
+            }
+            if p.isRunning { p.terminate() }
+            XCTFail("\(args) finished (exit \(p.terminationStatus)) before it could be caught converting")
+            throw CocoaError(.userCancelled)
+        }
+        func resumeAndWait(_ p: Process) -> Int32 {
+            kill(p.processIdentifier, SIGCONT)
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+
+        let first = try startAndStopMidway(["quantize", "--fp8", input, out, "--quiet"], watching: out)
+        let inFlight = CV.temporaries(out)
+        let second = try CLI.expect(["quantize", "--int8", input, out, "--json"], status: 1, code: "conversion.output_locked")
+        XCTAssertTrue(second.stderr.contains("another dsconvert run"), second.stderr)
+        XCTAssertEqual(CV.temporaries(out), inFlight, "the second run removed nothing of the first's")
+        XCTAssertEqual(resumeAndWait(first), 0)
+        try CV.quantize(input, tmp.sub("clean"))
+        try CV.assertSameDirectory(out, tmp.sub("clean"))
+
+        // Jobs 0 and 1 of 2 at once: job 1 completes while job 0 is stopped mid-shard, a second
+        // job 0 and merge-index are refused, and merge-index after both gives the single run's bytes.
+        let job0 = try startAndStopMidway(["quantize", "--fp8", input, jobs, "--jobs", "2", "--job-index", "0", "--quiet"], watching: jobs)
+        try CLI.expect(["quantize", "--fp8", input, jobs, "--jobs", "2", "--job-index", "1", "--quiet"], status: 0)
+        try CLI.expect(["quantize", "--fp8", input, jobs, "--jobs", "2", "--job-index", "0", "--json"], status: 1, code: "conversion.output_locked")
+        try CLI.expect(["merge-index", jobs, "--json"], status: 1, code: "conversion.output_locked")
+        XCTAssertEqual(resumeAndWait(job0), 0)
+        try CLI.expect(["merge-index", jobs, "--quiet"], status: 0)
+        try CV.assertSameDirectory(jobs, tmp.sub("clean"))
     }
 
     /// Ctrl-C (simulated with `Interrupt.request()` after the k-th tensor): the run throws, no
