@@ -52,6 +52,7 @@ test-interop: build
 	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q Tests/Interop
 
 bench: build deps-pip
+	$(SWIFT) build -c release --product dsconvert-bench
 	Scripts/bench.sh
 
 fuzz: deps

@@ -13,6 +13,8 @@ let package = Package(
     name: "dsconvert",
     products: [
         .executable(name: "dsconvert", targets: ["dsconvert"]),
+        // The micro-benchmarks behind `make bench` (Scripts/bench.sh), apart from the product.
+        .executable(name: "dsconvert-bench", targets: ["dsconvert-bench"]),
         .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
     ],
     dependencies: [
@@ -55,6 +57,15 @@ let package = Package(
                 "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: v5),
+        // `dsconvert-bench kernel | read`: the micro-benchmarks Scripts/bench.sh runs.
+        .executableTarget(
+            name: "dsconvert-bench",
+            dependencies: [
+                "SystemIO", "JSON", "Numerics", "Quantization", "Checkpoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Bench",
             swiftSettings: v5),
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),

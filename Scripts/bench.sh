@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DSCONVERT:-.build/release/dsconvert}
+# The kernel and read micro-benchmarks live in their own executable, apart from the product.
+BENCH_BIN=${DSCONVERT_BENCH:-.build/release/dsconvert-bench}
 DIR=${BENCH_DIR:-/tmp/dsconvert-bench}
 T=${BENCH_THREADS:-2}
 export BENCH_THREADS=$T
@@ -45,7 +47,7 @@ gbps() { echo "scale=2; $1 / $2 / 1000000000" | bc -l; }
 
 if run 1; then
 echo "== 1. kernel: BF16 -> FP8 E4M3 block-128, 1 GiB tensor, $T threads"
-k=$($BIN bench kernel --mib 1024 --repeats 5 --threads "$T" --json)
+k=$($BENCH_BIN kernel --mib 1024 --repeats 5 --threads "$T" --json)
 ref=$($py Scripts/bench_reference.py 1024)
 q=$(echo "$k" | $py -c "import json,sys; print(json.load(sys.stdin)['quantize_gb_s'])")
 m=$(echo "$k" | $py -c "import json,sys; print(json.load(sys.stdin)['memcpy_gb_s'])")
@@ -66,7 +68,7 @@ cat "$CK"/*.safetensors > /dev/null; cat "$CK"/*.safetensors > /dev/null
 if run 2; then
 echo "== 2. read: every tensor of $(numfmt --to=si "$bytes")B (page cache warm)"
 tc=$(secs sh -c "cat $CK/*.safetensors > /dev/null")
-tr=$(secs "$BIN" bench read "$CK" --threads "$T")
+tr=$(secs "$BENCH_BIN" read "$CK" --threads "$T")
 printf "dsconvert read %.2f GB/s | cat %.2f GB/s -> %.2fx cat\n" "$(gbps "$bytes" "$tr")" "$(gbps "$bytes" "$tc")" "$(ratio "$tc" "$tr")"
 fi
 

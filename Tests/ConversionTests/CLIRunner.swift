@@ -17,9 +17,10 @@ enum CLI {
     static func executable() throws -> String { try BuiltExecutable.path("dsconvert") }
 
     /// Runs `dsconvert args`; `timeout` kills it (a hang is a test failure, not a stuck suite).
-    static func run(_ args: [String], timeout: Double = 60) throws -> Result {
+    /// Runs `dsconvert args` (or another built executable, e.g. `dsconvert-bench`).
+    static func run(_ args: [String], executable name: String? = nil, timeout: Double = 60) throws -> Result {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try executable())
+        p.executableURL = URL(fileURLWithPath: try name.map { try BuiltExecutable.path($0) } ?? executable())
         p.arguments = args
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
