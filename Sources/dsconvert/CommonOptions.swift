@@ -1,3 +1,4 @@
+import Diagnostics
 import ArgumentParser
 import Numerics
 import SystemIO
@@ -41,7 +42,8 @@ func grouped(_ n: Int) -> String {
 
 /// Writes a line to standard error.
 func printError(_ s: String) {
-    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+    // Control characters from names in the input never reach the terminal raw.
+    FileHandle.standardError.write((Diagnostic.escaped(s, keepWhitespace: true) + "\n").data(using: .utf8)!)
 }
 
 import Foundation

@@ -105,7 +105,8 @@ extension DSConvert {
             print("parameters    \(grouped(s.parameterCount))  (stored values, scales excluded)")
             print("tensors       \(grouped(s.tensorCount)), \(formatBytes(s.totalTensorBytes)) of data")
             for (dtype, bytes, count) in s.bytesByDType {
-                print("  \(dtype.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0))\(formatBytes(bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(grouped(count)) tensors")
+                let d = dtype.rawValue, b = formatBytes(bytes)
+                print("  " + d + String(repeating: " ", count: max(1, 12 - d.count)) + b + String(repeating: " ", count: max(1, 11 - b.count)) + "\(grouped(count)) tensors")
             }
             if q.groups.isEmpty {
                 print("quantization  none" + (q.config != nil ? " (config.json has a quantization_config, but no quantized weights were found)" : ""))
@@ -113,7 +114,7 @@ extension DSConvert {
                 print("quantization  \(q.method): \(grouped(q.quantizedWeights)) weights")
                 for g in q.groups {
                     let zero = g.zeroPointDType.map { ", zero point \($0.rawValue)" } ?? ""
-                    print("  \(g.count) × \(g.valueDType.rawValue) with \(g.scaleName) (\(g.scaleDType.rawValue), \(g.granularity)\(zero)), e.g. \(g.example)")
+                    print("  \(g.count) × \(g.valueDType.rawValue) with \(g.scaleName) (\(g.scaleDType.rawValue), \(g.granularity)\(zero)), e.g. \(Diagnostic.escaped(g.example))")
                 }
             }
             if let problem = q.problem {
@@ -123,25 +124,37 @@ extension DSConvert {
                 print("config error  \(p.message)\(p.tensor.map { " (tensor '\(Diagnostic.escaped($0))')" } ?? "")")
             }
             if !ckpt.unknownTensors.isEmpty {
-                print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).joined(separator: ", "))")
+                print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).map { Diagnostic.escaped($0) }.joined(separator: ", "))")
             }
             guard !summary else { return }
             print("")
-            let nameWidth = min(72, max(4, names.map(\.count).max() ?? 4))
+            // Every column as wide as its widest cell (names capped at 72; a longer one widens
+            // only its own row), nothing cut; names escaped so control characters cannot reach
+            // the terminal.
             let multi = s.shardCount > 1
-            print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  dtype    shape                bytes" + (multi ? "  shard" : ""))
-            for n in names {
+            let rows: [[String]] = names.map { n in
                 let info = ckpt.weights.info(n)!
-                let shape = info.shapeText
-                var line = n.padding(toLength: max(nameWidth, n.count), withPad: " ", startingAt: 0) + "  "
-                line += info.dtype.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + " "
-                line += shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + " "
-                let b = String(info.byteCount)
-                line += String(repeating: " ", count: max(0, 10 - b.count)) + b
-                if multi { line += "  " + ckpt.weights.files[ckpt.weights.fileIndex(of: n)!].name }
-                print(line)
+                var row = [Diagnostic.escaped(n), info.dtype.rawValue, info.shapeText, String(info.byteCount)]
+                if multi { row.append(Diagnostic.escaped(ckpt.weights.files[ckpt.weights.fileIndex(of: n)!].name)) }
+                return row
             }
-            if let filter { print("(\(names.count) of \(s.tensorCount) tensors match '\(filter)')") }
+            let header = ["name", "dtype", "shape", "bytes"] + (multi ? ["shard"] : [])
+            var widths = header.map(\.count)
+            for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+            widths[0] = min(72, widths[0])
+            func render(_ row: [String]) -> String {
+                var line = ""
+                for (i, cell) in row.enumerated() {
+                    let gap = String(repeating: " ", count: max(0, widths[i] - cell.count))
+                    if i > 0 { line += "  " }
+                    // Bytes right-aligned; the last column is not padded.
+                    line += i == 3 ? gap + cell : i == row.count - 1 ? cell : cell + gap
+                }
+                return line
+            }
+            print(render(header))
+            for row in rows { print(render(row)) }
+            if let filter { print("(\(names.count) of \(s.tensorCount) tensors match '\(Diagnostic.escaped(filter))')") }
         }
     }
 }

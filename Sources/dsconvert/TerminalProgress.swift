@@ -1,3 +1,4 @@
+import Diagnostics
 import Conversion
 import Foundation
 import SystemIO
@@ -63,8 +64,10 @@ final class TerminalProgress: ConversionObserver {
         if isTTY && !quiet { draw(MonotonicClock.seconds()); emit("\n") }
     }
 
-    private func line(_ s: String) {
+    private func line(_ text: String) {
         guard !quiet else { return }
+        // Names in notes come from the input (file and tensor names): no control characters.
+        let s = Diagnostic.escaped(text, keepWhitespace: true)
         if isTTY { emit("\r\u{1B}[2K" + s + "\n"); draw(MonotonicClock.seconds()) } else { emit(s + "\n") }
     }
 
