@@ -40,7 +40,7 @@ public struct TensorRole: Sendable, Hashable {
     public var projection: String?
 
     /// Linear weights dsconvert quantizes unless told otherwise; embeddings, lm_head, norms, the
-    /// router and its bias, and the MTP layer's eh_proj are kept (DESIGN.md §3).
+    /// router and its bias, and the MTP layer's eh_proj are kept (docs/reference.md).
     public var quantizedByDefault: Bool {
         parameter == "weight" && [.attention, .mlp, .expert, .sharedExpert].contains(kind)
     }

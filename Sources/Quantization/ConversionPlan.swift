@@ -176,7 +176,8 @@ public enum PlanBuilder {
 
     /// Plans `dequantize --to dtype`: every quantized weight becomes `dtype`, its scales are
     /// dropped, every other tensor is kept as it is; config.json loses `quantization_config`
-    /// and names `dtype` in `torch_dtype` (and `dtype` where present).
+    /// and names `dtype` in the dtype key(s) it has (`torch_dtype`, transformers 5's `dtype`, or
+    /// both; `torch_dtype` when it has neither).
     public static func dequantize(_ ckpt: Checkpoint, to dtype: DType, shardSize: Int?) throws -> ConversionPlan {
         try dequantize(ckpt, to: dtype, layout: OutputLayout(shardSize: shardSize))
     }
@@ -204,8 +205,11 @@ public enum PlanBuilder {
         }
         var config: JSONValue?
         if let c = ckpt.config?.json {
-            var n = c.removing("quantization_config").setting("torch_dtype", .string(dtype.torchName!))
-            if c["dtype"] != nil { n = n.setting("dtype", .string(dtype.torchName!)) }
+            // The dtype key(s) the input uses (transformers 4 writes torch_dtype, transformers 5
+            // dtype); torch_dtype when it has neither. A key the input did not use is never added.
+            let keys = ["torch_dtype", "dtype"].filter { c[$0] != nil }
+            var n = c.removing("quantization_config")
+            for k in keys.isEmpty ? ["torch_dtype"] : keys { n = n.setting(k, .string(dtype.torchName!)) }
             config = n
         }
         let settings = "dequantize to \(dtype.rawValue)"

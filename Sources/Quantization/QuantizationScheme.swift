@@ -2,7 +2,7 @@ import JSON
 import SafeTensors
 
 /// What `quantize` produces: the value format, the scale granularity and the layout that
-/// follows from them (DESIGN.md §1).
+/// follows from them (docs/reference.md).
 ///
 /// - FP8 + block: DeepSeek-native. `X.weight` F8_E4M3, `X.weight_scale_inv` F32
 ///   [ceil(out/b), ceil(in/b)], `quantization_config.quant_method = "fp8"`.

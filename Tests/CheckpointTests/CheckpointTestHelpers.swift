@@ -29,7 +29,7 @@ enum CK {
 typealias CKTempDir = STTemporaryDirectory
 
 /// What a tensor name should be, written down independently of `ModelLayout` from the Hugging Face
-/// names in DESIGN.md §3 and the samples' README (one anchored pattern per kind of name).
+/// names in docs/reference.md and the samples' README (one anchored pattern per kind of name).
 struct ExpectedRole: Equatable, CustomStringConvertible {
     var kind: TensorRole.Kind
     var layer: Int?

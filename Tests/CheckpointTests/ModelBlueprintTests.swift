@@ -5,7 +5,7 @@ import JSON
 import SafeTensors
 
 final class ModelBlueprintTests: XCTestCase {
-    /// DeepSeek-V3 at scale 1 has the real tensor shapes (DESIGN.md §3) and every layer.
+    /// DeepSeek-V3 at scale 1 has the real tensor shapes (docs/reference.md) and every layer.
     func testDeepSeekV3RealShapes() throws {
         let bp = ModelBlueprint(kind: .deepseekV3, scale: 1)
         let shapes = Dictionary(uniqueKeysWithValues: bp.tensors.map { ($0.name, $0.shape) })
@@ -56,7 +56,7 @@ final class ModelBlueprintTests: XCTestCase {
         XCTAssertEqual(bp.tensors.filter { $0.dtype == .f32 }.count, 59)
     }
 
-    /// The parameter count of DeepSeek-V3, derived by hand from the shapes of DESIGN.md §3:
+    /// The parameter count of DeepSeek-V3, derived by hand from the shapes of docs/reference.md:
     ///
     ///     attention per layer  q_a 1536·7168 = 11,010,048   q_b 24576·1536 = 37,748,736
     ///                          kv_a 576·7168 = 4,128,768    kv_b 32768·512 = 16,777,216
@@ -137,7 +137,7 @@ final class ModelBlueprintTests: XCTestCase {
         XCTAssertEqual(shapes["lm_head.weight"], [505, 28])
     }
 
-    /// inspect's parameter count: stored values, scales excluded (DESIGN.md §1: 6,224,224 for the
+    /// inspect's parameter count: stored values, scales excluded (docs/reference.md: 6,224,224 for the
     /// deepseek sample, 32 of them router-bias buffers).
     func testInspectParameterCount() throws {
         let ckpt = try Checkpoint(path: CK.deepseek)

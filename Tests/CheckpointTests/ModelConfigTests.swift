@@ -62,7 +62,7 @@ final class ModelConfigTests: XCTestCase {
         XCTAssertEqual(c.dtype, .bf16)
     }
 
-    /// The blueprint's config is the released DeepSeek-V3 config.json (DESIGN.md §3).
+    /// The blueprint's config is the released DeepSeek-V3 config.json (docs/reference.md).
     func testDeepSeekBlueprintConfig() throws {
         let c = ModelConfig(json: ModelBlueprint(kind: .deepseekV3, scale: 1).config, path: "bp")
         XCTAssertEqual(try Architecture.detect(c), .deepseekV3)

@@ -97,7 +97,7 @@ final class ModelLayoutTests: XCTestCase {
         let eh = layout.role(of: "model.layers.61.eh_proj.weight")
         XCTAssertEqual(eh?.kind, .mtpProjection)
         XCTAssertEqual(eh?.layer, 61)
-        XCTAssertEqual(eh?.quantizedByDefault, false, "eh_proj is BF16 in the release (DESIGN.md §3)")
+        XCTAssertEqual(eh?.quantizedByDefault, false, "eh_proj is BF16 in the release (docs/reference.md)")
         XCTAssertEqual(layout.role(of: "model.layers.61.shared_head.head.weight")?.kind, .lmHead)
         XCTAssertEqual(layout.role(of: "model.layers.61.shared_head.head.weight")?.quantizedByDefault, false)
         XCTAssertEqual(layout.role(of: "model.layers.61.embed_tokens.weight")?.kind, .embedding)

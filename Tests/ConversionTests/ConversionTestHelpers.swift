@@ -189,7 +189,7 @@ final class RecordingObserver: ConversionObserver {
     func note(_ message: String) { notes.append(message) }
 }
 
-/// The DeepSeek block-FP8 reference, element by element in plain Swift (DESIGN.md §3): per
+/// The DeepSeek block-FP8 reference, element by element in plain Swift (docs/reference.md): per
 /// 128×128 block, amax = max |w| (f32), scale = max(amax, 1e-12) / 448, q = E4M3(clamp(w / scale))
 /// with a true f32 division. Independent of BlockFP8 and the C kernels.
 func referenceBlockFP8(_ w: [Float], rows: Int, cols: Int, block: Int = 128) -> (q: [UInt8], scales: [Float]) {

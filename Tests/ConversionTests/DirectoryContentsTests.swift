@@ -10,7 +10,7 @@ import SystemIO
 
 final class DirectoryContentsTests: XCTestCase {
     /// Top-level regular files are copied; subfolders, other weight formats and hidden files are
-    /// not, and the log says so (DESIGN.md §1).
+    /// not, and the log says so (docs/reference.md).
     func testOtherFilesCopiedOrReported() throws {
         let tmp = try CVTempDir()
         let input = tmp.sub("in")

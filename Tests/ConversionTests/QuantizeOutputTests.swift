@@ -28,7 +28,7 @@ final class QuantizeOutputTests: XCTestCase {
             XCTAssertEqual(try CV.bytes(out + "/" + name), try CV.bytes(CV.deepseek + "/" + name), name)
         }
 
-        // config.json: the input's, plus exactly DeepSeek's quantization_config (DESIGN.md §3).
+        // config.json: the input's, plus exactly DeepSeek's quantization_config (docs/reference.md).
         let inConfig = try CV.json(CV.deepseek + "/config.json")
         let outConfig = try CV.json(out + "/config.json")
         XCTAssertEqual(outConfig.removing("quantization_config"), inConfig)

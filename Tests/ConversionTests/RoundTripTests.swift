@@ -8,7 +8,7 @@ import Quantization
 import SafeTensors
 
 final class RoundTripTests: XCTestCase {
-    /// FP8 → dequantize --to bf16 → quantize --fp8 gives back the same bytes (DESIGN.md §1): the
+    /// FP8 → dequantize --to bf16 → quantize --fp8 gives back the same bytes (docs/reference.md): the
     /// whole directory, shards, index and config.
     func testFP8ToBF16ToFP8IsByteIdentical() throws {
         let tmp = try CVTempDir()
@@ -52,8 +52,9 @@ final class RoundTripTests: XCTestCase {
         XCTAssertEqual(d["model.layers.1.mlp.gate.e_score_correction_bias"]?.dtype, .f32)
     }
 
-    /// dequantize drops quantization_config and names the new dtype in torch_dtype (and in
-    /// `dtype` where the config has it, as qwen2-tiny's does).
+    /// dequantize drops quantization_config and names the new dtype in the key(s) the config
+    /// uses: torch_dtype (deepseek), transformers 5's `dtype` alone (qwen2-tiny) — never adding
+    /// torch_dtype beside it — or both when both are there.
     func testDequantizeConfig() throws {
         let tmp = try CVTempDir()
         try CV.quantize(CV.deepseek, tmp.sub("ds-fp8"))
@@ -73,11 +74,21 @@ final class RoundTripTests: XCTestCase {
         let q = try CV.json(tmp.sub("qw-f16") + "/config.json")
         XCTAssertNil(q["quantization_config"])
         XCTAssertEqual(q["dtype"]?.stringValue, "float16")
-        XCTAssertEqual(q["torch_dtype"]?.stringValue, "float16")
+        XCTAssertNil(q["torch_dtype"], "a key the input did not use is not added")
+        XCTAssertEqual(q.setting("dtype", .string("bfloat16")), try CV.json(CV.qwen2 + "/config.json"), "nothing else changes")
         let qt = try CV.tensors(tmp.sub("qw-f16"))
         XCTAssertEqual(qt["model.layers.0.self_attn.o_proj.weight"]?.dtype, .f16)
         XCTAssertNil(qt["model.layers.0.self_attn.o_proj.weight_scale"])
         XCTAssertEqual(qt.count, 27)
+
+        // Both keys (some exports carry both): both are updated.
+        let both = tmp.sub("qw-int8-both")
+        try CV.copyDirectory(tmp.sub("qw-int8"), to: both)
+        try CV.writeJSON(try CV.json(both + "/config.json").setting("torch_dtype", .string("bfloat16")), to: both + "/config.json")
+        try CV.dequantize(both, tmp.sub("qw-both-f32"), to: .f32)
+        let b = try CV.json(tmp.sub("qw-both-f32") + "/config.json")
+        XCTAssertEqual(b["dtype"]?.stringValue, "float32")
+        XCTAssertEqual(b["torch_dtype"]?.stringValue, "float32")
     }
 
     /// An input with nothing quantized is an error, not a copy.
@@ -185,5 +196,63 @@ final class RoundTripTests: XCTestCase {
         let c = try CV.tensors(tmp.sub("channel"))
         XCTAssertEqual(c["model.layers.0.mlp.up_proj.weight_scale"]?.dtype, .f16)
         XCTAssertEqual(c["model.layers.0.mlp.up_proj.weight_scale"]?.shape, [352, 1])
+    }
+}
+
+/// The README's exact round-trip statements (issue 12 items 12, 13) and `--to f32` of
+/// compressed-tensors following that package's arithmetic.
+final class RoundTripClaimTests: XCTestCase {
+    /// compressed-tensors FP8 (channel, tensor): FP8 → BF16 → FP8 keeps every scale and every
+    /// code except FP8 −0 (0x80), which comes back as +0 (0x00).
+    func testCompressedTensorsFP8RoundTripDiffersOnlyInNegativeZero() throws {
+        let tmp = try CVTempDir()
+        var negativeZeros = 0
+        for sample in [CV.llama, CV.qwen2] {
+            for g in [QuantizationScheme.Granularity.channel, .tensor] {
+                let name = (sample as NSString).lastPathComponent + "-\(g)"
+                let a = tmp.sub(name + "-a"), b = tmp.sub(name + "-b"), c = tmp.sub(name + "-c")
+                try CV.quantize(sample, a, CV.scheme(.fp8, g))
+                try CV.dequantize(a, b)
+                try CV.quantize(b, c, CV.scheme(.fp8, g))
+                let ta = try CV.tensors(a), tc = try CV.tensors(c)
+                XCTAssertEqual(Set(ta.keys), Set(tc.keys))
+                for (n, t) in ta {
+                    let u = tc[n]!
+                    if n.hasSuffix(".weight") && t.info.dtype == .f8e4m3 {
+                        for (i, (x, y)) in zip(t.bytes, u.bytes).enumerated() where x != y {
+                            XCTAssertEqual([x, y], [0x80, 0x00], "\(name) \(n)[\(i)]")
+                            negativeZeros += 1
+                        }
+                    } else {
+                        XCTAssertEqual(t.bytes, u.bytes, "\(name) \(n)")
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(negativeZeros, 0, "the samples do exercise the −0 case")
+    }
+
+    /// INT8 does not round-trip (documented): the largest code is 127, the scale divides by 127.5.
+    func testINT8RoundTripChangesScales() throws {
+        let tmp = try CVTempDir()
+        try CV.quantize(CV.llama, tmp.sub("a"), CV.scheme(.int8))
+        try CV.dequantize(tmp.sub("a"), tmp.sub("b"))
+        try CV.quantize(tmp.sub("b"), tmp.sub("c"), CV.scheme(.int8))
+        let s = "model.layers.0.mlp.up_proj.weight_scale"
+        let a = try CV.tensors(tmp.sub("a"))[s]!.floats, c = try CV.tensors(tmp.sub("c"))[s]!.floats
+        XCTAssertNotEqual(a, c)
+        for (x, y) in zip(a, c) { XCTAssertEqual(y / x, 127 / 127.5, accuracy: 0.01) }
+    }
+
+    /// `dequantize --to f32` of a BF16-scaled compressed-tensors checkpoint holds BF16 values
+    /// widened (compressed-tensors computes q × s in the scale dtype), matching the reference.
+    func testCompressedTensorsToF32IsBF16Widened() throws {
+        let tmp = try CVTempDir()
+        try CV.quantize(CV.llama, tmp.sub("ct"), CV.scheme(.fp8, .channel))
+        try CV.dequantize(tmp.sub("ct"), tmp.sub("f32"), to: .f32)
+        try Edit.assertReference("dequant-f32", tmp.sub("ct"), tmp.sub("f32"))
+        let w = try CV.tensors(tmp.sub("f32"))["model.layers.0.self_attn.q_proj.weight"]!
+        XCTAssertEqual(w.info.dtype, .f32)
+        XCTAssertTrue(w.floats.allSatisfy { $0.bitPattern & 0xFFFF == 0 }, "every value is a BF16 value")
     }
 }

@@ -63,7 +63,7 @@ final class SyntheticCheckpointTests: XCTestCase {
 
     /// Quantized, a release-shaped checkpoint (3 dense layers, 1 MoE layer, the MTP layer as
     /// layer 4, 163 files) keeps its six-digit shard names; the MTP layer's experts are FP8 while
-    /// its eh_proj, embed_tokens and shared_head.head stay BF16 (DESIGN.md §3).
+    /// its eh_proj, embed_tokens and shared_head.head stay BF16 (docs/reference.md).
     func quantizeMirrorsTheReleaseLayout(_ dir: String, _ out: String) throws {
         let names = try CV.files(dir).filter { $0.hasSuffix(".safetensors") }
         XCTAssertEqual(names, (1...163).map { String(format: "model-%05d-of-000163.safetensors", $0) })

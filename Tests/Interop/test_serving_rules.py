@@ -8,7 +8,7 @@ vLLM and SGLang cannot run here (no GPU), so their rules are checked on the file
   norms, the router `mlp.gate` and its F32 `e_score_correction_bias` stay unquantized.
 * Informational: for TP 1, 2, 4, 8, which weights satisfy the 128-divisibility of their
   tensor-parallel partitions, two ways:
-  - the split-dim rule (DESIGN §3): column-parallel weights split dim 0, row-parallel dim 1,
+  - the split-dim rule (docs/reference.md): column-parallel weights split dim 0, row-parallel dim 1,
     each partition a multiple of 128; replicated weights always pass;
   - vLLM's `validate_fp8_block_shape` (SGLang has the same function) applied to the layers vLLM
     builds (q/k/v fused into QKVParallelLinear, gate/up into MergedColumnParallelLinear,

@@ -87,7 +87,7 @@ def test_block_fp8_dequantize_equals_torch_reference(converter, sample, to):
         worst = max(worst, float(((ref.float() - w).abs() / w.abs().amax()).max()))
         n += 1
     assert n > 0
-    # Round trip: FP8 made from BF16 comes back with the same bytes (DESIGN §1).
+    # Round trip: FP8 made from BF16 comes back with the same bytes (docs/reference.md).
     if to == "bf16":
         again = converter.quantize(sample, "fp8-block", input_dir=deq, label=f"{sample}-roundtrip")
         rt, _ = read_checkpoint(again)

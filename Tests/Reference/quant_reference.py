@@ -31,7 +31,7 @@ always written then. It prints one JSON object:
 and exits 0 whether or not there are mismatches (the caller asserts mismatch_count == 0); it
 exits 2 when numpy / ml_dtypes are missing or the input cannot be read.
 
-Arithmetic (DESIGN.md §3), written here without any of dsconvert's code:
+Arithmetic (docs/reference.md), written here without any of dsconvert's code:
 
 * block FP8 (DeepSeek): w32 = f32(w); per 128x128 block (edge blocks smaller) amax = max|w32|;
   scale = max(amax, f32(1e-12)) / 448 (f32); q = e4m3(clip(w32 / scale, -448, 448)) with a true
@@ -536,9 +536,10 @@ def check_config_dequantize(in_ck, out_ck, target, rep):
         rep.add("config.json missing from the output")
         return
     want = {k: v for k, v in cin.items() if k != "quantization_config"}
-    want["torch_dtype"] = TORCH_NAME[target]
-    if "dtype" in cin:
-        want["dtype"] = TORCH_NAME[target]
+    # The dtype key(s) the input uses (transformers 5 writes `dtype`); torch_dtype when neither.
+    keys = [k for k in ("torch_dtype", "dtype") if k in cin] or ["torch_dtype"]
+    for k in keys:
+        want[k] = TORCH_NAME[target]
     if cout != want:
         keys = sorted(set(want) | set(cout))
         diff = [k for k in keys if want.get(k, "<absent>") != cout.get(k, "<absent>")]
