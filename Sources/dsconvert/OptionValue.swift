@@ -49,6 +49,19 @@ enum OptionValue {
         return v
     }
 
+    /// A plain decimal number in `range` (`0.7`, `1`, `.5`; no sign, exponent, `inf` or `nan`).
+    static func decimal(_ text: String, option: String, in range: ClosedRange<Double>) throws -> Double {
+        let allowed = "a number from \(range.lowerBound) to \(range.upperBound)"
+        let s = text.trimmingCharacters(in: .whitespaces)
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard !s.isEmpty, parts.count <= 2, parts.contains(where: { !$0.isEmpty }),
+              parts.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isNumber } }), let v = Double(s.hasPrefix(".") ? "0" + s : s) else {
+            throw UsageError.invalid(option, text, s.hasPrefix("-") ? "is out of range" : "is not a number", allowed: allowed)
+        }
+        guard range.contains(v) else { throw UsageError.invalid(option, text, "is out of range", allowed: allowed) }
+        return v
+    }
+
     /// An unsigned 64-bit integer (the full range).
     static func uint64(_ text: String, option: String) throws -> UInt64 {
         let s = text.trimmingCharacters(in: .whitespaces)
