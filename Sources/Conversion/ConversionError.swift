@@ -17,6 +17,8 @@ public enum ConversionError: DiagnosticError {
     /// A job of a job array was started with other settings than those the folder was planned
     /// with (by the first job): settings in words and digests, planned first.
     case settingsConflict(directory: String, planned: String, plannedDigest: String, requested: String, requestedDigest: String)
+    /// The input folder recorded in the plan (`plan`) is gone or cannot be listed.
+    case inputUnavailable(input: String, plan: String, reason: String)
     /// Another run holds the folder's lock (`lockFile`); `holder` says who that can be.
     case locked(directory: String, lockFile: String, String)
     /// merge-index found shards whose records carry another settings digest than the plan.
@@ -28,7 +30,7 @@ public enum ConversionError: DiagnosticError {
         case .outputIsInput, .incomplete, .notAConversionDirectory, .invalidStateFile, .wouldOverwrite,
              .settingsConflict, .settingsMismatch, .locked: return .output
         case .corruptShard: return .verification
-        case .unreadableInput: return .input
+        case .unreadableInput, .inputUnavailable: return .input
         }
     }
 
@@ -45,6 +47,7 @@ public enum ConversionError: DiagnosticError {
         case .settingsConflict: return "conversion.settings_conflict"
         case .settingsMismatch: return "conversion.settings_mismatch"
         case .locked: return "conversion.output_locked"
+        case .inputUnavailable: return "conversion.input_missing"
         }
     }
 
@@ -53,7 +56,8 @@ public enum ConversionError: DiagnosticError {
         case .invalidOptions: return nil
         case let .outputIsInput(d), let .incomplete(d, _), let .notAConversionDirectory(d), let .corruptShard(d, _),
              let .invalidStateFile(d, _), let .unreadableInput(d, _), let .wouldOverwrite(d, _),
-             let .settingsConflict(d, _, _, _, _), let .settingsMismatch(d, _, _, _), let .locked(d, _, _):
+             let .settingsConflict(d, _, _, _, _), let .settingsMismatch(d, _, _, _), let .locked(d, _, _),
+             let .inputUnavailable(d, _, _):
             return d
         }
     }
@@ -75,6 +79,8 @@ public enum ConversionError: DiagnosticError {
             let what = planned == requested ? "the same options but another config.json or input layout (settings digest \(pd) planned, \(rd) now)"
                 : "planned: \(planned) (digest \(pd)); this job: \(requested) (digest \(rd))"
             return "this folder is being converted with other settings: \(what); give every job the same options and input, or convert into another folder (a run without jobs starts the folder over with its own settings)"
+        case let .inputUnavailable(_, plan, reason):
+            return "the input folder of this conversion (recorded in \(plan)) cannot be read: \(reason); merge-index copies the tokenizer and other files from it and checks the shards' inputs: put it back at that path, nothing was written"
         case let .locked(_, lockFile, holder):
             let name = lockFile.split(separator: "/").suffix(2).joined(separator: "/")
             return "\(holder) (it holds \(name)); wait for it to finish, or convert into another folder"

@@ -60,6 +60,13 @@ public enum DirectoryFinisher {
         defer { lock?.release() }
         guard let plan = try PlanFile.read(folder) else { throw ConversionError.notAConversionDirectory(out) }
         let shards = plan.shards, settings = plan.settings, input = plan.inputDirectory
+        // The input folder is where the side files are copied from (and the inputs the shards were
+        // made from): it must be there before anything is checked further or written.
+        do {
+            _ = try Sys.listDirectory(input)
+        } catch {
+            throw ConversionError.inputUnavailable(input: input, plan: PlanFile.path(folder), reason: (error as? IOError)?.reason ?? "\(error)")
+        }
         /// False when an input the shard was made from has changed since (another size or mtime),
         /// as a job re-run would find; an input that is gone is not held against the shard.
         func inputsUnchanged(_ rec: ResumeRecord) -> Bool {
@@ -96,7 +103,9 @@ public enum DirectoryFinisher {
             if !alreadyVerified.contains(s) {
                 let (_, h) = try ResumeRecord.hashFile(out + "/" + s)
                 if h != rec.xxh64 {
-                    throw ConversionError.corruptShard(path: out + "/" + s, "contents changed since it was written (checksum mismatch); delete it and run its job again")
+                    let job = rec.jobs > 1 ? "run job index \(rec.jobIndex) of the \(rec.jobs) jobs again (the job that wrote it), then merge-index"
+                        : "run the same conversion again"
+                    throw ConversionError.corruptShard(path: out + "/" + s, "contents changed since it was written (checksum mismatch); \(job): it notices the mismatch and rewrites this shard, nothing needs deleting")
                 }
             }
         }
@@ -113,17 +122,12 @@ public enum DirectoryFinisher {
         foreign += removesIndex.filter { !owned.contains($0) }
         if !foreign.isEmpty { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
 
-        // Every job has finished: temporaries still here were left by killed runs.
-        folder.removeAllTemporaries(shards: shards)
-
-        var total = 0
-        var written = shards
+        // Every index's contents, from the shards' own headers, before the first write.
+        var indexes: [(weightMap: [(String, String)], total: Int)] = []
         for f in folders {
-            let dir = f.isEmpty ? out : out + "/" + f
-            let mine = shards.filter { OutputLayout.folder(of: $0) == f }
             var weightMap: [(String, String)] = []
             var folderTotal = 0
-            for s in mine {
+            for s in shards where OutputLayout.folder(of: s) == f {
                 let store = try Checkpoint.openStore(path: out + "/" + s)
                 let local = OutputFolder.split(s).file
                 for t in store.tensorNames {
@@ -131,6 +135,17 @@ public enum DirectoryFinisher {
                     folderTotal += store.info(t)!.byteCount
                 }
             }
+            indexes.append((weightMap, folderTotal))
+        }
+
+        // Every job has finished: temporaries still here were left by killed runs.
+        folder.removeAllTemporaries(shards: shards)
+
+        var total = 0
+        var written = shards
+        for (f, (weightMap, folderTotal)) in zip(folders, indexes) {
+            let dir = f.isEmpty ? out : out + "/" + f
+            let mine = shards.filter { OutputLayout.folder(of: $0) == f }
             total += folderTotal
             if writesIndex {
                 let idx = SafeTensorsIndex(metadata: plan.indexMetadata, weightMap: weightMap)

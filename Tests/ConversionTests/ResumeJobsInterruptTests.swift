@@ -329,16 +329,26 @@ final class ResumeJobsInterruptTests: XCTestCase {
         let j1 = try CV.quantize(CV.deepseek, out, jobs: 3, jobIndex: 1)
         XCTAssertEqual(j1.converted, expected[1])
 
-        // merge-index verifies every shard's checksum: a changed byte is refused.
+        // merge-index verifies every shard's checksum: a changed byte is refused, with one piece
+        // of advice (the same as docs/distributed.md's): re-run the job that wrote the shard,
+        // which notices the mismatch and rewrites it; nothing is to be deleted.
         var bytes = try CV.bytes(out + "/" + shards[3])
         bytes[100] ^= 0x80
         try CV.write(bytes, to: out + "/" + shards[3])
         XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
-            guard case let ConversionError.corruptShard(path, _) = error else { return XCTFail("\(error)") }
+            guard case let ConversionError.corruptShard(path, message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(path.hasSuffix(shards[3]))
+            XCTAssertTrue(message.contains("run job index 0 of the 3 jobs again") && message.contains("nothing needs deleting"), message)
+            XCTAssertFalse(message.contains("delete it"), message)
         }
-        bytes[100] ^= 0x80
-        try CV.write(bytes, to: out + "/" + shards[3])
+        XCTAssertFalse(CV.exists(out + "/config.json"), "nothing written")
+        let again = try CV.quantize(CV.deepseek, out, jobs: 3, jobIndex: 0)
+        XCTAssertEqual(again.converted, [shards[3]], "the job rewrites exactly the damaged shard")
+        XCTAssertEqual(again.skipped, [shards[0]])
+        let guide = String(decoding: try CV.bytes(CV.root + "/docs/distributed.md"), as: UTF8.self)
+            .split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(guide.contains("re-run the job that owns the shard"), "docs/distributed.md gives the same advice")
+        XCTAssertFalse(guide.contains("delete it and run"), "docs/distributed.md gives the same advice")
 
         let result = try DirectoryFinisher.finish(outputDirectory: out)
         XCTAssertEqual(result.shards, 5)
@@ -379,6 +389,33 @@ final class ResumeJobsInterruptTests: XCTestCase {
         let clean = tmp.sub("clean")
         try CV.quantize(CV.deepseek, clean)
         try CV.assertSameDirectory(out, clean)
+    }
+
+    /// merge-index with the input folder moved away checks it before anything else and writes
+    /// nothing: the error names the input folder (and the plan that records it); with the folder
+    /// back in place the merge completes as usual.
+    func testMergeIndexNamesAMissingInputAndWritesNothing() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("in"), moved = tmp.sub("moved"), out = tmp.sub("out")
+        try CV.copyDirectory(CV.deepseek, to: input)
+        try CV.quantize(input, out, jobs: 2, jobIndex: 0)
+        try CV.quantize(input, out, jobs: 2, jobIndex: 1)
+        try FileManager.default.moveItem(atPath: input, toPath: moved)
+        let realInput = (moved as NSString).resolvingSymlinksInPath.replacingOccurrences(of: "/moved", with: "/in")
+        XCTAssertThrowsError(try DirectoryFinisher.finish(outputDirectory: out)) { error in
+            guard case let ConversionError.inputUnavailable(path, plan, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, realInput)
+            XCTAssertTrue(plan.hasSuffix(".dsconvert/plan.json"), plan)
+            XCTAssertTrue("\(error)".contains("input folder") && "\(error)".contains(realInput), "\(error)")
+        }
+        let r = try CLI.expect(["merge-index", out, "--json"], status: 1, code: "conversion.input_missing")
+        XCTAssertEqual(r.error?["file"]?.stringValue, realInput, r.stdout)
+        XCTAssertEqual(try CV.modelFiles(out), shards, "no index, config or copies written")
+
+        try FileManager.default.moveItem(atPath: moved, toPath: input)
+        try DirectoryFinisher.finish(outputDirectory: out)
+        try CV.quantize(input, tmp.sub("clean"))
+        try CV.assertSameDirectory(out, tmp.sub("clean"))
     }
 
     /// An input file that changes between the jobs and merge-index makes the shards made from it
