@@ -95,19 +95,20 @@ struct ConfigValidator {
             guard let role = checkpoint.roles[name], let info = w.info(name) else { continue }
             if let l = role.layer {
                 layers.insert(l)
-                let last = role.module.split(separator: ".").last
-                if role.kind == .mtpProjection || last == "enorm" || last == "hnorm" { mtpLayers.insert(l) }
+                if role.kind == .mtpProjection || (role.kind == .norm && (role.module.hasSuffix(".enorm") || role.module.hasSuffix(".hnorm"))) {
+                    mtpLayers.insert(l)
+                }
             }
             let shape = info.shape
             let isWeight = role.parameter == "weight"
             switch role.kind {
             case .norm where isWeight:
-                let last = role.module.split(separator: ".").last.map(String.init) ?? ""
-                if ["input_layernorm", "post_attention_layernorm"].contains(last) || role.module == "model.norm" {
+                let m = role.module
+                if m.hasSuffix(".input_layernorm") || m.hasSuffix(".post_attention_layernorm") || m == "model.norm" {
                     if let hidden, shape != [hidden] { mismatch("hidden_size", name, "the norm has shape \(shape), not [\(hidden)]") }
-                } else if last == "q_a_layernorm", let qLora, shape != [qLora] {
+                } else if m.hasSuffix(".q_a_layernorm"), let qLora, shape != [qLora] {
                     mismatch("q_lora_rank", name, "the norm has shape \(shape), not [\(qLora)]")
-                } else if last == "kv_a_layernorm", let kvLora, shape != [kvLora] {
+                } else if m.hasSuffix(".kv_a_layernorm"), let kvLora, shape != [kvLora] {
                     mismatch("kv_lora_rank", name, "the norm has shape \(shape), not [\(kvLora)]")
                 }
             case .embedding where isWeight, .lmHead where isWeight:

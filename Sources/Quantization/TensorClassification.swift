@@ -14,9 +14,22 @@ public struct StoredAt: Sendable, Hashable {
     }
 
     /// Where `name` is stored in `store`.
-    public static func of(_ name: String, in store: any TensorStore) -> StoredAt? {
-        guard let i = store.fileIndex(of: name), i < store.files.count else { return nil }
-        return StoredAt(file: store.files[i].path, offset: store.fileOffset(of: name))
+    public static func of(_ name: String, in store: any TensorStore) -> StoredAt? { locator(store)(name) }
+
+    /// A lookup of many tensors' locations in `store` (the store's file list and format read once).
+    public static func locator(_ store: any TensorStore) -> (String) -> StoredAt? {
+        let paths = store.files.map(\.path)
+        if let st = store as? SafeTensorsCheckpoint {
+            let starts = st.shards.map(\.header.dataStart)
+            return { name in
+                guard let l = st.location(name), l.shard < paths.count else { return nil }
+                return StoredAt(file: paths[l.shard], offset: starts[l.shard] + l.info.dataOffsets.lowerBound)
+            }
+        }
+        return { name in
+            guard let i = store.fileIndex(of: name), i < paths.count else { return nil }
+            return StoredAt(file: paths[i], offset: nil)
+        }
     }
 }
 
@@ -82,8 +95,9 @@ public struct TensorClassification: Sendable {
         var kinds: [String: Kind] = [:]
         var quantized: [String: QuantizedWeight] = [:]
         kinds.reserveCapacity(store.tensorCount)
+        let locate = StoredAt.locator(store)
         func invalid(_ tensor: String, _ message: String) -> QuantizationError {
-            .invalidQuantizedInput(tensor: tensor, message, at: StoredAt.of(tensor, in: store))
+            .invalidQuantizedInput(tensor: tensor, message, at: locate(tensor))
         }
         for name in store.tensorNames {
             let info = store.info(name)!
@@ -108,21 +122,22 @@ public struct TensorClassification: Sendable {
                 kinds[name] = .buffer
                 continue
             }
-            guard parameter == "weight" else {
+            // A float weight is plain (a scale beside it is refused as an orphan, above); only
+            // code dtypes need their module's quantization tensors looked up.
+            guard parameter == "weight", codeDTypes.contains(info.dtype) else {
                 kinds[name] = .plain
+                continue
+            }
+            guard info.dtype == .f8e4m3 || info.dtype == .i8 else {
+                if parameterSuffixes.contains(where: { store.info(module + "." + $0) != nil }) {
+                    throw QuantizationError.unsupportedDType(tensor: name, dtype: info.dtype.rawValue, "is a quantized encoding dsconvert cannot compute (it reads F8_E4M3 and I8 weights with their scales)")
+                }
+                kinds[name] = .plain  // U8 / I32 / E5M2 data without any scale: not a quantized weight
                 continue
             }
             let inv = store.info(module + ".weight_scale_inv"), direct = store.info(module + ".weight_scale")
             if inv != nil && direct != nil {
                 throw invalid(name, "has both '\(module).weight_scale_inv' (DeepSeek block layout) and '\(module).weight_scale' (compressed-tensors); which one applies is ambiguous, so dsconvert refuses the checkpoint")
-            }
-            let hasParameters = parameterSuffixes.contains { store.info(module + "." + $0) != nil }
-            guard info.dtype == .f8e4m3 || info.dtype == .i8 else {
-                if hasParameters && codeDTypes.contains(info.dtype) {
-                    throw QuantizationError.unsupportedDType(tensor: name, dtype: info.dtype.rawValue, "is a quantized encoding dsconvert cannot compute (it reads F8_E4M3 and I8 weights with their scales)")
-                }
-                kinds[name] = .plain  // a plain weight; a scale beside it was refused above
-                continue
             }
             guard let scale = inv ?? direct else {
                 throw QuantizationError.missingScale(tensor: name, scale: module + (info.dtype == .i8 ? ".weight_scale" : ".weight_scale_inv' or '\(module).weight_scale"))
@@ -165,8 +180,8 @@ public struct TensorClassification: Sendable {
             let extras = ["input_scale", "input_zero_point"].compactMap { store.info(module + "." + $0) }
             kinds[name] = .quantizedWeight
             quantized[name] = QuantizedWeight(weight: info, scale: scale, zeroPoint: zp, extras: extras, scaleLayout: g,
-                                              weightAt: StoredAt.of(name, in: store), scaleAt: StoredAt.of(scale.name, in: store),
-                                              zeroPointAt: zp.flatMap { StoredAt.of($0.name, in: store) })
+                                              weightAt: locate(name), scaleAt: locate(scale.name),
+                                              zeroPointAt: zp.flatMap { locate($0.name) })
         }
         return TensorClassification(kinds: kinds, quantized: quantized)
     }
