@@ -15,7 +15,7 @@ let package = Package(
         .executable(name: "dsconvert", targets: ["dsconvert"]),
         // The micro-benchmarks behind `make bench` (Scripts/bench.sh), apart from the product.
         .executable(name: "dsconvert-bench", targets: ["dsconvert-bench"]),
-        .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion"]),
+        .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +51,8 @@ let package = Package(
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         // CPU inference (llama, qwen2, deepseek_v3) on memory-mapped weights in their stored encoding.
         .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
+        // Byte-level BPE from a Hugging Face tokenizer.json, with the ids of the `tokenizers` package.
+        .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
@@ -77,6 +79,7 @@ let package = Package(
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Reference ids from the Python `tokenizers` package for the Swift Tokenizer tests.
+
+    tokenizer_reference.py sample OUT
+        Encodes Samples/eval.txt, Samples/calib.txt and every string of Samples/eval_mc.jsonl
+        (each context and each choice) with Samples/tokenizer.json.
+    tokenizer_reference.py build CONFIG OUT      (CONFIG: llama3, qwen2, deepseek_v3)
+        Trains a small byte-level BPE on Samples/calib.txt plus the tricky strings below with the
+        normalizer, pre-tokenizer, added/special tokens, post-processor and decoder of that
+        family's released tokenizer.json (Meta-Llama-3-8B, Qwen2-7B, DeepSeek-V3), writes it to
+        OUT/tokenizer.json and encodes the tricky strings with the file as saved.
+
+Both write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
+concatenated; post-processor applied), OUT/lens.bin (uint32: ids per string), OUT/plain_ids.bin
+and OUT/plain_lens.bin (add_special_tokens=False) and OUT/decoded.json (`decode(ids,
+skip_special_tokens=False)` of each string's ids).
+"""
+import json
+import os
+import sys
+
+import numpy as np
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SAMPLES = os.path.join(ROOT, "Samples")
+
+# The pre-tokenizer regexes, as the released tokenizer.json files have them.
+GPT2_FREE = None  # ByteLevel(use_regex=True) uses GPT-2's regex internally
+LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+DS_DIGITS = r"\p{N}{1,3}"
+DS_CJK = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"
+# DeepSeek-V3's file spells some \r \n as literal characters; keep that.
+DS_MAIN = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
+
+TRICKY = [
+    "I'm sure they'LL say it's DON'T, we've 'd 'S 'ſ 'Re",
+    "she said 'hello' and ''quoted'' ' s",
+    "1234567890 12 3.14159 1,000,000 x²³ ١٢٣٤٥ Ⅻ ⅷ 2024-01-01",
+    "中文分词测试，这是一个句子。日本語のテキスト、カタカナとひらがな。한국어 문장",
+    "emoji 👍🏽 family 👨‍👩‍👧 flags 🇯🇵🇫🇷 ❤️ 🤖!",
+    "a  b   c    d     e",
+    "   leading and trailing   ",
+    "\t\ttabs\tand\u00a0nbsp\u3000ideographic space\u2003em",
+    "line1\nline2\r\nline3\r\n\r\nline4\n\n\n  \n \n",
+    "end with newline\n",
+    "café naïve e\u0301 Ünïcödé A\u030a ﬁ ß",
+    "Hello!!! ... ?! foo_bar-baz (x+y)*z [1] {a: b} <tag> @user #hash $5 100%",
+    "def f(x):\n    return x**2  # comment\n\n\tpass",
+    "ÀÉÎÕÜ àéîõü ÿ Ÿ ǅ ǈ ᾈ",
+    "\u200b zero\u200dwidth \u00ad soft \ufeff bom \x00\x01 ctrl \x0b\x0c\x1c\x85 seps",
+    "Ελληνικά кириллица עברית العربية हिन्दी ไทย",
+    "x",
+    " ",
+    "",
+    "  \n",
+    "'",
+    "a'b's'",
+    "123abc456def7890",
+    "<|endoftext|>after and before<|endoftext|>",
+]
+
+CONFIGS = {
+    "llama3": dict(
+        specials=["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|eot_id|>"],
+        bos="<|begin_of_text|>",
+        tricky=["<|begin_of_text|>Hi there<|eot_id|>", "<|eot_id|><|eot_id|>x<|end_of_text|>", "a<|eot_id|> b"],
+    ),
+    "qwen2": dict(
+        specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        bos=None,
+        tricky=["<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", "x<|im_end|><|endoftext|>"],
+    ),
+    "deepseek_v3": dict(
+        specials=["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"],
+        bos="<｜begin▁of▁sentence｜>",
+        tricky=["<｜begin▁of▁sentence｜>Hi<｜end▁of▁sentence｜>", "<think>\nreason</think> answer", "a<｜User｜>b<｜Assistant｜>"],
+    ),
+}
+
+# Added tokens with the flags beyond what the three families use, in every configuration.
+FLAGGED = [
+    AddedToken("<mask>", lstrip=True, rstrip=False, special=True, normalized=False),
+    AddedToken("<sep>", lstrip=False, rstrip=True, special=True, normalized=False),
+    AddedToken("[W]", single_word=True, special=False, normalized=False),
+    AddedToken("cafe\u0301bar", special=False, normalized=True),
+]
+FLAGGED_STRINGS = [
+    "word  <mask> and\t<mask>", "a<sep>   b <sep>\n c", "[W] x[W] [W]y ([W]) [W]", "cafébar café\u0301bar cafe\u0301bar",
+    "<mask><mask>  <mask>",
+]
+
+
+def write(out, tok, strings):
+    os.makedirs(out, exist_ok=True)
+    enc = tok.encode_batch(strings)
+    plain = tok.encode_batch(strings, add_special_tokens=False)
+    ids = [e.ids for e in enc]
+    np.array([i for x in ids for i in x], dtype="<u4").tofile(os.path.join(out, "ids.bin"))
+    np.array([len(x) for x in ids], dtype="<u4").tofile(os.path.join(out, "lens.bin"))
+    np.array([i for e in plain for i in e.ids], dtype="<u4").tofile(os.path.join(out, "plain_ids.bin"))
+    np.array([len(e.ids) for e in plain], dtype="<u4").tofile(os.path.join(out, "plain_lens.bin"))
+    with open(os.path.join(out, "strings.json"), "w", encoding="utf-8") as f:
+        json.dump(strings, f, ensure_ascii=True)
+    with open(os.path.join(out, "decoded.json"), "w", encoding="utf-8") as f:
+        json.dump([tok.decode(x, skip_special_tokens=False) for x in ids], f, ensure_ascii=True)
+    print(len(strings), "strings", sum(len(x) for x in ids), "ids")
+
+
+def sample(out):
+    tok = Tokenizer.from_file(os.path.join(SAMPLES, "tokenizer.json"))
+    strings = [open(os.path.join(SAMPLES, n), encoding="utf-8").read() for n in ("eval.txt", "calib.txt")]
+    for line in open(os.path.join(SAMPLES, "eval_mc.jsonl"), encoding="utf-8"):
+        item = json.loads(line)
+        strings.append(item["context"])
+        strings.extend(item["choices"])
+    write(out, tok, strings + TRICKY)
+
+
+def build(config, out):
+    c = CONFIGS[config]
+    tok = Tokenizer(models.BPE())
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if config == "llama3":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False), byte_level])
+    elif config == "qwen2":
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False), byte_level])
+    else:
+        tok.normalizer = normalizers.Sequence([])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(DS_DIGITS), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(DS_CJK), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(DS_MAIN), behavior="isolated", invert=False),
+            byte_level,
+        ])
+    tok.decoder = decoders.ByteLevel()
+    calib = open(os.path.join(SAMPLES, "calib.txt"), encoding="utf-8").read()
+    corpus = [calib] + (TRICKY + c["tricky"]) * 20
+    trainer = trainers.BpeTrainer(vocab_size=1500, min_frequency=2, special_tokens=c["specials"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    if config == "deepseek_v3":
+        tok.add_tokens([AddedToken("<think>", special=False, normalized=True), AddedToken("</think>", special=False, normalized=True),
+                        AddedToken("<｜User｜>", special=False, normalized=True), AddedToken("<｜Assistant｜>", special=False, normalized=True)])
+    tok.add_tokens(FLAGGED)
+    if c["bos"]:
+        bos = (c["bos"], tok.token_to_id(c["bos"]))
+        template = processors.TemplateProcessing(single=f"{c['bos']} $A", pair=f"{c['bos']} $A {c['bos']} $B", special_tokens=[bos])
+        if config == "llama3":
+            tok.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), template])
+        else:
+            tok.post_processor = template
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "tokenizer.json")
+    tok.save(path)
+    # The released files' spellings: Llama 3 sets ignore_merges; DeepSeek-V3 writes merges as
+    # "a b" strings (older tokenizers); re-read so the ids come from the file as written.
+    j = json.load(open(path, encoding="utf-8"))
+    if config == "llama3":
+        j["model"]["ignore_merges"] = True
+    if config == "deepseek_v3":
+        j["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in j["model"]["merges"]]
+    json.dump(j, open(path, "w", encoding="utf-8"), ensure_ascii=False, indent=1)
+    tok = Tokenizer.from_file(path)
+    write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "sample":
+        sample(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "build" and sys.argv[2] in CONFIGS:
+        build(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)

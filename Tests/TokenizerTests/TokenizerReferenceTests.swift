@@ -1,0 +1,119 @@
+import Foundation
+import JSON
+import TestSupport
+import XCTest
+
+@testable import Tokenizer
+
+/// Ids identical to the Python `tokenizers` package (Tests/Reference/tokenizer_reference.py, run
+/// live): the sample tokenizer on all of the sample text, and small tokenizers built with the
+/// Llama 3, Qwen2 and DeepSeek-V3 configurations on strings chosen to hit every branch of
+/// their regexes and every added-token flag.
+final class TokenizerReferenceTests: XCTestCase {
+    /// One reference run: the strings and, per string, the ids with and without the
+    /// post-processor's special tokens and Python's decode of the ids.
+    struct Reference {
+        var dir: PythonReference.TemporaryDirectory
+        var strings: [String]
+        var ids: [[Int32]]
+        var plainIds: [[Int32]]
+        var decoded: [String]
+    }
+
+    static func reference(_ args: [String]) throws -> Reference {
+        let dir = try PythonReference.TemporaryDirectory(prefix: "tokref")
+        try PythonReference.run("tokenizer_reference.py", args + [dir.path])
+        func strings(_ name: String) throws -> [String] {
+            let json = try JSONParser.parse([UInt8](try Data(contentsOf: dir.appending(name))))
+            return try XCTUnwrap(json.arrayValue).map { try XCTUnwrap($0.stringValue) }
+        }
+        func split(_ ids: String, _ lens: String) throws -> [[Int32]] {
+            let flat = try PythonReference.load(dir.url, ids, as: UInt32.self)
+            var out: [[Int32]] = []
+            var at = 0
+            for n in try PythonReference.load(dir.url, lens, as: UInt32.self) {
+                out.append(flat[at..<(at + Int(n))].map { Int32($0) })
+                at += Int(n)
+            }
+            XCTAssertEqual(at, flat.count)
+            return out
+        }
+        let r = Reference(dir: dir, strings: try strings("strings.json"), ids: try split("ids.bin", "lens.bin"),
+                          plainIds: try split("plain_ids.bin", "plain_lens.bin"), decoded: try strings("decoded.json"))
+        XCTAssertEqual(r.strings.count, r.ids.count)
+        XCTAssertEqual(r.strings.count, r.plainIds.count)
+        XCTAssertEqual(r.strings.count, r.decoded.count)
+        return r
+    }
+
+    static var samplesPath: String { PythonReference.packageRoot.appendingPathComponent("Samples").path }
+
+    /// Compares every string's ids (both with and without special tokens) and the decode.
+    func check(_ tok: Tokenizer, _ r: Reference, label: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        var compared = 0
+        for (k, s) in r.strings.enumerated() {
+            let plain = tok.encode(s, addSpecialTokens: false)
+            let ids = tok.postProcessors.isEmpty ? plain : tok.encode(s)
+            if ids != r.ids[k] || plain != r.plainIds[k] {
+                let at = zip(plain, r.plainIds[k]).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(plain.count, r.plainIds[k].count)
+                XCTFail("\(label): string \(k) \(String(s.prefix(80)).debugDescription): ids differ from tokenizers "
+                        + "(\(plain.count) vs \(r.plainIds[k].count) ids, first difference at \(at): "
+                        + "\(plain[at..<min(at + 8, plain.count)]) vs \(r.plainIds[k][at..<min(at + 8, r.plainIds[k].count)]))",
+                        file: file, line: line)
+                continue
+            }
+            compared += ids.count
+            XCTAssertEqual(try tok.decode(ids), r.decoded[k], "\(label): decode of string \(k)", file: file, line: line)
+        }
+        return compared
+    }
+
+    func testSampleTokenizerMatchesCommittedEvalIds() throws {
+        let tok = try Tokenizer.load(path: Self.samplesPath + "/tokenizer.json")
+        let text = try String(contentsOfFile: Self.samplesPath + "/eval.txt", encoding: .utf8)
+        let expected = try PythonReference.load(URL(fileURLWithPath: Self.samplesPath), "eval_ids.bin", as: UInt16.self, count: 141_482)
+        let ids = tok.encode(text)
+        XCTAssertEqual(ids.count, expected.count)
+        XCTAssertEqual(ids, expected.map { Int32($0) })
+        // Decode inverts encode.
+        XCTAssertEqual(try tok.decode(ids), text)
+    }
+
+    func testSampleTokenizerMatchesPythonOnAllSampleText() throws {
+        let tok = try Tokenizer.load(path: Self.samplesPath + "/tokenizer.json")
+        let r = try Self.reference(["sample"])
+        XCTAssertGreaterThan(r.strings.count, 2000)  // eval.txt, calib.txt, 400 × 5 eval_mc strings, tricky strings
+        let n = try check(tok, r, label: "sample")
+        XCTAssertGreaterThan(n, 300_000)
+        // Decode inverts encode: `check` compared our decode with Python's, which is the text.
+        for (k, s) in r.strings.enumerated() where k < 2002 {
+            XCTAssertEqual(r.decoded[k], s, "decode(encode(s)) == s for sample string \(k)")
+        }
+        // Each model folder's copy is the same tokenizer.
+        for model in ["deepseek-v3-tiny", "qwen2-tiny", "llama-tiny"] {
+            let copy = try Tokenizer.load(path: "\(Self.samplesPath)/\(model)/tokenizer.json")
+            XCTAssertEqual(copy.encode(r.strings[1]), r.ids[1], model)
+        }
+    }
+
+    func checkConfiguration(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try Self.reference(["build", name])
+        let path = r.dir.appending("tokenizer.json").path
+        let tok = try Tokenizer.load(path: path)
+        let n = try check(tok, r, label: name, file: file, line: line)
+        XCTAssertGreaterThan(n, 200, file: file, line: line)
+        // The general regex path (ICU) agrees on these strings too.
+        let viaRegex = try Tokenizer.load(path: path, useScanners: false)
+        XCTAssertFalse(viaRegex.preTokenizers.contains { if case .split(.regex, _) = $0 { return false } else if case .split = $0 { return true } else { return false } })
+        _ = try check(viaRegex, r, label: name + " (regex engine)", file: file, line: line)
+        // Decode inverts encode wherever normalization and lstrip/rstrip leave the text alone.
+        // (`tokenizers` itself decodes the normalized added token `cafe\u{301}bar` to U+FFFD.)
+        for s in r.strings where (s == s.precomposedStringWithCanonicalMapping || name != "qwen2") && !s.contains("<mask>") && !s.contains("<sep>") && !s.contains("bar") {
+            XCTAssertEqual(try tok.decode(tok.encode(s, addSpecialTokens: false)), s, "\(name): round trip of \(s.debugDescription)", file: file, line: line)
+        }
+    }
+
+    func testLlama3Configuration() throws { try checkConfiguration("llama3") }
+    func testQwen2Configuration() throws { try checkConfiguration("qwen2") }
+    func testDeepSeekV3Configuration() throws { try checkConfiguration("deepseek_v3") }
+}
