@@ -18,6 +18,9 @@ import Synchronization
 public enum FaultInjection {
     public enum Operation: String, Sendable {
         case write, read, fsync, rename
+        /// `flock` in `FileLock.acquire` (e.g. `ENOLCK` or `EOPNOTSUPP`, as a file system without
+        /// lock support returns).
+        case lock
     }
 
     public enum Fault: Sendable, Equatable {

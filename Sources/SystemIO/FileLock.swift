@@ -42,7 +42,11 @@ public final class FileLock {
     public static func acquire(_ path: String, _ mode: Mode) throws -> Outcome {
         let fd = try Sys.open(path, O_RDWR | O_CREAT, 0o644)
         let op = (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB
-        while flock(fd, op) != 0 {
+        func lock() -> Int32 {
+            if case .error(let e)? = FaultInjection.fault(.lock, path: path) { errno = e; return -1 }
+            return flock(fd, op)
+        }
+        while lock() != 0 {
             let e = errno
             if e == EINTR { continue }
             Sys.close(fd)

@@ -121,6 +121,16 @@ final class DirectoryContentsTests: XCTestCase {
         XCTAssertFalse(CV.exists(out + "/model.safetensors.index.json"))
         try CV.quantize(CV.llama, tmp.sub("clean"))
         try CV.assertSameDirectory(out, tmp.sub("clean"))
+
+        // Nor is it overwritten by a sharded conversion's own index without consent.
+        let sharded = tmp.sub("sharded")
+        try FileManager.default.createDirectory(atPath: sharded, withIntermediateDirectories: true)
+        try CV.write(index, to: sharded + "/model.safetensors.index.json")
+        XCTAssertThrowsError(try CV.quantize(CV.deepseek, sharded)) { error in
+            guard case let ConversionError.wouldOverwrite(_, files) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(files, ["model.safetensors.index.json"])
+        }
+        XCTAssertEqual(try CV.bytes(sharded + "/model.safetensors.index.json"), index)
     }
 
     /// A non-empty output folder no dsconvert run owns: same-named files of the user stop the

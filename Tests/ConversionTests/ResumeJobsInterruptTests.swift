@@ -211,6 +211,29 @@ final class ResumeJobsInterruptTests: XCTestCase {
         try CV.assertSameDirectory(out, tmp.sub("clean"))
     }
 
+    /// On a file system that refuses `flock` (ENOLCK / EOPNOTSUPP, injected here), a run warns
+    /// and converts as usual; jobs with conflicting settings are still refused, by the digest.
+    func testUnsupportedLocksWarnAndTheDigestStillGuards() throws {
+        let tmp = try CVTempDir()
+        let out = tmp.sub("out"), jobs = tmp.sub("jobs")
+        FaultInjection.install([FaultInjection.Rule(.lock, .error(ENOLCK), pathContains: "/.dsconvert/", times: nil)])
+        defer { FaultInjection.clear() }
+        let obs = RecordingObserver()
+        try CV.quantize(CV.deepseek, out, observer: obs)
+        XCTAssertTrue(obs.notes.contains { $0.contains("cannot lock") && $0.contains(".dsconvert/lock") }, "\(obs.notes)")
+        try CV.quantize(CV.deepseek, jobs, jobs: 2, jobIndex: 0)
+        XCTAssertThrowsError(try CV.quantize(CV.deepseek, jobs, CV.scheme(.int8), jobs: 2, jobIndex: 1)) { error in
+            guard case ConversionError.settingsConflict = error else { return XCTFail("\(error)") }
+        }
+        try CV.quantize(CV.deepseek, jobs, jobs: 2, jobIndex: 1)
+        try DirectoryFinisher.finish(outputDirectory: jobs)
+        XCTAssertGreaterThan(FaultInjection.firedCounts[0], 4)
+        FaultInjection.clear()
+        try CV.quantize(CV.deepseek, tmp.sub("clean"))
+        try CV.assertSameDirectory(out, tmp.sub("clean"))
+        try CV.assertSameDirectory(jobs, tmp.sub("clean"))
+    }
+
     /// Two processes into one folder: while the first is converting (stopped with SIGSTOP in the
     /// middle of its shard, so the timing is the test's), a second `quantize` — here with other
     /// settings — is refused with exit 1 and touches nothing; resumed, the first finishes with
