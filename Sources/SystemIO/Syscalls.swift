@@ -34,7 +34,9 @@ public enum Sys {
 
     public static func stat(_ path: String) throws -> FileStatus {
         var st = Glibc.stat()
-        if retrying({ () -> Int32 in lstatFollow(path, &st) }) != 0 { throw IOError("stat", path: path, errno: errno) }
+        // fstatat(2) without flags is stat(2) (which Swift's `stat` names the struct): it follows
+        // symbolic links and never opens the file, so a FIFO cannot block it.
+        if retrying({ () -> Int32 in fstatat(AT_FDCWD, path, &st, 0) }) != 0 { throw IOError("stat", path: path, errno: errno) }
         return status(st)
     }
 
@@ -42,13 +44,6 @@ public enum Sys {
         var st = Glibc.stat()
         if retrying({ () -> Int32 in Glibc.fstat(fd, &st) }) != 0 { throw IOError("stat", path: path, errno: errno) }
         return status(st)
-    }
-
-    private static func lstatFollow(_ path: String, _ st: inout Glibc.stat) -> Int32 {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | 0o10000000)
-        if fd < 0 { return -1 }
-        defer { Glibc.close(fd) }
-        return Glibc.fstat(fd, &st)
     }
 
     private static func status(_ st: Glibc.stat) -> FileStatus {

@@ -52,4 +52,22 @@ final class HostTests: XCTestCase {
             XCTAssertEqual((e as? IOError)?.path, dir.file("missing"))
         }
     }
+
+    /// `Sys.stat` follows symbolic links, names a loop, and does not open (or block on) a FIFO.
+    func testStatFollowsLinksWithoutOpening() throws {
+        let dir = try STTemporaryDirectory("dsconvert-host")
+        try AtomicFile.write(Array(repeating: 7, count: 1234), to: dir.file("target"))
+        XCTAssertEqual(symlink("target", dir.file("link")), 0)
+        let st = try Sys.stat(dir.file("link"))
+        XCTAssertEqual(st.size, 1234)
+        XCTAssertTrue(st.isRegular)
+        XCTAssertEqual(symlink("loop-b", dir.file("loop-a")), 0)
+        XCTAssertEqual(symlink("loop-a", dir.file("loop-b")), 0)
+        XCTAssertThrowsError(try Sys.stat(dir.file("loop-a"))) { XCTAssertEqual(($0 as? IOError)?.code, "io.symlink_loop") }
+        XCTAssertEqual(mkfifo(dir.file("fifo"), 0o644), 0)
+        let fifo = try Sys.stat(dir.file("fifo"))
+        XCTAssertFalse(fifo.isRegular || fifo.isDirectory)
+        chmod(dir.file("target"), 0)
+        XCTAssertEqual(try Sys.stat(dir.file("target")).size, 1234, "no read permission needed")
+    }
 }
