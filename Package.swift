@@ -1,13 +1,18 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// Kernels are compiled without bounds checks in release builds; correctness is covered by the
-/// exhaustive tests, which run in debug (checked) mode.
+/// Only the numeric kernels (Numerics' conversions, the engine's loops) are compiled without
+/// bounds and overflow checks in release builds; correctness is covered by the exhaustive tests,
+/// which run in debug (checked) mode. Every target that parses untrusted input — JSON, the
+/// safetensors header and index, config.json, plans and resume records, tensor names and
+/// quantization configs — keeps Swift's checks (`checked`) in release too, so a malformed file
+/// can only ever stop the process with a trap, never read out of bounds.
 let fast: [SwiftSetting] = [
     .swiftLanguageMode(.v5),
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let checked = v5
 
 let package = Package(
     name: "dsconvert",
@@ -24,7 +29,7 @@ let package = Package(
         // The one shape of every error: category, stable code, file, tensor, byte offset, message.
         .target(name: "Diagnostics", swiftSettings: v5),
         // JSON with ordered objects, exact number text and byte offsets in every error.
-        .target(name: "JSON", dependencies: ["Diagnostics"], swiftSettings: fast),
+        .target(name: "JSON", dependencies: ["Diagnostics"], swiftSettings: checked),
         // The one place that talks to POSIX: open, pread, mmap, madvise, write, rename.
         .target(name: "SystemIO", dependencies: ["Diagnostics", "CSystemIO"], swiftSettings: v5),
         // SystemIO's async-signal-safe part: the SIGINT/SIGTERM handler and its fixed table of
@@ -34,18 +39,18 @@ let package = Package(
         // (reading, zero-copy) and `TensorFileWriter` / `TensorFileFormat` (writing).
         .target(name: "Tensors", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: v5),
         // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
-        .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors"], swiftSettings: fast),
+        .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors"], swiftSettings: checked),
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
         .target(name: "Numerics", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
-        .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO"], swiftSettings: fast),
+        .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO"], swiftSettings: checked),
         // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
         // time (target_clones), bit-identical to the Swift reference in Numerics.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Schemes, the per-tensor plan and the quantizer kernels.
-        .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: checked),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
-        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: fast),
+        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: checked),
         // The CPU engine's matmul, attention and element-wise loops in C (AVX-512 / AVX2 / baseline
         // clones picked at run time), serial; the engine splits the work between threads.
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
