@@ -1,6 +1,8 @@
 /// The character classes the pre-tokenizer regexes use, as Oniguruma (the regex engine of the
 /// `tokenizers` package) defines them: `\p{L}`, `\p{N}`, `\p{M}`, `\p{P}`, `\p{S}` are the
-/// Unicode general categories, `\s` the White_Space property.
+/// Unicode general categories, `\s` the White_Space property — of Unicode 16.0, the version of the
+/// Oniguruma in `tokenizers` 0.2x: code points assigned later (the Swift runtime knows newer
+/// versions) are unassigned there, in no class.
 struct CharClass: OptionSet {
     let rawValue: UInt8
     static let letter = CharClass(rawValue: 1)
@@ -19,6 +21,9 @@ struct CharClass: OptionSet {
         return t
     }()
 
+    /// The Unicode version of Oniguruma's property tables.
+    static let oniguruma = (major: 16, minor: 0)
+
     static func of(_ v: UInt32) -> CharClass {
         if v < 0x10000 { return CharClass(rawValue: bmp[Int(v)]) }
         guard let u = Unicode.Scalar(v) else { return [] }
@@ -27,6 +32,7 @@ struct CharClass: OptionSet {
 
     private static func compute(_ u: Unicode.Scalar) -> CharClass {
         let p = u.properties
+        if let age = p.age, age.major > oniguruma.major || (age.major == oniguruma.major && age.minor > oniguruma.minor) { return [] }
         var c: CharClass = p.isWhitespace ? .space : []
         switch p.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:

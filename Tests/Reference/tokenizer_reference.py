@@ -10,9 +10,17 @@
         family's released tokenizer.json (Meta-Llama-3-8B, Qwen2-7B, DeepSeek-V3), writes it to
         OUT/tokenizer.json and encodes the tricky strings with the file as saved.
 
-Both write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
+    tokenizer_reference.py classes STRIDE OUT
+        Runs the known pre-tokenizer regexes (GPT-2's, Llama 3's — Qwen2's has the same classes —
+        and DeepSeek-V3's three) as an Isolated Split over a probe text that puts each code point
+        next to a letter, a digit, punctuation, a combining mark, a space and a newline (every
+        assigned code point outside the big uniform blocks; those blocks and the unassigned code
+        points sampled; with STRIDE > 1 only every STRIDE-th of the assigned ones); writes OUT/probe.txt, OUT/patterns.json ({name: regex}) and
+        OUT/NAME.bin (uint32: the start of every piece, in code points).
+
+`sample` and `build` write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
 concatenated; post-processor applied), OUT/lens.bin (uint32: ids per string), OUT/plain_ids.bin
-and OUT/plain_lens.bin (add_special_tokens=False) and OUT/decoded.json (`decode(ids,
+and OUT/plain_lens.bin (add_special_tokens=False); `build` also OUT/decoded.json (`decode(ids,
 skip_special_tokens=False)` of each string's ids).
 """
 import json
@@ -26,11 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SAMPLES = os.path.join(ROOT, "Samples")
 
 # The pre-tokenizer regexes, as the released tokenizer.json files have them.
-GPT2_FREE = None  # ByteLevel(use_regex=True) uses GPT-2's regex internally
 LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 QWEN2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 DS_DIGITS = r"\p{N}{1,3}"
 DS_CJK = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"
+GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 # DeepSeek-V3's file spells some \r \n as literal characters; keep that.
 DS_MAIN = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
 
@@ -92,7 +100,7 @@ FLAGGED_STRINGS = [
 ]
 
 
-def write(out, tok, strings):
+def write(out, tok, strings, decoded=True):
     os.makedirs(out, exist_ok=True)
     enc = tok.encode_batch(strings)
     plain = tok.encode_batch(strings, add_special_tokens=False)
@@ -103,8 +111,9 @@ def write(out, tok, strings):
     np.array([len(e.ids) for e in plain], dtype="<u4").tofile(os.path.join(out, "plain_lens.bin"))
     with open(os.path.join(out, "strings.json"), "w", encoding="utf-8") as f:
         json.dump(strings, f, ensure_ascii=True)
-    with open(os.path.join(out, "decoded.json"), "w", encoding="utf-8") as f:
-        json.dump([tok.decode(x, skip_special_tokens=False) for x in ids], f, ensure_ascii=True)
+    if decoded:
+        with open(os.path.join(out, "decoded.json"), "w", encoding="utf-8") as f:
+            json.dump([tok.decode(x, skip_special_tokens=False) for x in ids], f, ensure_ascii=True)
     print(len(strings), "strings", sum(len(x) for x in ids), "ids")
 
 
@@ -115,7 +124,8 @@ def sample(out):
         item = json.loads(line)
         strings.append(item["context"])
         strings.extend(item["choices"])
-    write(out, tok, strings + TRICKY)
+    # The sample's decode must give back each string itself; no need for Python's.
+    write(out, tok, strings + TRICKY, decoded=False)
 
 
 def build(config, out):
@@ -169,8 +179,41 @@ def build(config, out):
     write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS)
 
 
+def probe_code_points(stride):
+    """Every assigned code point (by Python's unicodedata) outside the big uniform blocks, a
+    sample of those blocks and of the unassigned ones."""
+    import unicodedata
+    uniform = [(0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xE000, 0xF8FF), (0x17000, 0x18AFF), (0x20000, 0x3FFFF), (0xF0000, 0x10FFFF)]
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        if any(a <= cp <= b for a, b in uniform) or unicodedata.category(chr(cp)) == "Cn":
+            if cp % 211 != 0:
+                continue
+        elif cp >= 0x80 and cp % stride != 0:
+            continue
+        yield cp
+
+
+def classes(stride, out):
+    os.makedirs(out, exist_ok=True)
+    patterns = {"gpt2": GPT2, "llama3": LLAMA3, "ds_digits": DS_DIGITS, "ds_cjk": DS_CJK, "ds_main": DS_MAIN}
+    neighbours = "a1!\u0301 \n"
+    probe = "".join(chr(cp) + "".join(n + chr(cp) for n in neighbours) for cp in probe_code_points(stride))
+    with open(os.path.join(out, "probe.txt"), "w", encoding="utf-8", newline="") as f:
+        f.write(probe)
+    with open(os.path.join(out, "patterns.json"), "w", encoding="utf-8") as f:
+        json.dump(patterns, f, ensure_ascii=True)
+    for name, regex in patterns.items():
+        pieces = pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False).pre_tokenize_str(probe)
+        np.array([start for _, (start, _) in pieces], dtype="<u4").tofile(os.path.join(out, name + ".bin"))
+    print(len(probe), "probe characters")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "sample":
+    if len(sys.argv) == 4 and sys.argv[1] == "classes":
+        classes(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "sample":
         sample(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "build" and sys.argv[2] in CONFIGS:
         build(sys.argv[2], sys.argv[3])
