@@ -138,8 +138,170 @@ final class ShardConverter {
         try flush()
     }
 
-    /// A tensor computed whole in a scratch slot (quantize, dequantize, requantize).
+    /// A tensor computed in a scratch slot (quantize, dequantize, requantize): band by band when
+    /// it is larger than a chunk, whole otherwise (and for regions along an inner dimension).
     private func transform(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
+        if let info = store.info(t.source), info.shape.count == 2, info.byteCount > Self.chunkBytes,
+           t.region.map({ $0.dimension == 0 }) ?? true {
+            return try bands(t, pipeline)
+        }
+        try whole(t, pipeline)
+    }
+
+    /// Scratch of the band path that lives across bands (the tensor's scales, maxima, a
+    /// dequantized band for a measuring pass).
+    private let tensorScales = Scratch()
+    private let tensorAmax = Scratch()
+    private let measureScratch = Scratch()
+
+    /// The band path: rows of the source are read, transformed and handed to the writer a band at
+    /// a time (two bands in flight, alternating scratch slots), each band's input pages released
+    /// once its output is written, so a tensor of any size takes memory for two bands only. A
+    /// scale that depends on every row (per tensor) is found by a first pass over the bands.
+    /// The bytes are those of the whole-tensor path: the codecs' scales are per block or per
+    /// row, so bands cut at multiples of the codec's `bandRows` compute exactly the same values.
+    private func bands(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
+        let view = try store.view(t.source)
+        let fullRows = view.shape[0], cols = view.shape[1]
+        let first = t.region?.range.lowerBound ?? 0
+        let rows = t.region?.range.count ?? fullRows
+        let inSize = view.dtype.byteSize!
+        let base = view.bytes.baseAddress!
+        func inputBytes(_ r: Range<Int>) -> Range<Int> { ((first + r.lowerBound) * cols * inSize)..<((first + r.upperBound) * cols * inSize) }
+
+        // What is read (a quantized source's codec, scales, zero points) and what is written.
+        var source: QuantizedWeight?
+        var target: (codec: any WeightCodec, scheme: QuantizationScheme)?
+        var outFormat: FloatFormat?
+        switch t.action {
+        case let .quantize(scheme): target = (try codec(scheme, t), scheme)
+        case let .dequantize(q, d): source = q; outFormat = d.floatFormat
+        case let .requantize(q, scheme, d): source = q; outFormat = d.floatFormat; target = (try codec(scheme, t), scheme)
+        case .copy: preconditionFailure("copies are streamed")
+        }
+        var decoder: (any WeightCodec)?
+        var scales: [Float] = []
+        var zeroPoints: [Float]?
+        var parameterNames: [String] = []
+        if let q = source {
+            guard let c = q.encoding.codec, let f = outFormat, [.bf16, .f16, .f32].contains(f) else {
+                throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: q.weight.dtype.rawValue, "in the encoding \(q.encoding) has no codec to dequantize it to \(outFormat?.rawValue ?? "?")")
+            }
+            decoder = c
+            let sv = try store.view(q.scale.name)
+            scales = [Float](repeating: 0, count: sv.info.elementCount)
+            scales.withUnsafeMutableBytes { FloatFormat.convert(sv.bytes.baseAddress!, from: sv.dtype.floatFormat!, to: $0.baseAddress!, .f32, count: sv.info.elementCount) }
+            try scales.withUnsafeBufferPointer { try TensorTransform.validate(q, codes: base, count: 0, scales: $0.baseAddress!, scaleCount: $0.count) }
+            if let z = q.zeroPoint { zeroPoints = try TensorTransform.zeroPoints(q, try store.view(z.name)) }
+            parameterNames = [q.scale.name] + (q.zeroPoint.map { [$0.name] } ?? [])
+        }
+        // Bands: whole scale groups of both codecs, about a chunk of input each.
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let unit = [decoder?.bandRows ?? 1, target?.codec.bandRows ?? 1].reduce(1) { $0 / gcd($0, $1) * $1 }
+        let band = max(unit, Self.chunkBytes / max(1, cols * inSize) / unit * unit)
+        let plainFormat = outFormat ?? view.dtype.floatFormat!
+        let plainSize = plainFormat.size
+
+        /// Rows `r` of the source as a plain matrix: straight from the mapping, or dequantized
+        /// into `into` (validated on the way).
+        func plain(_ r: Range<Int>, into: Scratch) throws -> UnsafeRawPointer {
+            let codes = base + (first + r.lowerBound) * cols * inSize
+            guard let q = source, let dec = decoder else { return UnsafeRawPointer(codes) }
+            try scales.withUnsafeBufferPointer { s in
+                try TensorTransform.validate(q, codes: codes, count: r.count * cols, scales: s.baseAddress!, scaleCount: 0, firstCode: (first + r.lowerBound) * cols)
+            }
+            let out = into.reserve(r.count * cols * plainSize)
+            let at = dec.scaleOffset(row: first + r.lowerBound, cols: cols)
+            scales.withUnsafeBufferPointer { s in
+                if let zp = zeroPoints {
+                    zp.withUnsafeBufferPointer { z in
+                        CodecDriver.dequantize(dec, codes, rows: r.count, cols: cols, scales: s.baseAddress! + at, zeroPoints: z.baseAddress! + at, into: out, format: plainFormat)
+                    }
+                } else {
+                    CodecDriver.dequantize(dec, codes, rows: r.count, cols: cols, scales: s.baseAddress! + at, zeroPoints: nil, into: out, format: plainFormat)
+                }
+            }
+            return UnsafeRawPointer(out)
+        }
+        func eachBand(_ body: (Range<Int>) throws -> Void) throws {
+            var r = 0
+            while r < rows {
+                if Interrupt.requested { throw Interrupted() }
+                let b = r..<min(rows, r + band)
+                store.prefetch(t.source, bytes: inputBytes(b))
+                try body(b)
+                r = b.upperBound
+            }
+        }
+        /// Row numbers in the codec's messages count from the band: make them the tensor's.
+        func shifted<T>(_ r: Range<Int>, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let QuantizationError.nonFinite(tensor, row, column) {
+                throw QuantizationError.nonFinite(tensor: tensor, row: first + r.lowerBound + row, column: column)
+            }
+        }
+
+        guard let (qc, _) = target else {
+            // dequantize: each band straight to the writer.
+            try eachBand { r in
+                let slot = try takeSlot(pipeline)
+                do {
+                    let out = try plain(r, into: slots[slot].values)
+                    let bytes = inputBytes(r)
+                    pipeline.submit(slot, [(t.outputs[0].name, UnsafeRawBufferPointer(start: out, count: r.count * cols * plainSize))]) { [store] in
+                        store.release(t.source, bytes: bytes)
+                    }
+                } catch { pipeline.release(slot); throw error }
+            }
+            store.release(parameterNames)
+            return
+        }
+
+        // quantize / requantize.
+        let w = t.outputs[0], s = t.outputs[1]
+        let allScales = tensorScales.reserve(s.elementCount * 4).bindMemory(to: Float.self, capacity: s.elementCount)
+        if !qc.scalesAreLocal {
+            // First pass: the maxima of every row, then the one scale.
+            let amax = tensorAmax.reserve(qc.amaxCount(rows: rows, cols: cols) * 4).bindMemory(to: UInt32.self, capacity: rows)
+            try eachBand { r in
+                let p = try plain(r, into: measureScratch)
+                CodecDriver.measure(qc, PlainMatrix(base: p, format: plainFormat, rows: r.count, cols: cols), amax: amax + r.lowerBound)
+                store.release(t.source, bytes: inputBytes(r))
+            }
+            try qc.scales(amax: amax, rows: rows, cols: cols, source: plainFormat, tensor: t.source, into: allScales)
+        }
+        try eachBand { r in
+            let slot = try takeSlot(pipeline)
+            do {
+                let p = try plain(r, into: slots[slot].intermediate)
+                let src = PlainMatrix(base: p, format: plainFormat, rows: r.count, cols: cols)
+                let q = slots[slot].values.reserve(r.count * cols)
+                if qc.scalesAreLocal {
+                    try shifted(r) { try CodecDriver.quantize(qc, src, tensor: t.source, q: q, scales: allScales + qc.scaleOffset(row: r.lowerBound, cols: cols)) }
+                } else {
+                    CodecDriver.encode(qc, src, scales: allScales, into: q)
+                }
+                let bytes = inputBytes(r)
+                pipeline.submit(slot, [(w.name, UnsafeRawBufferPointer(start: q, count: r.count * cols))]) { [store] in
+                    store.release(t.source, bytes: bytes)
+                }
+            } catch { pipeline.release(slot); throw error }
+        }
+        // The scales, in their stored dtype, after the weight.
+        let slot = try takeSlot(pipeline)
+        let out = slots[slot].scales.reserve(s.byteCount)
+        FloatFormat.convert(UnsafeRawPointer(allScales), from: .f32, to: out, s.dtype.floatFormat!, count: s.elementCount)
+        pipeline.submit(slot, [(s.name, UnsafeRawBufferPointer(start: out, count: s.byteCount))]) { [store] in store.release(parameterNames) }
+    }
+
+    private func codec(_ scheme: QuantizationScheme, _ t: TensorPlan) throws -> any WeightCodec {
+        guard t.outputs.count == 2, let c = scheme.target(scaleDType: t.outputs[1].dtype).codec else {
+            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) for \(t.source)")
+        }
+        return c
+    }
+
+    /// The whole-tensor path (small tensors; regions along an inner dimension).
+    private func whole(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
         let slot = try takeSlot(pipeline)
         var read: [String] = [t.source]
         do {

@@ -70,6 +70,8 @@ public struct BlockFP8Codec: WeightCodec {
     func colBlocks(_ cols: Int) -> Int { (cols + blockCols - 1) / blockCols }
     public func amaxCount(rows: Int, cols: Int) -> Int { scaleCount(rows: rows, cols: cols) }
     public func scaleCount(rows: Int, cols: Int) -> Int { (rows + blockRows - 1) / blockRows * colBlocks(cols) }
+    public var scalesAreLocal: Bool { true }
+    public func scaleOffset(row: Int, cols: Int) -> Int { row / blockRows * colBlocks(cols) }
 
     public func measure(_ src: PlainMatrix, rows rr: Range<Int>, amax: UnsafeMutablePointer<UInt32>) {
         let cb = colBlocks(src.cols)

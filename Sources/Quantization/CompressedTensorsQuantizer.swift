@@ -84,6 +84,8 @@ public struct CompressedTensorsCodec: WeightCodec {
     public var bandRows: Int { 1 }
     public func amaxCount(rows: Int, cols: Int) -> Int { rows }
     public func scaleCount(rows: Int, cols: Int) -> Int { perChannel ? rows : 1 }
+    public var scalesAreLocal: Bool { perChannel }
+    public func scaleOffset(row: Int, cols: Int) -> Int { perChannel ? row : 0 }
 
     /// amax per row (the per-tensor maximum is taken over them in `scales`).
     public func measure(_ src: PlainMatrix, rows rr: Range<Int>, amax: UnsafeMutablePointer<UInt32>) {

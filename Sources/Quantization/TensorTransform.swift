@@ -56,9 +56,9 @@ public final class Scratch {
 /// hands each output's bytes to `emit` in plan order.
 public struct TensorTransform {
     /// Scratch space: values, scales, and an intermediate for requantization.
-    let values = Scratch()
-    let scales = Scratch()
-    let intermediate = Scratch()
+    public let values = Scratch()
+    public let scales = Scratch()
+    public let intermediate = Scratch()
 
     public init() {}
 
@@ -113,7 +113,9 @@ public struct TensorTransform {
     /// infinite weights: a scale that is NaN, infinite, zero or negative, and an FP8 NaN code
     /// (E4M3FN has no infinities; 0x7F and 0xFF are its NaNs). The error names the tensor, the
     /// element and, where the store knows it, the file and byte offset.
-    static func validate(_ q: QuantizedWeight, codes: UnsafeRawPointer, count: Int, scales: UnsafePointer<Float>, scaleCount n: Int) throws {
+    /// `codes` may be a band of the weight starting at element `firstCode` (messages count from the
+    /// weight's first element).
+    public static func validate(_ q: QuantizedWeight, codes: UnsafeRawPointer, count: Int, scales: UnsafePointer<Float>, scaleCount n: Int, firstCode: Int = 0) throws {
         let scaleSize = q.scale.dtype.byteSize ?? 4
         for i in 0..<n where !(scales[i] > 0 && scales[i].isFinite) {
             let v = scales[i]
@@ -124,9 +126,10 @@ public struct TensorTransform {
                 file: q.scaleAt?.file, offset: q.scaleAt?.offset.map { $0 + i * scaleSize })
         }
         if q.weight.dtype == .f8e4m3 {
-            let i = dsc_find_e4m3_nan(codes.assumingMemoryBound(to: UInt8.self), count)
-            if i < count {
-                let code = codes.load(fromByteOffset: i, as: UInt8.self)
+            let k = dsc_find_e4m3_nan(codes.assumingMemoryBound(to: UInt8.self), count)
+            if k < count {
+                let code = codes.load(fromByteOffset: k, as: UInt8.self)
+                let i = firstCode + k
                 throw QuantizationError.invalidValue(
                     tensor: q.weight.name, index: i,
                     "FP8 code 0x\(String(code, radix: 16, uppercase: true)) is NaN (row \(i / q.weight.shape[1]), column \(i % q.weight.shape[1])); a quantizer never writes it (the checkpoint is damaged)",
@@ -136,7 +139,7 @@ public struct TensorTransform {
     }
 
     /// The zero points of `q` as f32 values (one per scale element), refusing non-finite ones.
-    static func zeroPoints(_ q: QuantizedWeight, _ v: TensorView) throws -> [Float] {
+    public static func zeroPoints(_ q: QuantizedWeight, _ v: TensorView) throws -> [Float] {
         let n = v.info.elementCount
         let p = v.bytes.baseAddress!
         let values: [Float]

@@ -40,6 +40,12 @@ public protocol WeightCodec: Sendable {
     func amaxCount(rows: Int, cols: Int) -> Int
     /// Number of scales of a matrix of these sizes.
     func scaleCount(rows: Int, cols: Int) -> Int
+    /// Whether the scales of a band of rows depend on those rows only (block, channel), so a
+    /// matrix can be quantized band by band in one pass; false for a per-tensor scale.
+    var scalesAreLocal: Bool { get }
+    /// Index of the first scale (and maximum) that applies to a band starting at `row` (a
+    /// multiple of `bandRows`): the offset at which a band's scales sit in the whole matrix's.
+    func scaleOffset(row: Int, cols: Int) -> Int
     /// Writes the |x| maxima (f32 bit patterns; NaN sorts above infinity) of `rows` of `src`.
     func measure(_ src: PlainMatrix, rows: Range<Int>, amax: UnsafeMutablePointer<UInt32>)
     /// Every scale, as the f32 value of the scale as stored (already rounded to the scale dtype),
@@ -74,19 +80,29 @@ public enum CodecDriver {
     /// Quantizes `src` into `q` and `scales` (f32 values as stored, `codec.scaleCount` of them).
     public static func quantize(_ codec: any WeightCodec, _ src: PlainMatrix, tensor: String,
                                 q: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<Float>) throws {
-        let band = codec.bandRows
-        let bands = (src.rows + band - 1) / band
         let amax = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, codec.amaxCount(rows: src.rows, cols: src.cols)))
         defer { amax.deallocate() }
-        let minBands = max(1, (1 << 16) / max(1, band * src.cols))
-        Parallel.forEachChunk(count: bands, minChunk: minBands) { r in
-            codec.measure(src, rows: (r.lowerBound * band)..<min(src.rows, r.upperBound * band), amax: amax)
-        }
+        measure(codec, src, amax: amax)
         try codec.scales(amax: amax, rows: src.rows, cols: src.cols, source: src.format, tensor: tensor, into: scales)
-        let s = UnsafePointer(scales)
-        Parallel.forEachChunk(count: bands, minChunk: minBands) { r in
-            codec.quantize(src, rows: (r.lowerBound * band)..<min(src.rows, r.upperBound * band), scales: s, into: q)
+        encode(codec, src, scales: scales, into: q)
+    }
+
+    static func bands(_ codec: any WeightCodec, _ src: PlainMatrix, _ body: (Range<Int>) -> Void) {
+        let band = codec.bandRows
+        let count = (src.rows + band - 1) / band
+        Parallel.forEachChunk(count: count, minChunk: max(1, (1 << 16) / max(1, band * src.cols))) { r in
+            body((r.lowerBound * band)..<min(src.rows, r.upperBound * band))
         }
+    }
+
+    /// The maxima of every row band of `src` (`codec.amaxCount` slots).
+    public static func measure(_ codec: any WeightCodec, _ src: PlainMatrix, amax: UnsafeMutablePointer<UInt32>) {
+        bands(codec, src) { codec.measure(src, rows: $0, amax: amax) }
+    }
+
+    /// Encodes every row of `src` with `scales` (already computed) into `q`.
+    public static func encode(_ codec: any WeightCodec, _ src: PlainMatrix, scales: UnsafePointer<Float>, into q: UnsafeMutableRawPointer) {
+        bands(codec, src) { codec.quantize(src, rows: $0, scales: scales, into: q) }
     }
 
     /// Dequantizes `q` [rows, cols] into `out` in `format`.
