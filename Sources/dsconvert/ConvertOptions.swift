@@ -19,11 +19,11 @@ struct ConvertOptions: ParsableArguments {
             transform: { try OptionValue.byteSize($0, option: "--shard-size") })
     var shardSize: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "Split the work into N disjoint sets of shards (for a job array), 1 to 100000.",
+    @Option(name: .long, parsing: .unconditional, help: "Split the work into N disjoint sets of shards (for a job array), 1 to 100000 (default 1).",
             transform: { try OptionValue.integer($0, option: "--jobs", in: OptionValue.jobs) })
     var jobs: Int = 1
 
-    @Option(name: .long, parsing: .unconditional, help: "Convert only set I (0 to N-1) of --jobs N; finish with `dsconvert merge-index OUT`.",
+    @Option(name: .long, parsing: .unconditional, help: "Convert only set I (0 to N-1, default 0) of --jobs N; finish with `dsconvert merge-index OUT`.",
             transform: { try OptionValue.integer($0, option: "--job-index", in: 0...(OptionValue.jobs.upperBound - 1)) })
     var jobIndex: Int = 0
 

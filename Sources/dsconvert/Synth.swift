@@ -16,7 +16,7 @@ extension DSConvert {
         @Option(name: .long, help: "deepseek-v3, qwen2 or llama.")
         var arch: ModelBlueprint.Kind
 
-        @Option(name: .long, parsing: .unconditional, help: "Width divisor as 1/K (or K), K from 1 to 65536.",
+        @Option(name: .long, parsing: .unconditional, help: "Width divisor as 1/K (or K), K from 1 to 65536 (default 1/64).",
                 transform: { try Synth.divisor($0) })
         var scale: Int = 64
 
@@ -24,7 +24,7 @@ extension DSConvert {
                 transform: { try OptionValue.integer($0, option: "--layers", in: OptionValue.layers) })
         var layers: Int?
 
-        @Option(name: .long, parsing: .unconditional, help: "Random seed (0 to 2^64-1).",
+        @Option(name: .long, parsing: .unconditional, help: "Random seed, 0 to 2^64-1 (default 0).",
                 transform: { try OptionValue.uint64($0, option: "--seed") })
         var seed: UInt64 = 0
 
