@@ -13,22 +13,21 @@ public struct QuantizedWeight: Sendable {
     public var extras: [TensorInfo]
     /// How it is stored: element type, scale layout and dtype, zero point.
     public var encoding: WeightEncoding
-    /// Where the weight, scale and zero point are stored (for messages).
-    public var weightAt: StoredAt?
-    public var scaleAt: StoredAt?
-    public var zeroPointAt: StoredAt?
+    /// Finds where the weight, scale and zero point are stored (for messages), when known.
+    public var locator: TensorLocator?
+    public var weightAt: StoredAt? { locator?(weight.name) }
+    public var scaleAt: StoredAt? { locator?(scale.name) }
+    public var zeroPointAt: StoredAt? { zeroPoint.flatMap { locator?($0.name) } }
     public var module: String { String(weight.name.dropLast(".weight".count)) }
 
     public init(weight: TensorInfo, scale: TensorInfo, zeroPoint: TensorInfo? = nil, extras: [TensorInfo] = [], scaleLayout: WeightEncoding.ScaleLayout,
-                weightAt: StoredAt? = nil, scaleAt: StoredAt? = nil, zeroPointAt: StoredAt? = nil) {
+                locator: TensorLocator? = nil) {
         self.weight = weight
         self.scale = scale
         self.zeroPoint = zeroPoint
         self.extras = extras
         encoding = WeightEncoding(element: WeightEncoding.Element(weight.dtype) ?? .e4m3, scale: scaleLayout, scaleDType: scale.dtype, hasZeroPoint: zeroPoint != nil)
-        self.weightAt = weightAt
-        self.scaleAt = scaleAt
-        self.zeroPointAt = zeroPointAt
+        self.locator = locator
     }
 
     /// Every tensor this quantized weight reads besides the weight itself.

@@ -14,22 +14,24 @@ public struct StoredAt: Sendable, Hashable {
     }
 
     /// Where `name` is stored in `store`.
-    public static func of(_ name: String, in store: any TensorStore) -> StoredAt? { locator(store)(name) }
+    public static func of(_ name: String, in store: any TensorStore) -> StoredAt? { TensorLocator(store)(name) }
+}
 
-    /// A lookup of many tensors' locations in `store` (the store's file list and format read once).
-    public static func locator(_ store: any TensorStore) -> (String) -> StoredAt? {
-        let paths = store.files.map(\.path)
+/// Finds where tensors are stored, on demand (error messages only need it when something is
+/// wrong, so classification does not pay for it up front).
+public final class TensorLocator: Sendable {
+    let store: any TensorStore
+
+    public init(_ store: any TensorStore) { self.store = store }
+
+    public func callAsFunction(_ name: String) -> StoredAt? {
         if let st = store as? SafeTensorsCheckpoint {
-            let starts = st.shards.map(\.header.dataStart)
-            return { name in
-                guard let l = st.location(name), l.shard < paths.count else { return nil }
-                return StoredAt(file: paths[l.shard], offset: starts[l.shard] + l.info.dataOffsets.lowerBound)
-            }
+            guard let l = st.location(name), l.shard < st.shards.count else { return nil }
+            return StoredAt(file: st.shards[l.shard].path, offset: st.shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound)
         }
-        return { name in
-            guard let i = store.fileIndex(of: name), i < paths.count else { return nil }
-            return StoredAt(file: paths[i], offset: nil)
-        }
+        let files = store.files
+        guard let i = store.fileIndex(of: name), i < files.count else { return nil }
+        return StoredAt(file: files[i].path, offset: nil)
     }
 }
 
@@ -65,19 +67,18 @@ public struct TensorClassification: Sendable {
         case plain
     }
 
-    /// The kind of every tensor of the checkpoint.
-    public private(set) var kinds: [String: Kind]
     /// The quantized weights, by weight name.
     public private(set) var quantized: [String: QuantizedWeight]
-
     /// Tensors that only exist as part of a quantized weight (its scale, zero point, input scale).
-    public var consumed: Set<String> {
-        var s = Set<String>()
-        for (name, k) in kinds { if case .quantizationParameter = k { s.insert(name) } }
-        return s
-    }
+    public private(set) var consumed: Set<String>
+    /// `rotary_emb.inv_freq` buffers.
+    public private(set) var buffers: Set<String>
 
-    public func kind(_ name: String) -> Kind? { kinds[name] }
+    public func kind(_ name: String) -> Kind {
+        if quantized[name] != nil { return .quantizedWeight }
+        if consumed.contains(name), let dot = name.lastIndex(of: ".") { return .quantizationParameter(weight: String(name[..<dot]) + ".weight") }
+        return buffers.contains(name) ? .buffer : .plain
+    }
 
     /// The quantization tensors a module may carry, and what each is.
     public static let parameterSuffixes = ["weight_scale_inv", "weight_scale", "weight_zero_point", "input_scale", "input_zero_point"]
@@ -90,58 +91,67 @@ public struct TensorClassification: Sendable {
         return try classify(store, roles: checkpoint.roles, quantizationConfig: checkpoint.config?.quantizationConfig)
     }
 
+    /// One pass over the names; header lookups only for `.weight` tensors of a code dtype and for
+    /// quantization tensors (a plain BF16 checkpoint costs one lookup per weight). Locations for
+    /// messages are resolved only when needed (`TensorLocator`).
     public static func classify(_ store: any TensorStore, roles: [String: TensorRole] = [:], quantizationConfig: JSONValue? = nil) throws -> TensorClassification {
         let blockEdge = QuantizedWeight.configuredBlock(quantizationConfig)
-        var kinds: [String: Kind] = [:]
         var quantized: [String: QuantizedWeight] = [:]
-        kinds.reserveCapacity(store.tensorCount)
-        let locate = StoredAt.locator(store)
+        var consumed = Set<String>(), buffers = Set<String>()
+        let locator = TensorLocator(store)
         func invalid(_ tensor: String, _ message: String) -> QuantizationError {
-            .invalidQuantizedInput(tensor: tensor, message, at: locate(tensor))
+            .invalidQuantizedInput(tensor: tensor, message, at: locator(tensor))
         }
         for name in store.tensorNames {
-            let info = store.info(name)!
-            guard let dot = name.lastIndex(of: ".") else {
-                kinds[name] = .plain
+            guard let dot = name.lastIndex(of: ".") else { continue }
+            let parameter = name[name.index(after: dot)...]
+            if parameter == "weight" {
+                let info = store.info(name)!
+                // A float weight is plain (a scale beside it is refused as an orphan below); only
+                // code dtypes need their module's quantization tensors looked up.
+                guard codeDTypes.contains(info.dtype) else { continue }
+                let module = String(name[..<dot])
+                if let q = try quantizedWeight(info, module: module, store: store, blockEdge: blockEdge, locator: locator, invalid: invalid) {
+                    quantized[name] = q
+                }
                 continue
             }
-            let module = String(name[..<dot]), parameter = String(name[name.index(after: dot)...])
-            if parameterSuffixes.contains(parameter) {
-                // Attached to its weight below (or refused as an orphan).
-                let weightName = module + ".weight"
+            if parameterSuffixes.contains(where: { $0 == parameter }) {
+                let weightName = String(name[..<dot]) + ".weight"
                 guard let w = store.info(weightName) else {
                     throw invalid(name, "is a quantization tensor of '\(weightName)', which is not in the checkpoint (an orphan scale)")
                 }
                 if !codeDTypes.contains(w.dtype) {
                     throw invalid(name, "is a quantization tensor of '\(weightName)', which is \(w.dtype.rawValue) (not quantized); a norm, embedding or plain weight cannot carry a scale (a half-converted checkpoint?)")
                 }
-                kinds[name] = .quantizationParameter(weight: weightName)
+                consumed.insert(name)
                 continue
             }
-            if roles[name]?.kind == .buffer || (roles.isEmpty && parameter == "inv_freq" && module.hasSuffix("rotary_emb")) {
-                kinds[name] = .buffer
-                continue
+            if parameter == "inv_freq" && (roles[name]?.kind == .buffer || (roles.isEmpty && name[..<dot].hasSuffix("rotary_emb"))) {
+                buffers.insert(name)
             }
-            // A float weight is plain (a scale beside it is refused as an orphan, above); only
-            // code dtypes need their module's quantization tensors looked up.
-            guard parameter == "weight", codeDTypes.contains(info.dtype) else {
-                kinds[name] = .plain
-                continue
+        }
+        return TensorClassification(quantized: quantized, consumed: consumed, buffers: buffers)
+    }
+
+    /// The quantized weight `info` (a `.weight` of a code dtype), nil when it is plain data
+    /// without any scale (U8 / I32 / E5M2), or the reason it is refused.
+    static func quantizedWeight(_ info: TensorInfo, module: String, store: any TensorStore, blockEdge: (Int, Int)?, locator: TensorLocator,
+                                invalid: (String, String) -> QuantizationError) throws -> QuantizedWeight? {
+        let name = info.name
+        guard info.dtype == .f8e4m3 || info.dtype == .i8 else {
+            if parameterSuffixes.contains(where: { store.info(module + "." + $0) != nil }) {
+                throw QuantizationError.unsupportedDType(tensor: name, dtype: info.dtype.rawValue, "is a quantized encoding dsconvert cannot compute (it reads F8_E4M3 and I8 weights with their scales)")
             }
-            guard info.dtype == .f8e4m3 || info.dtype == .i8 else {
-                if parameterSuffixes.contains(where: { store.info(module + "." + $0) != nil }) {
-                    throw QuantizationError.unsupportedDType(tensor: name, dtype: info.dtype.rawValue, "is a quantized encoding dsconvert cannot compute (it reads F8_E4M3 and I8 weights with their scales)")
-                }
-                kinds[name] = .plain  // U8 / I32 / E5M2 data without any scale: not a quantized weight
-                continue
-            }
-            let inv = store.info(module + ".weight_scale_inv"), direct = store.info(module + ".weight_scale")
-            if inv != nil && direct != nil {
-                throw invalid(name, "has both '\(module).weight_scale_inv' (DeepSeek block layout) and '\(module).weight_scale' (compressed-tensors); which one applies is ambiguous, so dsconvert refuses the checkpoint")
-            }
-            guard let scale = inv ?? direct else {
-                throw QuantizationError.missingScale(tensor: name, scale: module + (info.dtype == .i8 ? ".weight_scale" : ".weight_scale_inv' or '\(module).weight_scale"))
-            }
+            return nil
+        }
+        let inv = store.info(module + ".weight_scale_inv"), direct = store.info(module + ".weight_scale")
+        if inv != nil && direct != nil {
+            throw invalid(name, "has both '\(module).weight_scale_inv' (DeepSeek block layout) and '\(module).weight_scale' (compressed-tensors); which one applies is ambiguous, so dsconvert refuses the checkpoint")
+        }
+        guard let scale = inv ?? direct else {
+            throw QuantizationError.missingScale(tensor: name, scale: module + (info.dtype == .i8 ? ".weight_scale" : ".weight_scale_inv' or '\(module).weight_scale"))
+        }
             guard info.shape.count == 2 else {
                 throw QuantizationError.badShape(tensor: name, shape: info.shape, "quantized weights must be 2-D")
             }
@@ -178,11 +188,6 @@ public struct TensorClassification: Sendable {
                 }
             }
             let extras = ["input_scale", "input_zero_point"].compactMap { store.info(module + "." + $0) }
-            kinds[name] = .quantizedWeight
-            quantized[name] = QuantizedWeight(weight: info, scale: scale, zeroPoint: zp, extras: extras, scaleLayout: g,
-                                              weightAt: locate(name), scaleAt: locate(scale.name),
-                                              zeroPointAt: zp.flatMap { locate($0.name) })
-        }
-        return TensorClassification(kinds: kinds, quantized: quantized)
+            return QuantizedWeight(weight: info, scale: scale, zeroPoint: zp, extras: extras, scaleLayout: g, locator: locator)
     }
 }
