@@ -137,6 +137,7 @@ extension DSConvert {
             for p in problems.prefix(10) {
                 print("config error  \(p.message)\(p.tensor.map { " (tensor '\(Diagnostic.escaped($0))')" } ?? "")")
             }
+            if problems.count > 10 { print("              … and \(problems.count - 10) more (--json lists them all)") }
             if !ckpt.unknownTensors.isEmpty {
                 print("unclassified  \(ckpt.unknownTensors.count) tensors do not fit the \(ckpt.architecture?.rawValue ?? "") layout, e.g. \(ckpt.unknownTensors.prefix(3).map { Diagnostic.escaped($0) }.joined(separator: ", "))")
             }
