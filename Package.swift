@@ -57,7 +57,7 @@ let package = Package(
         // CPU inference (llama, qwen2, deepseek_v3) on memory-mapped weights in their stored encoding.
         .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
         // Byte-level BPE from a Hugging Face tokenizer.json, with the ids of the `tokenizers` package.
-        .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: fast),
+        .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
         .executableTarget(
             name: "dsconvert",
             dependencies: [

@@ -141,10 +141,11 @@ private struct Scanner {
     @inline(__always) func cls(_ i: Int) -> CharClass { CharClass.of(s[i]) }
     @inline(__always) func isNewline(_ v: UInt32) -> Bool { v == 0x0A || v == 0x0D }
 
-    /// The end of the run of characters from `i` whose class intersects `c`.
-    func run(_ i: Int, _ c: CharClass) -> Int {
+    /// The end of the run of characters from `i` whose class intersects `c`, at most `limit` long.
+    func run(_ i: Int, _ c: CharClass, limit: Int = .max) -> Int {
         var j = i
-        while j < end && !CharClass.of(s[j]).isDisjoint(with: c) { j += 1 }
+        let stop = limit < end - i ? i + limit : end
+        while j < stop && !CharClass.of(s[j]).isDisjoint(with: c) { j += 1 }
         return j
     }
 
@@ -216,7 +217,7 @@ private struct Scanner {
                 return run(i + 1, .letter)
             }
             if k.contains(.letter) { return run(i, .letter) }
-            if k.contains(.number) { return min(run(i, .number), i + digitRun) }
+            if k.contains(.number) { return run(i, .number, limit: digitRun) }
             let other: CharClass = [.space, .letter, .number]
             var j = i
             if c == 0x20 && i + 1 < end && cls(i + 1).isDisjoint(with: other) {
@@ -229,7 +230,7 @@ private struct Scanner {
             if n > i { return n }
             return spaces(i)
         case .digits3:
-            return k.contains(.number) ? min(run(i, .number), i + 3) : i
+            return k.contains(.number) ? run(i, .number, limit: 3) : i
         case .cjkKana:
             return run(i, where: { ($0 >= 0x4E00 && $0 <= 0x9FA5) || ($0 >= 0x3040 && $0 <= 0x30FF) })
         case .deepseek:

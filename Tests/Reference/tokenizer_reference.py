@@ -69,6 +69,9 @@ TRICKY = [
     "<|endoftext|>after and before<|endoftext|>",
 ]
 
+# Long pre-tokens (BPE must stay O(n log n) in the length of a word) and long whitespace runs.
+LONG = ["ab" * 4000, "中文" * 2000, " " * 3000 + "x", "-" * 6000, "\n" * 2000 + "y", "9" * 3001]
+
 CONFIGS = {
     "llama3": dict(
         specials=["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|eot_id|>"],
@@ -125,7 +128,7 @@ def sample(out):
         strings.append(item["context"])
         strings.extend(item["choices"])
     # The sample's decode must give back each string itself; no need for Python's.
-    write(out, tok, strings + TRICKY, decoded=False)
+    write(out, tok, strings + TRICKY + LONG, decoded=False)
 
 
 def build(config, out):
@@ -176,7 +179,7 @@ def build(config, out):
         j["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in j["model"]["merges"]]
     json.dump(j, open(path, "w", encoding="utf-8"), ensure_ascii=False, indent=1)
     tok = Tokenizer.from_file(path)
-    write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS)
+    write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS + LONG)
 
 
 def probe_code_points(stride):
