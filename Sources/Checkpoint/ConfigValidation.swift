@@ -16,6 +16,11 @@ import SafeTensors
 ///   have the LoRA ranks' widths: `q_lora_rank`, `kv_lora_rank`);
 /// - `vocab_size` is the number of embedding and `lm_head` rows;
 /// - `intermediate_size` is the dense MLP width, `moe_intermediate_size` the routed experts';
+/// - the attention projections have the heads' sizes: q/o = num_attention_heads × head_dim
+///   (hidden_size / heads without head_dim), k/v = num_key_value_heads × head_dim; DeepSeek's MLA
+///   q_a = q_lora_rank, q_b = heads × (qk_nope + qk_rope), kv_a_proj_with_mqa = kv_lora_rank +
+///   qk_rope, kv_b = heads × (qk_nope + v_head), o_proj columns = heads × v_head;
+/// - the MoE router has n_routed_experts rows (and its bias n_routed_experts values);
 /// - `num_hidden_layers` is the number of stored decoder layers, 0 ..< num_hidden_layers
 ///   (DeepSeek-V3 also stores its multi-token-prediction layers, recognised by their enorm /
 ///   hnorm / eh_proj, at indices num_hidden_layers ..< num_hidden_layers +
@@ -91,6 +96,38 @@ struct ConfigValidator {
         var biases: [String] = []
         var attentionModules: [Int: Set<String>] = [:]
         var mtpLayers = Set<Int>()
+        let heads = size("num_attention_heads"), kvHeads = size("num_key_value_heads")
+        let headDim = size("head_dim") ?? (hidden != nil && heads != nil && hidden! % heads! == 0 ? hidden! / heads! : nil)
+        let nope = size("qk_nope_head_dim"), rope = size("qk_rope_head_dim"), vHead = size("v_head_dim")
+        /// The config key, size, dimension and formula an attention projection's shape must match.
+        func attentionShape(_ p: String) -> (String, Int, Int, String)? {
+            switch (architecture, p) {
+            case (.deepseekV3, "q_a_proj"): return qLora.map { ("q_lora_rank", $0, 0, "q_lora_rank") }
+            case (.deepseekV3, "q_b_proj"), (.deepseekV3, "q_proj"):
+                guard let heads, let nope, let rope else { return nil }
+                return ("num_attention_heads", heads * (nope + rope), 0, "num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim)")
+            case (.deepseekV3, "kv_a_proj_with_mqa"):
+                guard let kvLora, let rope else { return nil }
+                return ("kv_lora_rank", kvLora + rope, 0, "kv_lora_rank + qk_rope_head_dim")
+            case (.deepseekV3, "kv_b_proj"):
+                guard let heads, let nope, let vHead else { return nil }
+                return ("num_attention_heads", heads * (nope + vHead), 0, "num_attention_heads × (qk_nope_head_dim + v_head_dim)")
+            case (.deepseekV3, "o_proj"):
+                guard let heads, let vHead else { return nil }
+                return ("num_attention_heads", heads * vHead, 1, "num_attention_heads × v_head_dim")
+            case (_, "q_proj"):
+                guard let heads, let headDim else { return nil }
+                return ("num_attention_heads", heads * headDim, 0, "num_attention_heads × head_dim")
+            case (_, "k_proj"), (_, "v_proj"):
+                guard let kvHeads, let headDim else { return nil }
+                return ("num_key_value_heads", kvHeads * headDim, 0, "num_key_value_heads × head_dim")
+            case (_, "o_proj"):
+                guard let heads, let headDim else { return nil }
+                return ("num_attention_heads", heads * headDim, 1, "num_attention_heads × head_dim")
+            default:
+                return nil
+            }
+        }
         for name in w.tensorNames {
             guard let role = checkpoint.roles[name], let info = w.info(name) else { continue }
             if let l = role.layer {
@@ -132,6 +169,19 @@ struct ConfigValidator {
                 biases.append(name)
             case .attention where isWeight:
                 if let l = role.layer, let p = role.projection { attentionModules[l, default: []].insert(p) }
+                if shape.count == 2, let p = role.projection, let (key, want, dim, formula) = attentionShape(p) {
+                    if shape[dim] != want {
+                        mismatch(key, name, "\(p) has \(shape[dim]) \(dim == 0 ? "rows" : "columns") (shape \(shape)), not \(formula) = \(want)")
+                    }
+                }
+            case .router where isWeight:
+                if let n = size("n_routed_experts"), shape.count == 2, shape[0] != n {
+                    mismatch("n_routed_experts", name, "the router has shape \(shape), not \(n) rows")
+                }
+            case .routerBias:
+                if let n = size("n_routed_experts"), shape != [n] {
+                    mismatch("n_routed_experts", name, "the router bias has shape \(shape), not [\(n)]")
+                }
             default:
                 break
             }

@@ -80,6 +80,11 @@ final class ConfigValidationTests: XCTestCase {
                           key: "vocab_size", value: "4097", tensor: "lm_head.weight", mentions: "rows, not 4097")
         try assertRefused(try variant(tmp, "int8", of: CV.llama, [("torch_dtype", .string("int8"))]),
                           key: "torch_dtype", value: "\"int8\"", tensor: nil, mentions: "not a model dtype")
+        // Attention projections against the head counts and dims.
+        try assertRefused(try variant(tmp, "kv-heads", of: CV.llama, [("num_key_value_heads", .int(4))]),
+                          key: "num_key_value_heads", value: "4", tensor: "model.layers.0.self_attn.k_proj.weight", mentions: "not num_key_value_heads × head_dim = 128")
+        try assertRefused(try variant(tmp, "v-head", of: CV.deepseek, [("v_head_dim", .int(64))]),
+                          key: "num_attention_heads", value: "4", tensor: "model.layers.0.self_attn.kv_b_proj.weight", mentions: "(qk_nope_head_dim + v_head_dim)")
         // DeepSeek's q_a_layernorm / kv_a_layernorm have the LoRA ranks' widths, not hidden_size.
         let qLora = try CV.json(CV.deepseek + "/config.json")["q_lora_rank"]!.intValue!
         try assertRefused(try variant(tmp, "qlora", of: CV.deepseek, [("q_lora_rank", .int(qLora + 1))]),
@@ -95,7 +100,10 @@ final class ConfigValidationTests: XCTestCase {
                           key: "num_hidden_layers", value: "\(layers - 1)", tensor: "model.layers.\(layers - 1).input_layernorm.weight", mentions: "decoder layer \(layers - 1)")
         let experts = try CV.json(CV.deepseek + "/config.json")["n_routed_experts"]!.intValue!
         try assertRefused(try variant(tmp, "experts", of: CV.deepseek, [("n_routed_experts", .int(experts - 1))]),
-                          key: "n_routed_experts", value: "\(experts - 1)", tensor: "model.layers.1.mlp.experts.\(experts - 1).down_proj.weight", mentions: "stores \(experts) experts")
+                          key: "n_routed_experts", value: "\(experts - 1)", tensor: "model.layers.1.mlp.gate.e_score_correction_bias", mentions: "not [\(experts - 1)]")
+        // The per-layer expert count is reported as well.
+        let lessExperts = try Checkpoint(path: try variant(tmp, "experts-2", of: CV.deepseek, [("n_routed_experts", .int(experts - 1))])).configProblems()
+        XCTAssertTrue(lessExperts.contains { $0.message.contains("stores \(experts) experts") && $0.tensor == "model.layers.1.mlp.experts.\(experts - 1).down_proj.weight" }, "\(lessExperts)")
 
         // DeepSeek's MTP layer sits at index num_hidden_layers: a synthetic checkpoint has one.
         let ds = tmp.sub("ds")
