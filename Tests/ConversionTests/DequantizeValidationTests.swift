@@ -187,6 +187,29 @@ final class ZeroPointTests: XCTestCase {
 /// Item 11: an F32 weight inside a BF16 model (channel, tensor, INT8): q is computed from the
 /// scale as stored (rounded to BF16), checked against quant_reference.py.
 final class MixedDTypeTests: XCTestCase {
+    /// A scale that does not fit the stored scale dtype (an F32 weight of 1e30 in an F16 model) is
+    /// refused rather than stored as infinity.
+    func testScaleOverflowingTheModelDTypeIsRefused() throws {
+        let tmp = try CVTempDir()
+        let input = tmp.sub("f32-in-f16")
+        let n = "model.layers.0.self_attn.q_proj.weight"
+        try Edit.copy(CV.llama, to: input) { t in
+            let i = Edit.index(t, n)
+            var v = Edit.floats(t[i].1, .bf16)
+            v[3 * t[i].0.shape[1] + 5] = 1e30
+            t[i] = (TensorSpec(name: n, dtype: .f32, shape: t[i].0.shape), Edit.f32(v))
+        }
+        try Edit.setConfig(input, "torch_dtype", .string("float16"))
+        for g in [QuantizationScheme.Granularity.channel, .tensor] {
+            XCTAssertThrowsError(try CV.quantize(input, tmp.sub("out-\(g)"), CV.scheme(.fp8, g)), "\(g)") { error in
+                guard case let QuantizationError.invalidValue(tensor, index, message, _, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(tensor, n)
+                XCTAssertEqual(index, g == .channel ? 3 : 0)
+                XCTAssertTrue(message.contains("overflows the F16"), message)
+            }
+        }
+    }
+
     func testF32WeightInBF16ModelUsesTheStoredScale() throws {
         let tmp = try CVTempDir()
         let input = tmp.sub("f32-in-bf16")
