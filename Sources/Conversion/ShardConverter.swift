@@ -38,8 +38,12 @@ final class ShardConverter {
         let pipeline = WritePipeline(writer: writer)
         defer { pipeline.drain() }
         do {
-            for t in plan.tensors {
+            for (k, t) in plan.tensors.enumerated() {
                 if Interrupt.requested { throw Interrupted() }
+                // Read ahead: the next tensor's first bytes load while this one is computed.
+                if k + 1 < plan.tensors.count, let next = store.info(plan.tensors[k + 1].source) {
+                    store.prefetch(plan.tensors[k + 1].source, bytes: 0..<min(next.byteCount, 2 * Self.chunkBytes))
+                }
                 if case .copy = t.action {
                     try stream(t, pipeline)
                 } else {
@@ -96,10 +100,11 @@ final class ShardConverter {
                     let end = min(start + length, off + Self.chunkBytes)
                     let range = off..<end
                     store.prefetch(t.source, bytes: range)
+                    // Queued without waiting (the bytes are the mapping's, no scratch is held);
+                    // a write error stops the queue and is reported at the next slot or drain.
                     pipeline.submit(nil, [(name, UnsafeRawBufferPointer(rebasing: view.bytes[range]))]) { [store] in
                         store.release(t.source, bytes: range)
                     }
-                    try pipeline.check()
                     off = end
                 }
             }
@@ -229,6 +234,8 @@ final class ShardConverter {
                 if Interrupt.requested { throw Interrupted() }
                 let b = r..<min(rows, r + band)
                 store.prefetch(t.source, bytes: inputBytes(b))
+                // and the band after it, which loads while this one is computed
+                if b.upperBound < rows { store.prefetch(t.source, bytes: inputBytes(b.upperBound..<min(rows, b.upperBound + band))) }
                 try body(b)
                 r = b.upperBound
             }
