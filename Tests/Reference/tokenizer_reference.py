@@ -4,11 +4,14 @@
     tokenizer_reference.py sample OUT
         Encodes Samples/eval.txt, Samples/calib.txt and every string of Samples/eval_mc.jsonl
         (each context and each choice) with Samples/tokenizer.json.
-    tokenizer_reference.py build CONFIG OUT      (CONFIG: llama3, qwen2, deepseek_v3)
+    tokenizer_reference.py build CONFIG OUT
         Trains a small byte-level BPE on Samples/calib.txt plus the tricky strings below with the
         normalizer, pre-tokenizer, added/special tokens, post-processor and decoder of that
-        family's released tokenizer.json (Meta-Llama-3-8B, Qwen2-7B, DeepSeek-V3), writes it to
-        OUT/tokenizer.json and encodes the tricky strings with the file as saved.
+        family's released tokenizer.json (CONFIG llama3, qwen2, deepseek_v3: Meta-Llama-3-8B,
+        Qwen2-7B, DeepSeek-V3), or the remaining options the Swift side implements (prefix_space:
+        ByteLevel with add_prefix_space and GPT-2's regex, NFC; split_misc: a string pattern with
+        behaviour Removed, a regex no scanner knows, ByteLevel's add_prefix_space without regex),
+        writes it to OUT/tokenizer.json and encodes the tricky strings with the file as saved.
 
     tokenizer_reference.py classes STRIDE OUT
         Runs the known pre-tokenizer regexes (GPT-2's, Llama 3's — Qwen2's has the same classes —
@@ -18,7 +21,12 @@
         points sampled; with STRIDE > 1 only every STRIDE-th of the assigned ones); writes OUT/probe.txt, OUT/patterns.json ({name: regex}) and
         OUT/NAME.bin (uint32: the start of every piece, in code points).
 
-`sample` and `build` write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
+    tokenizer_reference.py large OUT
+        A Llama-3-sized byte-level BPE (128,000 entries, random merges of existing tokens, a seeded
+        generator; Llama 3's pre-tokenizer and BOS template) written to OUT/tokenizer.json, and
+        eval.txt's first 100,000 characters, calib.txt's and the tricky strings encoded with it.
+
+`sample`, `build` and `large` write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
 concatenated; post-processor applied), OUT/lens.bin (uint32: ids per string), OUT/plain_ids.bin
 and OUT/plain_lens.bin (add_special_tokens=False); `build` also OUT/decoded.json (`decode(ids,
 skip_special_tokens=False)` of each string's ids).
@@ -83,6 +91,8 @@ CONFIGS = {
         bos=None,
         tricky=["<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", "x<|im_end|><|endoftext|>"],
     ),
+    "prefix_space": dict(specials=["<|endoftext|>"], bos=None, tricky=[" already spaced", "<|endoftext|>x <|endoftext|> y"]),
+    "split_misc": dict(specials=["<|endoftext|>"], bos=None, tricky=["a--b----c--", "x1y22z333 --", "<|endoftext|>--<|endoftext|>"]),
     "deepseek_v3": dict(
         specials=["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"],
         bos="<｜begin▁of▁sentence｜>",
@@ -140,6 +150,15 @@ def build(config, out):
     elif config == "qwen2":
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False), byte_level])
+    elif config == "prefix_space":
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    elif config == "split_misc":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split("--", behavior="removed", invert=False),
+            pre_tokenizers.Split(Regex(r"\d+|[^\d\s]+|\s+"), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False),
+        ])
     else:
         tok.normalizer = normalizers.Sequence([])
         tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -182,6 +201,54 @@ def build(config, out):
     write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS + LONG)
 
 
+def large(out):
+    import random
+    rng = random.Random(1234)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {"<|begin_of_text|>": 0, "<|end_of_text|>": 1}
+    tokens = []
+    for ch in alphabet:
+        vocab[ch] = len(vocab)
+        tokens.append(ch)
+    merges = []
+    # Favour recent and short tokens so that merges chain into long words, as trained ones do.
+    while len(vocab) < 128_000:
+        a = tokens[rng.randrange(len(tokens))] if rng.random() < 0.5 else tokens[-1 - rng.randrange(min(len(tokens), 2000))]
+        b = alphabet[rng.randrange(len(alphabet))] if rng.random() < 0.6 else tokens[rng.randrange(len(tokens))]
+        m = a + b
+        if len(m) > 16 or m in vocab:
+            continue
+        vocab[m] = len(vocab)
+        tokens.append(m)
+        merges.append([a, b])
+    j = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [
+            {"id": 0, "content": "<|begin_of_text|>", "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True},
+            {"id": 1, "content": "<|end_of_text|>", "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True},
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                    {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [0], "tokens": ["<|begin_of_text|>"]}}},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": True, "vocab": vocab, "merges": merges},
+    }
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    tok = Tokenizer.from_file(path)
+    text = [open(os.path.join(SAMPLES, n), encoding="utf-8").read() for n in ("eval.txt", "calib.txt")]
+    write(out, tok, [text[0][:100_000], text[1]] + TRICKY + LONG)
+
+
 def probe_code_points(stride):
     """Every assigned code point (by Python's unicodedata) outside the big uniform blocks, a
     sample of those blocks and of the unassigned ones."""
@@ -216,6 +283,8 @@ def classes(stride, out):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "classes":
         classes(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "large":
+        large(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "sample":
         sample(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "build" and sys.argv[2] in CONFIGS:

@@ -17,7 +17,7 @@ final class TokenizerReferenceTests: XCTestCase {
         var strings: [String]
         var ids: [[Int32]]
         var plainIds: [[Int32]]
-        /// Python's decode of each string's ids (`build` only; the sample's decode is the text).
+        /// Python's decode of each string's ids (not for `sample`, whose decode is the text).
         var decoded: [String]?
     }
 
@@ -41,7 +41,7 @@ final class TokenizerReferenceTests: XCTestCase {
         }
         let r = Reference(dir: dir, strings: try strings("strings.json"), ids: try split("ids.bin", "lens.bin"),
                           plainIds: try split("plain_ids.bin", "plain_lens.bin"),
-                          decoded: args[0] == "build" ? try strings("decoded.json") : nil)
+                          decoded: args[0] == "sample" ? nil : try strings("decoded.json"))
         XCTAssertEqual(r.strings.count, r.ids.count)
         XCTAssertEqual(r.strings.count, r.plainIds.count)
         XCTAssertEqual(r.strings.count, r.decoded?.count ?? r.strings.count)
@@ -95,7 +95,7 @@ final class TokenizerReferenceTests: XCTestCase {
         }
     }
 
-    func checkConfiguration(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    func checkConfiguration(_ name: String, roundTrip: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws {
         let r = try Self.reference(["build", name])
         let path = r.dir.appending("tokenizer.json").path
         let tok = try Tokenizer.load(path: path)
@@ -103,18 +103,39 @@ final class TokenizerReferenceTests: XCTestCase {
         XCTAssertGreaterThan(n, 200, file: file, line: line)
         // The general regex path (ICU) agrees on these strings too.
         let viaRegex = try Tokenizer.load(path: path, useScanners: false)
-        XCTAssertFalse(viaRegex.preTokenizers.contains { if case .split(.regex, _) = $0 { return false } else if case .split = $0 { return true } else { return false } })
+        for case .split(let p, _) in viaRegex.preTokenizers {
+            switch p {
+            case .regex, .literal: break
+            default: XCTFail("\(name): a scanner was used with useScanners: false", file: file, line: line)
+            }
+        }
         _ = try check(viaRegex, r, label: name + " (regex engine)", file: file, line: line)
         // Decode inverts encode wherever normalization and lstrip/rstrip leave the text alone.
         // (`tokenizers` itself decodes the normalized added token `cafe\u{301}bar` to U+FFFD.)
-        for s in r.strings where (s == s.precomposedStringWithCanonicalMapping || name != "qwen2") && !s.contains("<mask>") && !s.contains("<sep>") && !s.contains("bar") {
+        for s in r.strings where roundTrip && (s == s.precomposedStringWithCanonicalMapping || name != "qwen2") && !s.contains("<mask>") && !s.contains("<sep>") && !s.contains("bar") {
             XCTAssertEqual(try tok.decode(tok.encode(s, addSpecialTokens: false)), s, "\(name): round trip of \(s.debugDescription)", file: file, line: line)
         }
+    }
+
+    /// A Llama-3-sized vocabulary (128,000 entries, 127,742 merges): loading stays quick and the
+    /// merge ranks hold at that scale.
+    func testLlama3SizedVocabulary() throws {
+        let r = try Self.reference(["large"])
+        let start = Date()
+        let tok = try Tokenizer.load(path: r.dir.appending("tokenizer.json").path)
+        let loading = Date().timeIntervalSince(start)
+        XCTAssertEqual(tok.vocabularySize, 128_000)
+        XCTAssertLessThan(loading, 30, "loading a 7.5 MB tokenizer.json")
+        XCTAssertGreaterThan(try check(tok, r, label: "large"), 300_000)
     }
 
     func testLlama3Configuration() throws { try checkConfiguration("llama3") }
     func testQwen2Configuration() throws { try checkConfiguration("qwen2") }
     func testDeepSeekV3Configuration() throws { try checkConfiguration("deepseek_v3") }
+    /// ByteLevel's own regex with add_prefix_space; a string pattern with behaviour Removed, a
+    /// regex that only the general engine runs, add_prefix_space on each split piece.
+    func testPrefixSpaceConfiguration() throws { try checkConfiguration("prefix_space", roundTrip: false) }
+    func testOtherSplitOptions() throws { try checkConfiguration("split_misc", roundTrip: false) }
 }
 
 /// The scanners' character classes (`\p{L}`, `\p{N}`, `\p{M}`, `\p{P}`, `\p{S}`, `\s`) agree
