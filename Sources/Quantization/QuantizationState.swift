@@ -39,13 +39,7 @@ public struct QuantizationState: Sendable {
         struct Key: Hashable { var value: DType; var scale: String; var scaleDType: DType; var granularity: WeightEncoding.ScaleLayout; var zero: DType? }
         var groups: [Key: Group] = [:]
         for q in found.values {
-            let g: String
-            switch q.encoding.scale {
-            case let .block(r, c): g = "block \(r)x\(c)"
-            case .channel: g = "channel"
-            case .tensor: g = "tensor"
-            case .none: g = "none"
-            }
+            let g = q.encoding.scale.description
             let scaleName = q.scale.name.hasSuffix("_inv") ? "weight_scale_inv" : "weight_scale"
             let key = Key(value: q.weight.dtype, scale: scaleName, scaleDType: q.scale.dtype, granularity: q.encoding.scale, zero: q.zeroPoint?.dtype)
             if groups[key] == nil {

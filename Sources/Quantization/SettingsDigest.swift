@@ -73,13 +73,7 @@ public enum SettingsDigest {
     }
 
     static func describe(_ q: QuantizedWeight) -> String {
-        let g: String
-        switch q.encoding.scale {
-        case let .block(r, c): g = "block \(r)x\(c)"
-        case .channel: g = "channel"
-        case .tensor: g = "tensor"
-        case .none: g = "none"
-        }
+        let g = q.encoding.scale.description
         return "[\(q.weight.dtype.rawValue) \(g) scale \(q.scale.name) \(q.scale.dtype.rawValue) extras \(q.extras.map(\.name).joined(separator: ","))]"
     }
 

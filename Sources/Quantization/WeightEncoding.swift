@@ -36,7 +36,7 @@ public struct WeightEncoding: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Which elements share a scale.
-    public enum ScaleLayout: Sendable, Hashable {
+    public enum ScaleLayout: Sendable, Hashable, CustomStringConvertible {
         /// Plain floats, no scale.
         case none
         /// One scale for the whole matrix (`[1]` or `[]`).
@@ -45,6 +45,16 @@ public struct WeightEncoding: Sendable, Hashable, CustomStringConvertible {
         case channel
         /// One scale per `rows × cols` block, `[ceil(R/rows), ceil(C/cols)]` (DeepSeek: 128 × 128).
         case block(rows: Int, cols: Int)
+
+        /// `none`, `tensor`, `channel`, `block 128x128`.
+        public var description: String {
+            switch self {
+            case .none: return "none"
+            case .tensor: return "tensor"
+            case .channel: return "channel"
+            case let .block(r, c): return "block \(r)x\(c)"
+            }
+        }
     }
 
     /// How a stored scale s turns a code q into a value.
@@ -73,13 +83,8 @@ public struct WeightEncoding: Sendable, Hashable, CustomStringConvertible {
 
     /// `BF16`, `F8_E4M3 block 128x128 (F32 scale)`, `I8 channel (BF16 scale, zero point)`.
     public var description: String {
-        var s = element.dtype.rawValue
-        switch scale {
-        case .none: return s
-        case .tensor: s += " tensor"
-        case .channel: s += " channel"
-        case let .block(r, c): s += " block \(r)x\(c)"
-        }
+        guard scale != .none else { return element.dtype.rawValue }
+        let s = element.dtype.rawValue + " " + scale.description
         var extra = [(scaleDType?.rawValue ?? "?") + " scale"]
         if convention == .divide { extra.append("divided") }
         if hasZeroPoint { extra.append("zero point") }
