@@ -28,7 +28,9 @@ public struct Tokenizer: Sendable {
     /// Every added token, by id.
     public let addedTokens: [AddedToken]
     private let specialIds: Set<Int32>
-    private let tokenIds: [String: Int32]
+    /// Ids by the UTF-8 bytes of the token (Swift's String equality would merge canonically
+    /// equivalent tokens that `tokenizers` keeps apart).
+    private let tokenIds: [[UInt8]: Int32]
 
     enum Normalizer: Sendable { case nfc }
     enum PreTokenizer: Sendable {
@@ -44,7 +46,7 @@ public struct Tokenizer: Sendable {
     public var vocabularySize: Int { idBytes.count }
 
     /// The id of a token (added token content, or a vocabulary entry as written in the file).
-    public func id(of token: String) -> Int32? { tokenIds[token] }
+    public func id(of token: String) -> Int32? { tokenIds[Array(token.utf8)] }
 
     /// Whether `id` is an added token marked `special`.
     public func isSpecial(_ id: Int32) -> Bool { specialIds.contains(id) }
@@ -141,7 +143,7 @@ public struct Tokenizer: Sendable {
             throw r.unsupported("model.dropout", "BPE dropout is not implemented")
         }
         guard let vocab = m["vocab"]?.objectMembers else { throw r.malformed("model.vocab", "missing or not an object") }
-        var tokenIds: [String: Int32] = [:]
+        var tokenIds: [[UInt8]: Int32] = [:]
         var bytesToken: [[UInt8]: Int32] = [:]
         var byteToken = [Int32](repeating: -1, count: 256)
         var idBytes: [[UInt8]?] = []
@@ -154,7 +156,7 @@ public struct Tokenizer: Sendable {
                 throw r.malformed("model.vocab[\(Reader.quoted(token))]", "expected a non-negative integer id")
             }
             let id = Int32(n)
-            tokenIds[token] = id
+            tokenIds[Array(token.utf8)] = id
             if let b = ByteLevelAlphabet.bytes(of: token) {
                 bytesToken[b] = id
                 if b.count == 1 { byteToken[Int(b[0])] = id }
@@ -187,28 +189,50 @@ public struct Tokenizer: Sendable {
         var unknown: Int32?
         if let u = m["unk_token"], u != .null {
             let name = try r.string(u, "model.unk_token")
-            guard let id = tokenIds[name] else { throw r.malformed("model.unk_token", "\(Reader.quoted(name)) is not in the vocabulary") }
+            guard let id = tokenIds[Array(name.utf8)] else { throw r.malformed("model.unk_token", "\(Reader.quoted(name)) is not in the vocabulary") }
             unknown = id
         }
         self.model = BPEModel(byteToken: byteToken, bytesToken: bytesToken, merges: merges,
                               ignoreMerges: try r.bool(m["ignore_merges"], "model.ignore_merges", default: false),
                               unknown: unknown, fuseUnknown: try r.bool(m["fuse_unk"], "model.fuse_unk", default: false))
 
-        // Added tokens.
+        // Added tokens. `tokenizers` does not take their ids from the file: in file order, a
+        // content already known keeps its id, a new one gets the next id after the vocabulary
+        // (its entry count) or after the largest added id (a warning there when the file says
+        // otherwise). Consistent files, as released ones are, get the ids they list.
         var added: [AddedToken] = []
+        let vocabCount = Int32(vocab.count)
+        var addedIds: [[UInt8]: Int32] = [:]
+        var largestAdded: Int32?
         for (k, t) in try r.array(json["added_tokens"] ?? .array([]), "added_tokens").enumerated() {
             let key = "added_tokens[\(k)]"
+            // The file's id is checked for form only (see above).
             guard let n = t["id"]?.intValue, n >= 0, n <= Int(Int32.max) else { throw r.malformed(key + ".id", "expected a non-negative integer") }
             let special = try r.bool(t["special"], key + ".special", default: false)
+            let content = try r.string(t["content"], key + ".content")
+            if content.isEmpty { continue }  // ignored by tokenizers
+            let utf8 = Array(content.utf8)
+            let id: Int32
+            if let known = addedIds[utf8] ?? tokenIds[utf8] {
+                id = known
+            } else if let m = largestAdded {
+                id = (m >= vocabCount || vocabCount == 0) ? m + 1 : vocabCount
+            } else {
+                id = vocabCount
+            }
+            addedIds[utf8] = id
+            largestAdded = max(largestAdded ?? id, id)
             let token = AddedToken(
-                id: Int32(n), content: try r.string(t["content"], key + ".content"),
+                id: id, content: content,
                 singleWord: try r.bool(t["single_word"], key + ".single_word", default: false),
                 lstrip: try r.bool(t["lstrip"], key + ".lstrip", default: false),
                 rstrip: try r.bool(t["rstrip"], key + ".rstrip", default: false),
                 normalized: try r.bool(t["normalized"], key + ".normalized", default: !special),
                 special: special)
+            // A repeated content: the later entry's flags win, as in tokenizers' id → token map.
+            added.removeAll { $0.id == id }
             added.append(token)
-            tokenIds[token.content] = token.id
+            tokenIds[utf8] = id
             // As `tokenizers` decodes it: the content (normalized when the token is), through the
             // byte-level alphabet when every character is in it, else as UTF-8.
             var shown = token.content

@@ -10,7 +10,8 @@
         family's released tokenizer.json (CONFIG llama3, qwen2, deepseek_v3: Meta-Llama-3-8B,
         Qwen2-7B, DeepSeek-V3), or the remaining options the Swift side implements (prefix_space:
         ByteLevel with add_prefix_space and GPT-2's regex, NFC; split_misc: a string pattern with
-        behaviour Removed, a regex no scanner knows, ByteLevel's add_prefix_space without regex),
+        behaviour Removed, a regex no scanner knows, ByteLevel's add_prefix_space without regex;
+        both with two bytes missing from the vocabulary, split_misc with an unk_token and fuse_unk),
         writes it to OUT/tokenizer.json and encodes the tricky strings with the file as saved.
 
     tokenizer_reference.py classes STRIDE OUT
@@ -91,8 +92,8 @@ CONFIGS = {
         bos=None,
         tricky=["<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", "x<|im_end|><|endoftext|>"],
     ),
-    "prefix_space": dict(specials=["<|endoftext|>"], bos=None, tricky=[" already spaced", "<|endoftext|>x <|endoftext|> y"]),
-    "split_misc": dict(specials=["<|endoftext|>"], bos=None, tricky=["a--b----c--", "x1y22z333 --", "<|endoftext|>--<|endoftext|>"]),
+    "prefix_space": dict(specials=["<|endoftext|>"], bos=None, tricky=[" already spaced", "<|endoftext|>x <|endoftext|> y", "u\x00\x00\x01v\x00w"]),
+    "split_misc": dict(specials=["<|endoftext|>"], bos=None, tricky=["a--b----c--", "x1y22z333 --", "<|endoftext|>--<|endoftext|>", "u\x00\x00\x01v\x00w"]),
     "deepseek_v3": dict(
         specials=["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"],
         bos="<｜begin▁of▁sentence｜>",
@@ -196,6 +197,15 @@ def build(config, out):
         j["model"]["ignore_merges"] = True
     if config == "deepseek_v3":
         j["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in j["model"]["merges"]]
+    if config in ("prefix_space", "split_misc"):
+        # Bytes 0x00 and 0x01 (written Ā, ā) missing from the vocabulary: dropped without an
+        # unk_token (prefix_space); with one, each becomes it, runs fused (split_misc).
+        gone = ("\u0100", "\u0101")
+        j["model"]["vocab"] = {t: i for t, i in j["model"]["vocab"].items() if not any(g in t for g in gone)}
+        j["model"]["merges"] = [m for m in j["model"]["merges"] if not any(g in "".join(m) for g in gone)]
+        if config == "split_misc":
+            j["model"]["unk_token"] = "<|endoftext|>"
+            j["model"]["fuse_unk"] = True
     json.dump(j, open(path, "w", encoding="utf-8"), ensure_ascii=False, indent=1)
     tok = Tokenizer.from_file(path)
     write(out, tok, TRICKY + c["tricky"] + FLAGGED_STRINGS + LONG)
