@@ -82,9 +82,42 @@ public enum CodecDriver {
                                 q: UnsafeMutableRawPointer, scales: UnsafeMutablePointer<Float>) throws {
         let amax = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, codec.amaxCount(rows: src.rows, cols: src.cols)))
         defer { amax.deallocate() }
-        measure(codec, src, amax: amax)
-        try codec.scales(amax: amax, rows: src.rows, cols: src.cols, source: src.format, tensor: tensor, into: scales)
-        encode(codec, src, scales: scales, into: q)
+        guard codec.scalesAreLocal else {
+            // A per-tensor scale needs every row's maximum first: two passes.
+            measure(codec, src, amax: amax)
+            try codec.scales(amax: amax, rows: src.rows, cols: src.cols, source: src.format, tensor: tensor, into: scales)
+            encode(codec, src, scales: scales, into: q)
+            return
+        }
+        // Scales of a band depend on that band only: measure, scale and encode each band while
+        // its rows are still in cache (one pass over memory). Errors are kept per band and the
+        // first one in row order is thrown.
+        let band = codec.bandRows
+        let count = (src.rows + band - 1) / band
+        var failures = [Error?](repeating: nil, count: count)
+        failures.withUnsafeMutableBufferPointer { fail in
+            Parallel.forEachChunk(count: count, minChunk: max(1, (1 << 16) / max(1, band * src.cols))) { chunk in
+                for b in chunk {
+                    let rows = (b * band)..<min(src.rows, (b + 1) * band)
+                    codec.measure(src, rows: rows, amax: amax)
+                    let at = codec.scaleOffset(row: rows.lowerBound, cols: src.cols)
+                    do {
+                        try codec.scales(amax: amax + at, rows: rows.count, cols: src.cols, source: src.format, tensor: tensor, into: scales + at)
+                    } catch let QuantizationError.nonFinite(t, row, column) {
+                        fail[b] = QuantizationError.nonFinite(tensor: t, row: rows.lowerBound + row, column: column)
+                        continue
+                    } catch let QuantizationError.invalidValue(t, index, message, file, offset) {
+                        fail[b] = QuantizationError.invalidValue(tensor: t, index: at + index, message, file: file, offset: offset)
+                        continue
+                    } catch {
+                        fail[b] = error
+                        continue
+                    }
+                    codec.quantize(src, rows: rows, scales: scales, into: q)
+                }
+            }
+        }
+        if let e = failures.first(where: { $0 != nil }) { throw e! }
     }
 
     static func bands(_ codec: any WeightCodec, _ src: PlainMatrix, _ body: (Range<Int>) -> Void) {
