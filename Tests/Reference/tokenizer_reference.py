@@ -30,7 +30,8 @@
 `sample`, `build` and `large` write OUT/strings.json (the strings, in order), OUT/ids.bin (all ids, uint32 little-endian,
 concatenated; post-processor applied), OUT/lens.bin (uint32: ids per string), OUT/plain_ids.bin
 and OUT/plain_lens.bin (add_special_tokens=False); `build` also OUT/decoded.json (`decode(ids,
-skip_special_tokens=False)` of each string's ids).
+skip_special_tokens=False)` of each string's ids), OUT/decoded_skip.json (the same with
+skip_special_tokens=True) and OUT/decoded_each.json (each id of the tricky strings alone).
 """
 import json
 import os
@@ -128,6 +129,11 @@ def write(out, tok, strings, decoded=True):
     if decoded:
         with open(os.path.join(out, "decoded.json"), "w", encoding="utf-8") as f:
             json.dump([tok.decode(x, skip_special_tokens=False) for x in ids], f, ensure_ascii=True)
+        with open(os.path.join(out, "decoded_skip.json"), "w", encoding="utf-8") as f:
+            json.dump([tok.decode(x, skip_special_tokens=True) for x in ids], f, ensure_ascii=True)
+        # Every id alone: byte-level tokens that end inside a UTF-8 character decode to U+FFFD.
+        with open(os.path.join(out, "decoded_each.json"), "w", encoding="utf-8") as f:
+            json.dump([[tok.decode([i], skip_special_tokens=False) for i in x] for x in ids[:len(TRICKY)]], f, ensure_ascii=True)
     print(len(strings), "strings", sum(len(x) for x in ids), "ids")
 
 

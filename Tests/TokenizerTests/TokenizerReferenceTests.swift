@@ -48,6 +48,26 @@ final class TokenizerReferenceTests: XCTestCase {
         return r
     }
 
+    /// Python's decode with skip_special_tokens=True, and of every id of the tricky strings
+    /// alone (partial UTF-8 sequences).
+    func checkDecodeOptions(_ tok: Tokenizer, _ r: Reference, label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let skip = try JSONParser.parse([UInt8](try Data(contentsOf: r.dir.appending("decoded_skip.json"))))
+        for (k, v) in try XCTUnwrap(skip.arrayValue).enumerated() {
+            XCTAssertEqual(try tok.decode(r.ids[k], skipSpecialTokens: true), v.stringValue, "\(label): decode skipping special tokens, string \(k)", file: file, line: line)
+        }
+        let each = try JSONParser.parse([UInt8](try Data(contentsOf: r.dir.appending("decoded_each.json"))))
+        var n = 0
+        for (k, v) in try XCTUnwrap(each.arrayValue).enumerated() {
+            let pieces = try XCTUnwrap(v.arrayValue).map(\.stringValue)
+            XCTAssertEqual(pieces.count, r.ids[k].count, file: file, line: line)
+            for (id, expected) in zip(r.ids[k], pieces) {
+                XCTAssertEqual(try tok.decode([id]), expected, "\(label): decode of id \(id) alone", file: file, line: line)
+                n += 1
+            }
+        }
+        XCTAssertGreaterThan(n, 200, file: file, line: line)
+    }
+
     static var samplesPath: String { PythonReference.packageRoot.appendingPathComponent("Samples").path }
 
     /// Compares every string's ids (both with and without special tokens) and the decode.
@@ -101,6 +121,7 @@ final class TokenizerReferenceTests: XCTestCase {
         let tok = try Tokenizer.load(path: path)
         let n = try check(tok, r, label: name, file: file, line: line)
         XCTAssertGreaterThan(n, 200, file: file, line: line)
+        try checkDecodeOptions(tok, r, label: name, file: file, line: line)
         // The general regex path (ICU) agrees on these strings too.
         let viaRegex = try Tokenizer.load(path: path, useScanners: false)
         for case .split(let p, _) in viaRegex.preTokenizers {
