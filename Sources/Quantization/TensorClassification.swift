@@ -25,13 +25,9 @@ public final class TensorLocator: Sendable {
     public init(_ store: any TensorStore) { self.store = store }
 
     public func callAsFunction(_ name: String) -> StoredAt? {
-        if let st = store as? SafeTensorsCheckpoint {
-            guard let l = st.location(name), l.shard < st.shards.count else { return nil }
-            return StoredAt(file: st.shards[l.shard].path, offset: st.shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound)
-        }
         let files = store.files
         guard let i = store.fileIndex(of: name), i < files.count else { return nil }
-        return StoredAt(file: files[i].path, offset: nil)
+        return StoredAt(file: files[i].path, offset: store.fileOffset(of: name))
     }
 }
 
