@@ -1,8 +1,5 @@
 import Dispatch
 import SystemIO
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The safetensors weights of a checkpoint: one file, or a directory of shards with
 /// `model.safetensors.index.json`, validated as a whole but read lazily.
@@ -221,7 +218,7 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
     }
 
     /// Mappings opened so far, one per shard, shared by every view.
-    private let mappingLock = NSLockLike()
+    private let mappingLock = PThreadLock()
     private var mapped: [Int: SafeTensorsFile] = [:]
 
     /// Shard `i`, mapped once and kept for the store's lifetime (views keep it alive beyond that).
@@ -290,16 +287,4 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
 
     /// Maps shard `i` (shared with `view`).
     public func open(shard i: Int) throws -> SafeTensorsFile { try file(shard: i) }
-}
-
-/// A mutex without Foundation (pthread).
-final class NSLockLike: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
 }
