@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine fuzz clean
 
 all: build
 
@@ -54,6 +54,11 @@ test-interop: build
 bench: build deps-pip
 	$(SWIFT) build -c release --product dsconvert-bench
 	Scripts/bench.sh
+
+# The CPU engine against transformers (eager fp32) on the samples, BF16 and block FP8 (opt-in: torch).
+bench-engine: build deps-pip
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
+	$(PYTHON) Scripts/bench_engine.py $(BIN)
 
 fuzz: deps
 	Scripts/fuzz.sh
