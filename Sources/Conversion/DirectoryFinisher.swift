@@ -18,7 +18,7 @@ public enum DirectoryFinisher {
     /// has one), config.json (when it has a config) and the copies of the input's other files.
     static func finishingFiles(folders: [String], writesIndex: Bool, hasConfig: Bool, copies: [String]) -> [String] {
         folders.flatMap { f in
-            ((writesIndex ? [SafeTensorsIndex.fileName] : []) + (hasConfig ? [ModelConfig.fileName] : []) + copies).map { join(f, $0) }
+            ((writesIndex ? [SafeTensorsIndex.fileName] : []) + (hasConfig ? [ModelConfig.fileName] : []) + copies).map { OutputLayout.join(f, $0) }
         }
     }
 
@@ -29,8 +29,6 @@ public enum DirectoryFinisher {
         let fs = shards.map(OutputLayout.folder(of:)).filter { seen.insert($0).inserted }
         return fs.isEmpty ? [""] : fs
     }
-
-    static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
 
     public struct Result: Sendable {
         public var shards: Int
@@ -118,7 +116,7 @@ public enum DirectoryFinisher {
         let owned = folder.ownedFiles()
         let folders = Self.folders(of: shards)
         var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy), owned: owned)
-        let removesIndex = folders.map { join($0, SafeTensorsIndex.fileName) }.filter { !writesIndex && folder.holds($0) }
+        let removesIndex = folders.map { OutputLayout.join($0, SafeTensorsIndex.fileName) }.filter { !writesIndex && folder.holds($0) }
         foreign += removesIndex.filter { !owned.contains($0) }
         if !foreign.isEmpty { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
 
@@ -129,7 +127,7 @@ public enum DirectoryFinisher {
             var folderTotal = 0
             for s in shards where OutputLayout.folder(of: s) == f {
                 let store = try Checkpoint.openStore(path: out + "/" + s)
-                let local = OutputFolder.split(s).file
+                let local = OutputLayout.split(s).file
                 for t in store.tensorNames {
                     weightMap.append((t, local))
                     folderTotal += store.info(t)!.byteCount
@@ -150,25 +148,25 @@ public enum DirectoryFinisher {
             if writesIndex {
                 let idx = SafeTensorsIndex(metadata: plan.indexMetadata, weightMap: weightMap)
                 try AtomicFile.write(idx.serialized(totalSize: folderTotal), to: dir + "/" + SafeTensorsIndex.fileName)
-                written.append(join(f, SafeTensorsIndex.fileName))
-            } else if removesIndex.contains(join(f, SafeTensorsIndex.fileName)) {
+                written.append(OutputLayout.join(f, SafeTensorsIndex.fileName))
+            } else if removesIndex.contains(OutputLayout.join(f, SafeTensorsIndex.fileName)) {
                 // Written by an earlier dsconvert run into this folder (its records say so), e.g. with
                 // a shard size: loaders would follow it to the wrong files instead of this single file.
                 Sys.unlink(dir + "/" + SafeTensorsIndex.fileName)
                 observer.note("removed the \(SafeTensorsIndex.fileName) an earlier dsconvert run wrote in \(dir): this output is a single file")
             }
-            let planned = Set(mine.map { OutputFolder.split($0).file })
+            let planned = Set(mine.map { OutputLayout.split($0).file })
             let strays = try Sys.listDirectory(dir).filter { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") && !planned.contains($0) }
             if !strays.isEmpty {
                 observer.note("\(dir) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
             }
             if let config {
                 try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: dir + "/" + ModelConfig.fileName)
-                written.append(join(f, ModelConfig.fileName))
+                written.append(OutputLayout.join(f, ModelConfig.fileName))
             }
             for name in side.copy {
                 try Sys.copyFile(from: input + "/" + name, to: dir + "/" + name)
-                written.append(join(f, name))
+                written.append(OutputLayout.join(f, name))
             }
         }
         if !side.notCopied.isEmpty {

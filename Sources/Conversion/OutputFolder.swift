@@ -1,3 +1,4 @@
+import Quantization
 import JSON
 import SafeTensors
 import SystemIO
@@ -55,14 +56,8 @@ struct OutputFolder {
         try AtomicFile.write(Array(JSONWriter.pretty(v).utf8), to: manifestPath)
     }
 
-    /// The folder (relative, "" for the top) that holds `name`, and its last component.
-    static func split(_ name: String) -> (directory: String, file: String) {
-        guard let slash = name.lastIndex(of: "/") else { return ("", name) }
-        return (String(name[..<slash]), String(name[name.index(after: slash)...]))
-    }
-
     func directory(of name: String) -> String {
-        let d = OutputFolder.split(name).directory
+        let d = OutputLayout.folder(of: name)
         return d.isEmpty ? path : path + "/" + d
     }
 
@@ -76,7 +71,7 @@ struct OutputFolder {
 
     /// Removes the temporaries of `shard` and of its resume record (a killed attempt of the same job).
     func removeTemporaries(of shard: String) {
-        AtomicFile.removeTemporaries(in: directory(of: shard), of: OutputFolder.split(shard).file)
+        AtomicFile.removeTemporaries(in: directory(of: shard), of: OutputLayout.split(shard).file)
         AtomicFile.removeTemporaries(in: state, of: ResumeRecord.fileName(shard: shard))
     }
 }

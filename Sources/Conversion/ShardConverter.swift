@@ -8,11 +8,12 @@ import SystemIO
 /// order with all cores, and streams the results through the plan format's writer (temporary
 /// name, renamed when complete), hashing the bytes on the way for the resume record.
 ///
-/// Computing and writing overlap: tensor k+1 is transformed while a writer thread copies tensor
-/// k to the file, using two sets of scratch buffers in turn. Kept tensors are streamed in chunks
-/// of at most `chunkBytes` straight from the store, each chunk's pages dropped from the resident
-/// set once written, so memory stays bounded by the two quantized tensors in flight plus a
-/// chunk, whatever the size of the tensors, the shard or the checkpoint.
+/// Computing and writing overlap: one tensor (or band of a large tensor) is transformed while a
+/// writer thread copies the previous one to the file, using two sets of scratch buffers in turn.
+/// Kept tensors are streamed in chunks of at most `chunkBytes` straight from the store, and
+/// tensors larger than a chunk are transformed in bands of about a chunk of input; input pages
+/// are dropped from the resident set once written, so memory stays bounded by two bands (or two
+/// small tensors) in flight, whatever the size of the tensors, the shard or the checkpoint.
 final class ShardConverter {
     let store: any TensorStore
     let format: any TensorFileFormat

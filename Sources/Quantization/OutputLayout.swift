@@ -49,14 +49,17 @@ public struct OutputLayout: Sendable {
         return "format=\(format.name); shard-size=\(c); folders=\(folderRule)"
     }
 
-    /// The folder part of an output name ("" at the top level).
-    public static func folder(of name: String) -> String {
-        guard let slash = name.lastIndex(of: "/") else { return "" }
-        return String(name[..<slash])
+    /// An output name's folder ("" at the top level) and file name.
+    public static func split(_ name: String) -> (folder: String, file: String) {
+        guard let slash = name.lastIndex(of: "/") else { return ("", name) }
+        return (String(name[..<slash]), String(name[name.index(after: slash)...]))
     }
 
-    /// Joins a folder and a file name.
-    static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
+    /// The folder part of an output name ("" at the top level).
+    public static func folder(of name: String) -> String { split(name).folder }
+
+    /// Joins a folder and a file name into an output name.
+    public static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
 
     /// Places `ordered` (tensor plans in store order) into files.
     public func files(_ ordered: [TensorPlan], store: any TensorStore) throws -> [(name: String, tensors: [TensorPlan])] {
