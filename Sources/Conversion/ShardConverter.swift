@@ -175,35 +175,24 @@ final class ShardConverter {
         let base = view.bytes.baseAddress!
         func inputBytes(_ r: Range<Int>) -> Range<Int> { ((first + r.lowerBound) * cols * inSize)..<((first + r.upperBound) * cols * inSize) }
 
-        // What is read (a quantized source's codec, scales, zero points) and what is written.
-        var source: QuantizedWeight?
-        var target: (codec: any WeightCodec, scheme: QuantizationScheme)?
+        // What is read (a quantized source, decoded through its codec) and what is written.
+        var decoder: QuantizedSource?
         var outFormat: FloatFormat?
+        var target: (any WeightCodec)?
+        func decode(_ q: QuantizedWeight, to d: DType) throws {
+            outFormat = try QuantizedSource.target(q, d)
+            decoder = try QuantizedSource(q, scale: store.view(q.scale.name), zeroPoint: q.zeroPoint.map { try store.view($0.name) })
+        }
         switch t.action {
-        case let .quantize(scheme): target = (try codec(scheme, t), scheme)
-        case let .dequantize(q, d): source = q; outFormat = d.floatFormat
-        case let .requantize(q, scheme, d): source = q; outFormat = d.floatFormat; target = (try codec(scheme, t), scheme)
+        case let .quantize(scheme): target = try t.codec(scheme)
+        case let .dequantize(q, d): try decode(q, to: d)
+        case let .requantize(q, scheme, d): try decode(q, to: d); target = try t.codec(scheme)
         case .copy: preconditionFailure("copies are streamed")
         }
-        var decoder: (any WeightCodec)?
-        var scales: [Float] = []
-        var zeroPoints: [Float]?
-        var parameterNames: [String] = []
-        if let q = source {
-            guard let c = q.encoding.codec, let f = outFormat, [.bf16, .f16, .f32].contains(f) else {
-                throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: q.weight.dtype.rawValue, "in the encoding \(q.encoding) has no codec to dequantize it to \(outFormat?.rawValue ?? "?")")
-            }
-            decoder = c
-            let sv = try store.view(q.scale.name)
-            scales = [Float](repeating: 0, count: sv.info.elementCount)
-            scales.withUnsafeMutableBytes { FloatFormat.convert(sv.bytes.baseAddress!, from: sv.dtype.floatFormat!, to: $0.baseAddress!, .f32, count: sv.info.elementCount) }
-            try scales.withUnsafeBufferPointer { try TensorTransform.validate(q, codes: base, count: 0, scales: $0.baseAddress!, scaleCount: $0.count) }
-            if let z = q.zeroPoint { zeroPoints = try TensorTransform.zeroPoints(q, try store.view(z.name)) }
-            parameterNames = [q.scale.name] + (q.zeroPoint.map { [$0.name] } ?? [])
-        }
+        let parameterNames = decoder.map { [$0.weight.scale.name] + ($0.weight.zeroPoint.map { [$0.name] } ?? []) } ?? []
         // Bands: whole scale groups of both codecs, about a chunk of input each.
         func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-        let unit = [decoder?.bandRows ?? 1, target?.codec.bandRows ?? 1].reduce(1) { $0 / gcd($0, $1) * $1 }
+        let unit = [decoder?.codec.bandRows ?? 1, target?.bandRows ?? 1].reduce(1) { $0 / gcd($0, $1) * $1 }
         let band = max(unit, Self.chunkBytes / max(1, cols * inSize) / unit * unit)
         let plainFormat = outFormat ?? view.dtype.floatFormat!
         let plainSize = plainFormat.size
@@ -212,21 +201,9 @@ final class ShardConverter {
         /// into `into` (validated on the way).
         func plain(_ r: Range<Int>, into: Scratch) throws -> UnsafeRawPointer {
             let codes = base + (first + r.lowerBound) * cols * inSize
-            guard let q = source, let dec = decoder else { return UnsafeRawPointer(codes) }
-            try scales.withUnsafeBufferPointer { s in
-                try TensorTransform.validate(q, codes: codes, count: r.count * cols, scales: s.baseAddress!, scaleCount: 0, firstCode: (first + r.lowerBound) * cols)
-            }
+            guard let decoder else { return UnsafeRawPointer(codes) }
             let out = into.reserve(r.count * cols * plainSize)
-            let at = dec.scaleOffset(row: first + r.lowerBound, cols: cols)
-            scales.withUnsafeBufferPointer { s in
-                if let zp = zeroPoints {
-                    zp.withUnsafeBufferPointer { z in
-                        CodecDriver.dequantize(dec, codes, rows: r.count, cols: cols, scales: s.baseAddress! + at, zeroPoints: z.baseAddress! + at, into: out, format: plainFormat)
-                    }
-                } else {
-                    CodecDriver.dequantize(dec, codes, rows: r.count, cols: cols, scales: s.baseAddress! + at, zeroPoints: nil, into: out, format: plainFormat)
-                }
-            }
+            try decoder.dequantize(codes, firstRow: first + r.lowerBound, rows: r.count, into: out, format: plainFormat)
             return UnsafeRawPointer(out)
         }
         func eachBand(_ body: (Range<Int>) throws -> Void) throws {
@@ -248,7 +225,7 @@ final class ShardConverter {
             }
         }
 
-        guard let (qc, _) = target else {
+        guard let qc = target else {
             // dequantize: each band straight to the writer.
             try eachBand { r in
                 let slot = try takeSlot(pipeline)
@@ -299,13 +276,6 @@ final class ShardConverter {
         let out = slots[slot].scales.reserve(s.byteCount)
         FloatFormat.convert(UnsafeRawPointer(allScales), from: .f32, to: out, s.dtype.floatFormat!, count: s.elementCount)
         pipeline.submit(slot, [(s.name, UnsafeRawBufferPointer(start: out, count: s.byteCount))]) { [store] in store.release(parameterNames) }
-    }
-
-    private func codec(_ scheme: QuantizationScheme, _ t: TensorPlan) throws -> any WeightCodec {
-        guard t.outputs.count == 2, let c = scheme.target(scaleDType: t.outputs[1].dtype).codec else {
-            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) for \(t.source)")
-        }
-        return c
     }
 
     /// The whole-tensor path (small tensors; regions along an inner dimension).

@@ -91,9 +91,7 @@ public struct TensorTransform {
         guard [.bf16, .f16, .f32].contains(format) else {
             throw QuantizationError.unsupportedDType(tensor: plan.source, dtype: format.rawValue, "cannot be quantized (expected BF16, F16 or F32)")
         }
-        guard let codec = scheme.target(scaleDType: s.dtype).codec else {
-            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) with \(s.dtype.rawValue) scales")
-        }
+        let codec = try plan.codec(scheme)
         let q = values.reserve(w.byteCount)
         let sc = scales.reserve(s.elementCount * 4 + s.byteCount + 64)
         let f32Scales = sc.bindMemory(to: Float.self, capacity: s.elementCount)
@@ -163,26 +161,68 @@ public struct TensorTransform {
     /// out = dtype(scaleDType(f32(q) × scale)) for every element, through the codec of the
     /// weight's encoding (see `BlockFP8Codec` and `CompressedTensorsCodec` for each layout).
     public func dequantize(_ q: QuantizedWeight, input: TensorView, scale: TensorView, zeroPoint: TensorView? = nil, to dtype: DType, out: UnsafeMutableRawPointer) throws {
-        guard let outFormat = dtype.floatFormat, [.bf16, .f16, .f32].contains(outFormat) else {
+        let outFormat = try QuantizedSource.target(q, dtype)
+        let source = try QuantizedSource(q, scale: scale, zeroPoint: zeroPoint)
+        try source.dequantize(input.bytes.baseAddress!, firstRow: 0, rows: q.weight.shape[0], into: out, format: outFormat)
+    }
+}
+
+/// A quantized weight ready to decode: its codec, and its scales (and zero points) as f32 values,
+/// validated once. Both the whole-tensor and the band-by-band paths decode through it.
+public struct QuantizedSource {
+    public let weight: QuantizedWeight
+    public let codec: any WeightCodec
+    public let scales: [Float]
+    public let zeroPoints: [Float]?
+
+    /// The Numerics format of a dequantization target, refusing anything but BF16, F16 and F32.
+    public static func target(_ q: QuantizedWeight, _ dtype: DType) throws -> FloatFormat {
+        guard let f = dtype.floatFormat, [.bf16, .f16, .f32].contains(f) else {
             throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: dtype.rawValue, "is not a dequantization target (bf16, f16, f32)")
         }
-        let rows = q.weight.shape[0], cols = q.weight.shape[1]
-        let n = scale.info.elementCount
-        let scaleFormat = scale.dtype.floatFormat!
-        let f32 = scales.reserve(n * 4).bindMemory(to: Float.self, capacity: n)
-        FloatFormat.convert(scale.bytes.baseAddress!, from: scaleFormat, to: UnsafeMutableRawPointer(f32), .f32, count: n)
-        let qp = input.bytes.baseAddress!
-        try TensorTransform.validate(q, codes: qp, count: rows * cols, scales: f32, scaleCount: n)
+        return f
+    }
+
+    public init(_ q: QuantizedWeight, scale: TensorView, zeroPoint: TensorView?) throws {
         guard let codec = q.encoding.codec else {
             throw QuantizationError.unsupportedDType(tensor: q.weight.name, dtype: q.weight.dtype.rawValue, "in the encoding \(q.encoding) has no codec to dequantize it")
         }
-        let zp = try zeroPoint.map { try TensorTransform.zeroPoints(q, $0) }
-        if let zp {
-            zp.withUnsafeBufferPointer { z in
-                CodecDriver.dequantize(codec, qp, rows: rows, cols: cols, scales: f32, zeroPoints: z.baseAddress!, into: out, format: outFormat)
-            }
-        } else {
-            CodecDriver.dequantize(codec, qp, rows: rows, cols: cols, scales: f32, zeroPoints: nil, into: out, format: outFormat)
+        let n = scale.info.elementCount
+        var f32 = [Float](repeating: 0, count: n)
+        f32.withUnsafeMutableBytes { FloatFormat.convert(scale.bytes.baseAddress!, from: scale.dtype.floatFormat!, to: $0.baseAddress!, .f32, count: n) }
+        try f32.withUnsafeBufferPointer { s in
+            try TensorTransform.validate(q, codes: scale.bytes.baseAddress!, count: 0, scales: s.baseAddress!, scaleCount: n)
         }
+        weight = q
+        self.codec = codec
+        scales = f32
+        zeroPoints = try zeroPoint.map { try TensorTransform.zeroPoints(q, $0) }
+    }
+
+    /// Decodes `rows` rows of codes starting at weight row `firstRow` (a multiple of the codec's
+    /// band rows) into `out` in `format`, on all threads; refuses NaN codes among them.
+    public func dequantize(_ codes: UnsafeRawPointer, firstRow: Int, rows: Int, into out: UnsafeMutableRawPointer, format: FloatFormat) throws {
+        let cols = weight.weight.shape[1]
+        try TensorTransform.validate(weight, codes: codes, count: rows * cols, scales: scales, scaleCount: 0, firstCode: firstRow * cols)
+        let at = codec.scaleOffset(row: firstRow, cols: cols)
+        scales.withUnsafeBufferPointer { s in
+            if let zeroPoints {
+                zeroPoints.withUnsafeBufferPointer { z in
+                    CodecDriver.dequantize(codec, codes, rows: rows, cols: cols, scales: s.baseAddress! + at, zeroPoints: z.baseAddress! + at, into: out, format: format)
+                }
+            } else {
+                CodecDriver.dequantize(codec, codes, rows: rows, cols: cols, scales: s.baseAddress! + at, zeroPoints: nil, into: out, format: format)
+            }
+        }
+    }
+}
+
+extension TensorPlan {
+    /// The codec that writes this plan's outputs (the weight and its scale) with `scheme`.
+    public func codec(_ scheme: QuantizationScheme) throws -> any WeightCodec {
+        guard outputs.count == 2, let c = scheme.target(scaleDType: outputs[1].dtype).codec else {
+            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) with \(outputs.count == 2 ? outputs[1].dtype.rawValue : "no") scales for \(source)")
+        }
+        return c
     }
 }
