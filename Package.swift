@@ -43,14 +43,14 @@ let package = Package(
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
         .target(name: "Numerics", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
-        .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO"], swiftSettings: checked),
+        .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO", "DSPack"], swiftSettings: checked),
         // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
         // time (target_clones), bit-identical to the Swift reference in Numerics.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Schemes, the per-tensor plan and the quantizer kernels.
         .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: checked),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
-        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization"], swiftSettings: checked),
+        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "DSPack", "Numerics", "Checkpoint", "Quantization"], swiftSettings: checked),
         // The CPU engine's matmul, attention and element-wise loops in C (AVX-512 / AVX2 / baseline
         // clones picked at run time), serial; the engine splits the work between threads.
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
@@ -58,6 +58,11 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
         // Byte-level BPE from a Hugging Face tokenizer.json, with the ids of the `tokenizers` package.
         .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
+        // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
+        .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto"], swiftSettings: checked),
+        // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
@@ -86,6 +91,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

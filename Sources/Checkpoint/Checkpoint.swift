@@ -1,3 +1,4 @@
+import DSPack
 import JSON
 import SafeTensors
 import SystemIO
@@ -32,7 +33,8 @@ public final class Checkpoint: @unchecked Sendable {
     /// Opens the store at `path` in the format its name and contents say. This is the one place
     /// a new on-disk format is hooked in.
     public static func openStore(path: String) throws -> any TensorStore {
-        try SafeTensorsCheckpoint(path: path)
+        if DSPackFile.isPack(path: path) { return try DSPackFile(path: path) }
+        return try SafeTensorsCheckpoint(path: path)
     }
 
     /// A checkpoint over an opened store; config.json is the store's side file of that name.

@@ -68,6 +68,13 @@ public final class AtomicFile {
         try bytes.withUnsafeBytes { (b) throws in try write(b) }
     }
 
+    /// Overwrites bytes already written at `offset` (e.g. a header that follows from the data).
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        precondition(offset + bytes.count <= bytesWritten, "AtomicFile.write(at:) past the end")
+        if bytes.isEmpty { return }
+        try Sys.pwriteAll(fd, path: path, bytes, offset: offset)
+    }
+
     /// Closes and renames into place. `durable` adds an fsync first.
     public func commit(durable: Bool = false) throws {
         precondition(!done, "AtomicFile committed twice")

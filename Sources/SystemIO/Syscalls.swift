@@ -98,6 +98,26 @@ public enum Sys {
         }
     }
 
+    /// Writes all of `buffer` at `offset`, leaving the file position alone (a header written
+    /// after the data it describes).
+    public static func pwriteAll(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer, offset: Int) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = retrying { () -> Int in
+                var want = buffer.count - done
+                switch FaultInjection.fault(.write, path: path) {
+                case .error(let e)?: errno = e; return -1
+                case .shortTransfer(let k)?: want = min(want, k)
+                case nil: break
+                }
+                return Glibc.pwrite(fd, buffer.baseAddress! + done, want, off_t(offset + done))
+            }
+            if n < 0 { throw IOError("write", path: path, errno: errno) }
+            if n == 0 { throw IOError("write", path: path, errno: ENOSPC) }
+            done += n
+        }
+    }
+
     public static func rename(_ from: String, _ to: String) throws {
         let r = retrying { () -> Int32 in
             if case .error(let e)? = FaultInjection.fault(.rename, path: to) { errno = e; return -1 }
