@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "Tokenizer",
+                "Tokenizer", "DSPack",
                 "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -77,7 +77,7 @@ public final class DSPackFile: TensorStore, @unchecked Sendable {
         }
         dataOffset = Int(dOff)
         dataSize = Int(dSize)
-        for i in (headerEnd + 32)..<dataOffset where all[i] != 0 {
+        if let i = all.firstNonZero(in: (headerEnd + 32)..<dataOffset) {
             throw fail(.paddingNonzero, offset: i, "byte \(i) of the padding after the header digest is not zero")
         }
         // 8

@@ -97,3 +97,19 @@ extension UnsafeRawBufferPointer {
         T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 }
+
+extension UnsafeRawBufferPointer {
+    /// The offset of the first non-zero byte in `range`, or nil (eight bytes at a time).
+    func firstNonZero(in range: Range<Int>) -> Int? {
+        var i = range.lowerBound
+        while i + 8 <= range.upperBound {
+            if loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { break }
+            i += 8
+        }
+        while i < range.upperBound {
+            if self[i] != 0 { return i }
+            i += 1
+        }
+        return nil
+    }
+}

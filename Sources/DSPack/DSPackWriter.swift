@@ -151,6 +151,8 @@ public final class DSPackWriter {
         guard !failed else { throw DSPackError(.writerMisuse, file: path, tensor: name, "the writer failed earlier") }
         let f = try output()
         try advance(f)
+        // An empty write to a tensor already complete (an empty tensor closes itself) is harmless.
+        if bytes.isEmpty, let i = indexOf[name], i < current { return }
         guard current < specs.count, specs[current].name == name else {
             throw DSPackError(.writerMisuse, file: path, tensor: name,
                 current < specs.count ? "written out of order: '\(specs[current].name)' is next" : "every declared tensor is already complete")

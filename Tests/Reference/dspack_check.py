@@ -1,6 +1,7 @@
 """Independent check of a .dspack against Formats/dspack.md and the folder it was packed from.
 
 usage: dspack_check.py PACK SOURCE_DIR
+       dspack_check.py --structure-only PACK   (digest, checksums, padding; no source)
 
 Parses the pack with struct, hashlib (SHA-256) and xxhash (XXH3-64) only, checks the header
 digest, every entry's checksum, alignment, zero padding, and that the tensors equal those
@@ -19,7 +20,8 @@ DTYPES = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", 
 def fail(msg):
     print(msg, file=sys.stderr); sys.exit(1)
 
-pack, src = sys.argv[1], sys.argv[2]
+structure_only = sys.argv[1] == "--structure-only"
+pack, src = (sys.argv[2], None) if structure_only else (sys.argv[1], sys.argv[2])
 data = open(pack, "rb").read()
 magic, vmaj, vmin, esize, count, pool, meta, doff, dsize, flags = struct.unpack_from("<8sHHIQQQQQQ", data, 0)
 if magic != b"\x89DSPACK\n" or vmaj != 1 or esize != 128 or flags != 0: fail("preamble")
@@ -45,6 +47,8 @@ for i in range(count):
     else: files[name] = blob
 gaps = bytes(b for b, c in zip(data[doff:], covered) if not c)
 if any(gaps): fail("data gaps not zero")
+if structure_only:
+    print(json.dumps({"tensors": len(tensors), "files": sorted(files)})); sys.exit(0)
 ref = {}
 for f in sorted(os.listdir(src)):
     if f.endswith(".safetensors"): ref.update(load_file(os.path.join(src, f)))
