@@ -63,6 +63,9 @@ let package = Package(
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // |x| histograms of linear-layer inputs and the amax searches (KL, percentile, min-max):
+        // Formats/calibration.md.
+        .target(name: "Calibration", swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
@@ -82,6 +85,7 @@ let package = Package(
             swiftSettings: v5),
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
+        .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
         // Test helper: holds registered temporaries and waits for signals (InterruptTests).
         .executableTarget(name: "InterruptProbe", dependencies: ["SystemIO"], path: "Tests/InterruptProbe", swiftSettings: v5),
