@@ -58,6 +58,9 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
         // Byte-level BPE from a Hugging Face tokenizer.json, with the ids of the `tokenizers` package.
         .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
+        // dsconvert eval's statistics: per-token KL / top-1 / log-likelihoods from logits, the
+        // summaries llama.cpp's perplexity reports (Sources/Eval).
+        .target(name: "Eval", swiftSettings: v5),
         // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
         .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto"], swiftSettings: checked),
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
@@ -95,6 +98,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
