@@ -20,7 +20,7 @@ let package = Package(
         .executable(name: "dsconvert", targets: ["dsconvert"]),
         // The micro-benchmarks behind `make bench` (Scripts/bench.sh), apart from the product.
         .executable(name: "dsconvert-bench", targets: ["dsconvert-bench"]),
-        .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Tokenizer"]),
+        .library(name: "DSConvert", targets: ["Diagnostics", "Tensors", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Tokenizer", "Sharding"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +56,8 @@ let package = Package(
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         // CPU inference (llama, qwen2, deepseek_v3) on memory-mapped weights in their stored encoding.
         .target(name: "Engine", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics", "Tensors", "SafeTensors", "Checkpoint", "Quantization", "EngineKernels"], swiftSettings: fast),
+        // Tensor/pipeline/expert-parallel split rules: which dim each tensor splits, PP stages, EP placement.
+        .target(name: "Sharding", dependencies: ["Diagnostics"], swiftSettings: checked),
         // Byte-level BPE from a Hugging Face tokenizer.json, with the ids of the `tokenizers` package.
         .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
         // dsconvert eval's statistics: per-token KL / top-1 / log-likelihoods from logits, the
@@ -100,6 +102,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Diagnostics"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )
