@@ -81,26 +81,18 @@ public enum Sys {
 
     /// Writes all of `buffer` at the current position.
     public static func writeAll(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = retrying { () -> Int in
-                var want = buffer.count - done
-                switch FaultInjection.fault(.write, path: path) {
-                case .error(let e)?: errno = e; return -1
-                case .shortTransfer(let k)?: want = min(want, k)
-                case nil: break
-                }
-                return Glibc.write(fd, buffer.baseAddress! + done, want)
-            }
-            if n < 0 { throw IOError("write", path: path, errno: errno) }
-            if n == 0 { throw IOError("write", path: path, errno: ENOSPC) }
-            done += n
-        }
+        try writeLoop(fd, path: path, buffer, offset: nil)
     }
 
     /// Writes all of `buffer` at `offset`, leaving the file position alone (a header written
     /// after the data it describes).
     public static func pwriteAll(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer, offset: Int) throws {
+        try writeLoop(fd, path: path, buffer, offset: offset)
+    }
+
+    /// The one write loop: retries EINTR, continues after short writes, honours injected faults;
+    /// `write(2)` at the current position when `offset` is nil, else `pwrite(2)` at `offset`.
+    private static func writeLoop(_ fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer, offset: Int?) throws {
         var done = 0
         while done < buffer.count {
             let n = retrying { () -> Int in
@@ -110,7 +102,8 @@ public enum Sys {
                 case .shortTransfer(let k)?: want = min(want, k)
                 case nil: break
                 }
-                return Glibc.pwrite(fd, buffer.baseAddress! + done, want, off_t(offset + done))
+                if let offset { return Glibc.pwrite(fd, buffer.baseAddress! + done, want, off_t(offset + done)) }
+                return Glibc.write(fd, buffer.baseAddress! + done, want)
             }
             if n < 0 { throw IOError("write", path: path, errno: errno) }
             if n == 0 { throw IOError("write", path: path, errno: ENOSPC) }

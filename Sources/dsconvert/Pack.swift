@@ -21,17 +21,10 @@ extension DSConvert {
         func run() throws {
             try common.apply()
             let checkpoint = try Checkpoint(path: input)
-            let tty = Sys.isTerminal(2) && !common.quiet && !common.json
-            var last = 0.0
+            let bar = ByteProgressBar(verb: "pack", quiet: common.quiet || common.json)
             let start = MonotonicClock.seconds()
-            let w = try Packer.pack(checkpoint, to: output) { done, total in
-                let now = MonotonicClock.seconds()
-                if tty && now - last > 0.2 {
-                    last = now
-                    FileHandle.standardError.write(String(format: "\r\u{1B}[2Kpack %5.1f%%  %@ / %@", 100 * Double(done) / Double(max(total, 1)), formatBytes(done), formatBytes(total)).data(using: .utf8)!)
-                }
-            }
-            if tty { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+            let w = try Packer.pack(checkpoint, to: output) { done, total in bar.update(done, total) }
+            bar.finish()
             let seconds = MonotonicClock.seconds() - start
             if common.json {
                 print(JSONWriter.pretty(.object([

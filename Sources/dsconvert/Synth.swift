@@ -60,17 +60,10 @@ extension DSConvert {
             o.seed = seed
             o.shards = shards
             o.shardSize = shardSize
-            let tty = Sys.isTerminal(2) && !common.quiet && !common.json
-            var last = 0.0
+            let bar = ByteProgressBar(verb: "synth", quiet: common.quiet || common.json)
             let start = MonotonicClock.seconds()
-            let names = try SyntheticCheckpoint.write(bp, to: output, options: o) { done, total in
-                let now = MonotonicClock.seconds()
-                if tty && now - last > 0.2 {
-                    last = now
-                    FileHandle.standardError.write(String(format: "\r\u{1B}[2Ksynth %5.1f%%  %@ / %@", 100 * Double(done) / Double(max(total, 1)), formatBytes(done), formatBytes(total)).data(using: .utf8)!)
-                }
-            }
-            if tty { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+            let names = try SyntheticCheckpoint.write(bp, to: output, options: o) { done, total in bar.update(done, total) }
+            bar.finish()
             if common.json {
                 print(JSONWriter.pretty(.object([
                     ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(scale)),

@@ -94,3 +94,28 @@ func duration(_ s: Double) -> String {
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
 }
+
+/// A one-line byte counter redrawn on a terminal at most every 0.2 s (`synth`, `pack`); silent
+/// when standard error is not a terminal or when `quiet`.
+final class ByteProgressBar {
+    private let verb: String
+    private let enabled: Bool
+    private var last = 0.0
+
+    init(verb: String, quiet: Bool) {
+        self.verb = verb
+        self.enabled = Sys.isTerminal(2) && !quiet
+    }
+
+    func update(_ done: Int, _ total: Int) {
+        guard enabled else { return }
+        let now = MonotonicClock.seconds()
+        guard now - last > 0.2 else { return }
+        last = now
+        FileHandle.standardError.write(String(format: "\r\u{1B}[2K%@ %5.1f%%  %@ / %@", verb, 100 * Double(done) / Double(max(total, 1)), formatBytes(done), formatBytes(total)).data(using: .utf8)!)
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+    }
+}
