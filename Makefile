@@ -4,7 +4,7 @@
 
 SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PYTHON     ?= python3
-APT_PKGS   := libzstd-dev libssl-dev libxxhash-dev pkg-config
+APT_PKGS   := libzstd-dev libssl-dev libxxhash-dev pkg-config gcc openssl
 PIP_PKGS   := numpy ml_dtypes safetensors tokenizers xxhash
 INTEROP_PKGS := torch transformers compressed-tensors pytest
 BIN        := .build/release/dsconvert

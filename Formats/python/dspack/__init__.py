@@ -164,7 +164,7 @@ class DSPack:
         entries, seen = [], (set(), set())
         previous_end = self.data_offset
         data_end = self.data_offset + self.data_size
-        raw_rows = []
+        raw_rows, saw_file = [], False
         for i in range(count):
             row_at = 64 + i * entry_size
             raw_rows.append((row_at, _ENTRY.unpack_from(buf, row_at),
@@ -197,10 +197,13 @@ class DSPack:
             if eflags != 0 or reserved != 0:
                 raise bad("flags or reserved field is not 0", name=name)
             if kind == 1:
-                if dtype != 1 or ndim != 1 or shape[0] != dsize:
-                    raise bad("a file entry must be U8 with ndim 1 and shape [data_size]", name=name)
+                if dtype != 1 or ndim != 1 or shape[0] != dsize or role != 0:
+                    raise bad("a file entry must be U8 with ndim 1, shape [data_size] and role 0", name=name)
                 if "/" in name or name in (".", ".."):
                     raise bad("file name contains '/' or is '.' or '..'", name=name)
+                saw_file = True
+            elif saw_file:
+                raise bad("a tensor after a file entry (tensors come first)", name=name)
             dname, bits = DTYPES[dtype]
             elements = 1
             for d in shape[:ndim]:

@@ -1,0 +1,84 @@
+/* The test driver of Formats/dspack.h: opens each pack given, lists its entries through the
+ * reader's API (find by name, pointer into the mapping, XXH3-64 of the bytes at the pointer,
+ * computed here with libxxhash directly) and runs dspack_verify, printing one JSON object per
+ * file on its own line:
+ *
+ *   {"file": PATH, "open": CODE, "message": TEXT, "offset": N|null,
+ *    "entries": [{"name", "kind", "dtype", "shape", "offset", "size", "aligned", "found", "xxh3"}],
+ *    "verify": [[CODE, ENTRY|null, OFFSET], ...], "verify_entry": [CODE per entry],
+ *    "metadata_bytes": N, "signed": BOOL}
+ *
+ * Built and run by Tests/DSPackTests/DSPackCReaderTests.swift (cc -std=c11 -Wall -Wextra -Werror).
+ */
+#define DSPACK_IMPLEMENTATION
+#include "dspack.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <xxhash.h>
+
+static void json_string(const char *s, size_t n) {
+    size_t i;
+    putchar('"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static int first_failure = 1;
+
+static void on_failure(void *context, dspack_status code, const dspack_entry *e, uint64_t offset) {
+    (void)context;
+    printf("%s[\"%s\", ", first_failure ? "" : ", ", dspack_code_name(code));
+    first_failure = 0;
+    if (e) json_string(e->name, e->name_length); else printf("null");
+    printf(", %llu]", (unsigned long long)offset);
+}
+
+int main(int argc, char **argv) {
+    int a, status = 0;
+    for (a = 1; a < argc; a++) {
+        dspack p;
+        dspack_status s = dspack_open(&p, argv[a]);
+        uint64_t i;
+        printf("{\"file\": ");
+        json_string(argv[a], strlen(argv[a]));
+        printf(", \"open\": \"%s\"", dspack_code_name(s));
+        if (s != DSPACK_OK) {
+            printf(", \"message\": ");
+            json_string(p.error, strlen(p.error));
+            if (p.error_offset >= 0) printf(", \"offset\": %lld}\n", (long long)p.error_offset);
+            else printf(", \"offset\": null}\n");
+            status = 1;
+            dspack_close(&p);
+            continue;
+        }
+        printf(", \"metadata_bytes\": %llu, \"signed\": %s, \"entries\": [", (unsigned long long)p.metadata_size, p.trailer ? "true" : "false");
+        for (i = 0; i < p.entry_count; i++) {
+            const dspack_entry *e = &p.entries[i];
+            const dspack_entry *f = e->kind == DSPACK_KIND_TENSOR ? dspack_find(&p, e->name) : dspack_find_file(&p, e->name);
+            const void *data = dspack_data(&p, e);
+            unsigned d;
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_string(e->name, e->name_length);
+            printf(", \"kind\": %u, \"dtype\": \"%s\", \"shape\": [", e->kind, dspack_dtype_name(e->dtype));
+            for (d = 0; d < e->ndim; d++) printf("%s%llu", d ? ", " : "", (unsigned long long)e->shape[d]);
+            printf("], \"offset\": %llu, \"size\": %llu, \"aligned\": %s, \"found\": %s, \"xxh3\": \"%016llx\"}",
+                   (unsigned long long)e->data_offset, (unsigned long long)e->data_size,
+                   ((uintptr_t)data % 4096) == 0 ? "true" : "false", f == e ? "true" : "false",
+                   (unsigned long long)XXH3_64bits(data, (size_t)e->data_size));
+        }
+        printf("], \"missing_found\": %s, \"verify_entry\": [", dspack_find(&p, "no such tensor") ? "true" : "false");
+        for (i = 0; i < p.entry_count; i++) printf("%s\"%s\"", i ? ", " : "", dspack_code_name(dspack_verify_entry(&p, &p.entries[i])));
+        printf("], \"verify\": [");
+        first_failure = 1;
+        if (dspack_verify(&p, on_failure, NULL) != DSPACK_OK) status = 1;
+        printf("]}\n");
+        dspack_close(&p);
+    }
+    return status;
+}
