@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
         // dsconvert eval's statistics: per-token KL / top-1 / log-likelihoods from logits, the
         // summaries llama.cpp's perplexity reports (Sources/Eval).
-        .target(name: "Eval", dependencies: ["Diagnostics"], swiftSettings: v5),
+        .target(name: "Eval", dependencies: ["Diagnostics", "JSON", "SystemIO", "Checkpoint", "Engine", "Tokenizer"], swiftSettings: v5),
         // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
         .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto"], swiftSettings: checked),
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "Tokenizer", "DSPack",
+                "Tokenizer", "DSPack", "Eval",
                 "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "EvalTests", dependencies: ["Eval", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "Engine", "Checkpoint", "Tokenizer", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Diagnostics"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),

@@ -46,4 +46,11 @@ public final class KVCache: @unchecked Sendable {
 
     /// Forgets every position.
     public func reset() { length = 0 }
+
+    /// Forgets the positions from `n` on: the next forward continues at position n (eval scores
+    /// several continuations of one cached prefix).
+    public func truncate(to n: Int) {
+        precondition(n >= 0 && n <= length)
+        length = n
+    }
 }

@@ -1,5 +1,6 @@
 import Diagnostics
 import Conversion
+import Eval
 import Foundation
 import SystemIO
 
@@ -117,5 +118,62 @@ final class ByteProgressBar {
 
     func finish() {
         if enabled { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+    }
+}
+
+/// Progress of `eval` on standard error: per phase a redrawn bar (tokens, tokens/s, ETA) on a
+/// terminal, a log line at least every 10 s otherwise, and one line when the phase ends.
+final class TokenProgress: EvalObserver {
+    private let isTTY = Sys.isTerminal(2)
+    private let quiet: Bool
+    private var phase = ""
+    private var total = 0, done = 0
+    private var start = 0.0, lastDraw = 0.0, lastLog = 0.0
+
+    init(quiet: Bool) { self.quiet = quiet }
+
+    private func emit(_ s: String) { FileHandle.standardError.write(s.data(using: .utf8)!) }
+
+    func begin(_ phase: String, tokens: Int) {
+        self.phase = phase
+        total = tokens
+        done = 0
+        start = MonotonicClock.seconds()
+        lastLog = start
+        if !quiet && !isTTY { emit("\(phase): \(grouped(tokens)) tokens to run\n") }
+    }
+
+    func advance(tokens: Int) {
+        done += tokens
+        guard !quiet else { return }
+        let now = MonotonicClock.seconds()
+        if isTTY && now - lastDraw > 0.1 {
+            lastDraw = now
+            draw(now)
+        } else if !isTTY && now - lastLog > 10 {
+            lastLog = now
+            emit(status(now) + "\n")
+        }
+    }
+
+    func end() {
+        guard !quiet else { return }
+        let now = MonotonicClock.seconds()
+        if isTTY { draw(now); emit("\n") } else { emit(status(now) + "\n") }
+    }
+
+    private func status(_ now: Double) -> String {
+        let elapsed = max(now - start, 1e-9)
+        let rate = Double(done) / elapsed
+        let remaining = rate > 0 ? Double(total - done) / rate : .infinity
+        let pct = total > 0 ? 100 * Double(done) / Double(total) : 100
+        return String(format: "%@: %5.1f%%  %@/%@ tokens  %.0f tokens/s  ETA %@", phase, pct, grouped(done), grouped(total), rate, duration(remaining))
+    }
+
+    private func draw(_ now: Double) {
+        let width = 28
+        let frac = total > 0 ? min(1, Double(done) / Double(total)) : 1
+        let filled = Int(frac * Double(width))
+        emit("\r\u{1B}[2K" + String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled) + " " + status(now))
     }
 }
