@@ -50,7 +50,7 @@ let package = Package(
         // Schemes, the per-tensor plan and the quantizer kernels.
         .target(name: "Quantization", dependencies: ["Diagnostics", "JSON", "Numerics", "CKernels", "SafeTensors", "Checkpoint"], swiftSettings: checked),
         // Streaming conversion of whole checkpoints: quantize, dequantize, resume, jobs, merge-index.
-        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "DSPack", "Numerics", "Checkpoint", "Quantization"], swiftSettings: checked),
+        .target(name: "Conversion", dependencies: ["Diagnostics", "JSON", "SystemIO", "SafeTensors", "DSPack", "Numerics", "Checkpoint", "Quantization", "Sharding"], swiftSettings: checked),
         // The CPU engine's matmul, attention and element-wise loops in C (AVX-512 / AVX2 / baseline
         // clones picked at run time), serial; the engine splits the work between threads.
         .target(name: "EngineKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
@@ -75,7 +75,7 @@ let package = Package(
             name: "dsconvert",
             dependencies: [
                 "Tokenizer", "DSPack", "Eval",
-                "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors",
+                "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors", "Sharding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: v5),
@@ -103,6 +103,6 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Engine", "Checkpoint", "Tokenizer", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Diagnostics"], swiftSettings: v5),
-        .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Sharding", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

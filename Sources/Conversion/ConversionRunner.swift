@@ -95,6 +95,7 @@ public final class ConversionRunner {
         // here and that no dsconvert run wrote stops it now, before anything is written.
         let folders = DirectoryFinisher.folders(of: plan.shards.map(\.name))
         let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(folders: folders, writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
+            + plan.extraFiles.map(\.name)
         let foreign = folder.foreign(writes + (plan.writesIndex ? [] : folders.map { OutputLayout.join($0, SafeTensorsIndex.fileName) }), owned: owned)
         if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
 

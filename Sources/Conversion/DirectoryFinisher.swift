@@ -115,7 +115,8 @@ public enum DirectoryFinisher {
         let side = try SideFiles.scan(input)
         let owned = folder.ownedFiles()
         let folders = Self.folders(of: shards)
-        var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy), owned: owned)
+        var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy)
+                                     + plan.extraFiles.map(\.name), owned: owned)
         let removesIndex = folders.map { OutputLayout.join($0, SafeTensorsIndex.fileName) }.filter { !writesIndex && folder.holds($0) }
         foreign += removesIndex.filter { !owned.contains($0) }
         if !foreign.isEmpty { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
@@ -168,6 +169,10 @@ public enum DirectoryFinisher {
                 try Sys.copyFile(from: input + "/" + name, to: dir + "/" + name)
                 written.append(OutputLayout.join(f, name))
             }
+        }
+        for f in plan.extraFiles {
+            try AtomicFile.write(Array(JSONWriter.pretty(f.json).utf8), to: out + "/" + f.name)
+            written.append(f.name)
         }
         if !side.notCopied.isEmpty {
             observer.note("not copied (subfolders and other weight formats): \(side.notCopied.joined(separator: ", "))")

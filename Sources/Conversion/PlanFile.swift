@@ -20,6 +20,8 @@ struct PlanFile {
     var writesIndex: Bool
     var indexMetadata: [(String, JSONValue)]
     var config: JSONValue?
+    /// The plan's `extraFiles` (output name → JSON contents).
+    var extraFiles: [(name: String, json: JSONValue)] = []
     var files: [String]
 
     init(_ plan: ConversionPlan, inputDirectory: String, files: [String]) {
@@ -30,6 +32,7 @@ struct PlanFile {
         writesIndex = plan.writesIndex
         indexMetadata = plan.indexMetadata
         config = plan.config
+        extraFiles = plan.extraFiles
         self.files = Array(Set(files)).sorted()
     }
 
@@ -42,6 +45,7 @@ struct PlanFile {
             ("writes_index", .bool(writesIndex)),
             ("index_metadata", .object(indexMetadata)),
             ("config", config ?? .null),
+            ("extra_files", .object(extraFiles.map { ($0.name, $0.json) })),
             ("files", .array(files.map { .string($0) })),
         ])
     }
@@ -82,6 +86,7 @@ struct PlanFile {
                          indexMetadata: v["index_metadata"]?.objectMembers ?? [], config: nil,
                          files: v["files"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         if let c = v["config"], c != .null { p.config = c }
+        p.extraFiles = (v["extra_files"]?.objectMembers ?? []).map { (name: $0.0, json: $0.1) }
         return p
     }
 

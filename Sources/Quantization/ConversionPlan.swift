@@ -90,6 +90,9 @@ public struct ConversionPlan: Sendable {
     public var settingsDigestHex: String { SettingsDigest.hex(settingsDigest) }
     /// How many weights are quantized, dequantized, copied.
     public var counts: [String: Int]
+    /// JSON files the layout adds beside the tensors (output name → contents), written when the
+    /// folder is completed, as config.json is: the sharder's `rank-…/rank.json`.
+    public var extraFiles: [(name: String, json: JSONValue)] = []
 }
 
 /// Builds conversion plans from a checkpoint and the user's options.
@@ -221,7 +224,18 @@ public enum PlanBuilder {
     }
 
     /// Places the tensor plans into output files as `layout` says.
-    static func assemble(_ ckpt: Checkpoint, plans: [String: TensorPlan], layout: OutputLayout, config: JSONValue?, settings: String, counts: [String: Int]) throws -> ConversionPlan {
+    public static func assemble(_ ckpt: Checkpoint, plans: [String: TensorPlan], layout: OutputLayout, config: JSONValue?, settings: String, counts: [String: Int]) throws -> ConversionPlan {
+        let w = ckpt.weights
+        let ordered = w.tensorNames.compactMap { plans[$0] }
+        let files = try layout.files(ordered, store: w).filter { !($0.tensors.isEmpty && layout.chunking == .mirror) }
+        let writesIndex = layout.writesIndex(inputHasIndex: ckpt.hasIndex, files: files.map(\.name))
+        return assemble(ckpt, files: files, format: layout.format, writesIndex: writesIndex, config: config,
+                        settings: settings + "; " + layout.summary, counts: counts)
+    }
+
+    /// A plan of output files already placed (name and tensors, in write order).
+    public static func assemble(_ ckpt: Checkpoint, files: [(name: String, tensors: [TensorPlan])], format: any TensorFileFormat,
+                                writesIndex: Bool, config: JSONValue?, settings: String, counts: [String: Int]) -> ConversionPlan {
         let w = ckpt.weights
         // Every input file an output reads, the scales of quantized inputs included (they can sit
         // in another file than their weight), so that resume notices when any of them changes.
@@ -239,7 +253,9 @@ public enum PlanBuilder {
         }
         func inputBytes(_ ts: [TensorPlan]) -> Int {
             ts.reduce(0) { total, t in
-                var b = w.info(t.source)!.byteCount
+                let info = w.info(t.source)!
+                // A region reads its share of the tensor.
+                var b = t.region.map { info.byteCount / info.shape[$0.dimension] * $0.range.count } ?? info.byteCount
                 switch t.action {
                 case let .dequantize(q, _), let .requantize(q, _, _): b += q.parameterTensors.reduce(0) { $0 + $1.byteCount }
                 default: break
@@ -247,13 +263,8 @@ public enum PlanBuilder {
                 return total + b
             }
         }
-        let ordered = w.tensorNames.compactMap { plans[$0] }
-        let shards = try layout.files(ordered, store: w).compactMap { f -> OutputShardPlan? in
-            if f.tensors.isEmpty && layout.chunking == .mirror { return nil }
-            return OutputShardPlan(name: f.name, inputShards: inputShards(f.tensors), tensors: f.tensors, inputBytes: inputBytes(f.tensors))
-        }
-        let writesIndex = layout.writesIndex(inputHasIndex: ckpt.hasIndex, files: shards.map(\.name))
-        return ConversionPlan(shards: shards, format: layout.format, config: config, writesIndex: writesIndex,
-                              indexMetadata: ckpt.indexMetadata, settings: settings + "; " + layout.summary, counts: counts)
+        let shards = files.map { OutputShardPlan(name: $0.name, inputShards: inputShards($0.tensors), tensors: $0.tensors, inputBytes: inputBytes($0.tensors)) }
+        return ConversionPlan(shards: shards, format: format, config: config, writesIndex: writesIndex,
+                              indexMetadata: ckpt.indexMetadata, settings: settings, counts: counts)
     }
 }

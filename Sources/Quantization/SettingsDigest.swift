@@ -53,6 +53,12 @@ public enum SettingsDigest {
                 }
             }
         }
+        // Files a layout adds beside the tensors (rank.json); absent for other plans, whose
+        // digests are unchanged by this field.
+        if !plan.extraFiles.isEmpty {
+            e.add("extra files " + String(plan.extraFiles.count))
+            for f in plan.extraFiles { e.add(f.name); e.add(f.json) }
+        }
         return e.hash.finalize()
     }
 

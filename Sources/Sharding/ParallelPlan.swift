@@ -76,6 +76,13 @@ public struct ParallelPlan: Equatable, Sendable {
         throw ShardError(code: "shard.block_misaligned", tensor: tensor, "a split of \(size) into \(parts) cuts its \(block)-element quantization blocks; tensor-parallel sizes that keep them whole: \(working.isEmpty ? "none" : working.map(String.init).joined(separator: ", "))")
     }
 
+    /// Refuses a tensor whose dimension of `size` does not divide into `parts` equal pieces,
+    /// naming the tensor and the sizes that do.
+    public static func checkDivisible(tensor: String, dimension: Int, size: Int, parts: Int) throws {
+        guard size % parts != 0 else { return }
+        throw ShardError(code: "shard.indivisible", tensor: tensor, "dimension \(dimension) (\(size)) does not divide into \(parts) equal parts; sizes that do: \(divisors(of: size).map(String.init).joined(separator: ", "))")
+    }
+
     static func divisors(of n: Int) -> [Int] { n <= 0 ? [] : (1...min(n, 1024)).filter { n % $0 == 0 } }
 
     /// Contiguous layer ranges, one per pipeline stage, balanced by bytes: the partition that

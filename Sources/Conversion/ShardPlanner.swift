@@ -1,0 +1,251 @@
+import Checkpoint
+import Foundation
+import JSON
+import Quantization
+import SafeTensors
+import Sharding
+
+/// What `dsconvert shard` is asked for.
+public struct ShardOptions: Sendable {
+    /// Where the rank files go and what they are called.
+    public enum Layout: String, Sendable, CaseIterable {
+        /// `OUT/rank-{r:05d}-of-{n:05d}/`: each a Hugging Face safetensors set with its own index,
+        /// config.json, side files and `rank.json`; tensors keep their global names.
+        case hf
+        /// What DeepSeek-V3's `inference/convert.py --model-parallel T` writes:
+        /// `OUT/model{i}-mp{T}.safetensors` with its tensor names (`DeepSeekLayout`).
+        case deepseek
+    }
+
+    public var parallel: ParallelPlan
+    public var keepMTP: Bool
+    public var placement: ExpertPlacement
+    public var layout: Layout
+    /// Rank files are cut at this many bytes (`model-00001-of-0000N.safetensors`), hf layout.
+    public var shardSize: Int
+
+    public static let defaultShardSize = 5_000_000_000
+
+    public init(parallel: ParallelPlan, keepMTP: Bool = false, placement: ExpertPlacement = .contiguous, layout: Layout = .hf, shardSize: Int = defaultShardSize) {
+        self.parallel = parallel; self.keepMTP = keepMTP; self.placement = placement; self.layout = layout; self.shardSize = shardSize
+    }
+}
+
+/// One rank of a sharded checkpoint: its coordinates and what it holds.
+public struct RankContents: Sendable {
+    public var rank: Int
+    public var tpRank: Int
+    public var ppStage: Int
+    /// The expert-parallel rank (the TP rank when EP > 1, else 0).
+    public var epRank: Int
+    /// Decoder layers held (a contiguous range), then the MTP layers when kept on the last stage.
+    public var layers: [Int]
+    /// Routed experts of which this rank holds tensors (whole with EP > 1, a slice with EP = 1).
+    public var experts: [Int]
+    public var holdsEmbedding: Bool
+    public var holdsHead: Bool
+    /// Per tensor written: its name here, the global tensor, the split (nil: whole) and global shape.
+    public var tensors: [Slice]
+    /// The rank's folder ("" for the flat DeepSeek layout).
+    public var folder: String
+
+    public struct Slice: Sendable {
+        public var name: String
+        public var global: String
+        public var dimension: Int?
+        public var offset: Int
+        public var length: Int
+        public var globalShape: [Int]
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("format", .string("dsconvert-rank")), ("version", .int(1)),
+            ("rank", .int(rank)), ("tp_rank", .int(tpRank)), ("pp_stage", .int(ppStage)), ("ep_rank", .int(epRank)),
+            ("layers", .array(layers.map { .int($0) })),
+            ("experts", .array(experts.map { .int($0) })),
+            ("embedding", .bool(holdsEmbedding)), ("lm_head", .bool(holdsHead)),
+            ("tensors", .object(tensors.map { s in
+                (s.name, .object([
+                    ("global", .string(s.global)),
+                    ("split_dim", s.dimension.map { .int($0) } ?? .null),
+                    ("offset", s.dimension == nil ? .null : .int(s.offset)), ("length", s.dimension == nil ? .null : .int(s.length)),
+                    ("global_shape", .array(s.globalShape.map { .int($0) })),
+                ]))
+            })),
+        ])
+    }
+}
+
+/// Plans `dsconvert shard`: which slice of every input tensor each rank of a TP × PP (× EP) split
+/// holds, refused before anything is written when a split cannot be made (sizes that do not
+/// divide, a cut inside a quantization block). Tensors are copied as they are (a block-FP8
+/// weight with the matching cut of its `weight_scale_inv` grid); the runner streams each slice
+/// from the input's mapping.
+public enum ShardPlanner {
+    public static let rankFileName = "rank.json"
+
+    public static func folder(rank: Int, of n: Int) -> String { String(format: "rank-%05d-of-%05d", rank, n) }
+
+    public static func plan(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
+        try ckpt.requireClassified()
+        let cfg = ckpt.config!
+        let p = o.parallel
+        let store = ckpt.weights
+        let layerCount = cfg.layerCount ?? 0
+        let heads = cfg.headCount ?? 1
+        let experts = cfg.routedExperts
+        try p.validate(ParallelPlan.Dimensions(
+            layers: layerCount, attentionHeads: heads, kvHeads: cfg.kvHeadCount ?? heads, vocab: cfg.vocabSize ?? 0,
+            intermediate: cfg.intermediateSize ?? 0, moeIntermediate: cfg.moeIntermediateSize, routedExperts: experts))
+        if o.layout == .deepseek { try DeepSeekLayout.check(ckpt, o) }
+
+        let classes = try TensorClassification.classify(ckpt)
+        // Each quantization tensor → the quantized weight it belongs to.
+        var owner: [String: QuantizedWeight] = [:]
+        for q in classes.quantized.values { for t in q.parameterTensors { owner[t.name] = q } }
+
+        // Layers and pipeline stages.
+        func isMTP(_ layer: Int?) -> Bool { layer.map { $0 >= layerCount } ?? false }
+        var layerBytes = Array(repeating: 0, count: layerCount)
+        var firstExtra = 0, lastExtra = 0
+        var kept: [String] = []
+        for name in store.tensorNames {
+            let role = ckpt.roles[name]!
+            let bytes = store.info(name)!.byteCount
+            if isMTP(role.layer) {
+                if !o.keepMTP || o.layout == .deepseek { continue }
+                lastExtra += bytes
+            } else if let l = role.layer {
+                layerBytes[l] += bytes
+            } else if role.kind == .embedding {
+                firstExtra += bytes
+            } else {
+                lastExtra += bytes
+            }
+            kept.append(name)
+        }
+        let stages = ParallelPlan.stages(layerBytes: layerBytes, pp: p.pp, firstExtra: firstExtra, lastExtra: lastExtra)
+        func stage(of name: String) -> Int {
+            let role = ckpt.roles[name]!
+            if let l = role.layer, !isMTP(l) { return stages.firstIndex { $0.contains(l) }! }
+            return role.kind == .embedding && role.layer == nil ? 0 : p.pp - 1
+        }
+
+        let n = p.worldSize
+        var ranks: [RankContents] = (0..<n).map { r in
+            let s = r / p.tp, t = r % p.tp
+            return RankContents(rank: r, tpRank: t, ppStage: s, epRank: p.ep > 1 ? t : 0,
+                                layers: Array(stages[s]), experts: [], holdsEmbedding: false, holdsHead: false, tensors: [],
+                                folder: o.layout == .hf ? folder(rank: r, of: n) : "")
+        }
+        var perRank: [[TensorPlan]] = Array(repeating: [], count: n)
+        var expertSets: [Set<Int>] = Array(repeating: [], count: n)
+        var mtpLayers: Set<Int> = []
+        var counts: [String: Int] = [:]
+
+        for name in kept {
+            let info = store.info(name)!
+            let role = ckpt.roles[name]!
+            let s = stage(of: name)
+            if isMTP(role.layer) { mtpLayers.insert(role.layer!) }
+            // The module whose split decides this tensor's: a quantization tensor follows its weight.
+            let q = owner[name] ?? classes.quantized[name]
+            let governing = q?.weight.name ?? name
+            // A routed expert's scale grid goes where the expert's weight goes.
+            let governingRole = ckpt.roles[governing] ?? role
+            let expertIndex = governingRole.kind == .expert ? governingRole.expert : nil
+            var holders = Array(0..<p.tp)
+            if let e = expertIndex, p.ep > 1 {
+                holders = [o.placement.rank(of: e, experts: experts ?? 0, ep: p.ep)]
+            }
+            // The weight's split dimension; its quantization tensors are cut to match.
+            let dim: Int? = (expertIndex != nil && p.ep > 1) ? nil
+                : ShardRules.splitDim(name: governing, rank: (q?.weight.shape ?? info.shape).count, expertParallel: p.ep)
+            for t in holders {
+                let r = s * p.tp + t
+                var region: TensorRegion?
+                var slice: SliceRange?
+                if let d = dim {
+                    let weightShape = q?.weight.shape ?? info.shape
+                    try ParallelPlan.checkDivisible(tensor: governing, dimension: d, size: weightShape[d], parts: p.tp)
+                    let part = SliceRange.part(t, of: p.tp, size: weightShape[d])
+                    let weightRegion = TensorRegion(dimension: d, range: part.offset..<(part.offset + part.length))
+                    if let q, name != q.weight.name {
+                        region = try parameterRegion(name, info: info, of: q, weightRegion: weightRegion, parts: p.tp)
+                    } else {
+                        if let q, case let .block(br, bc) = q.encoding.scale, p.tp > 1 {
+                            try ParallelPlan.checkBlockAlignment(tensor: name, size: weightShape[d], parts: p.tp, block: d == 0 ? br : bc)
+                        }
+                        region = weightRegion
+                    }
+                    if let reg = region { slice = SliceRange(offset: reg.range.lowerBound, length: reg.range.count) }
+                }
+                let outName = o.layout == .deepseek ? DeepSeekLayout.name(name) : name
+                var plan = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: outName, dtype: info.dtype, shape: info.shape)])
+                if let region { plan = try plan.restricted(to: region, fullShape: info.shape) }
+                perRank[r].append(plan)
+                ranks[r].tensors.append(RankContents.Slice(
+                    name: outName, global: name, dimension: region?.dimension,
+                    offset: slice?.offset ?? 0, length: slice?.length ?? (info.shape.first ?? 1), globalShape: info.shape))
+                if let e = expertIndex { expertSets[r].insert(e) }
+                if role.kind == .embedding && role.layer == nil { ranks[r].holdsEmbedding = true }
+                if role.kind == .lmHead && role.layer == nil { ranks[r].holdsHead = true }
+                counts[region == nil ? (holders.count == 1 && p.tp > 1 ? "whole experts" : "replicated") : "sliced", default: 0] += 1
+            }
+        }
+        for r in 0..<n {
+            ranks[r].experts = expertSets[r].sorted()
+            if ranks[r].ppStage == p.pp - 1 { ranks[r].layers += mtpLayers.sorted() }
+        }
+
+        // Files: a safetensors set per rank folder, or DeepSeek's one file per rank.
+        var files: [(name: String, tensors: [TensorPlan])] = []
+        let config: JSONValue?
+        var extras: [(name: String, json: JSONValue)] = []
+        switch o.layout {
+        case .hf:
+            for r in 0..<n {
+                let f = ranks[r].folder
+                let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
+                files += try layout.files(perRank[r], store: store)
+                extras.append((OutputLayout.join(f, rankFileName), ranks[r].json))
+            }
+            config = cfg.json
+        case .deepseek:
+            for r in 0..<n { files.append((DeepSeekLayout.fileName(rank: r, of: n), perRank[r])) }
+            config = nil
+            extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: !classes.quantized.isEmpty)))
+        }
+        let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)"
+        var plan = PlanBuilder.assemble(ckpt, files: files, format: SafeTensorsFormat(), writesIndex: o.layout == .hf,
+                                        config: config, settings: settings, counts: counts)
+        plan.extraFiles = extras
+        plan.settingsDigest = SettingsDigest.compute(command: "shard", options: [
+            ("tp", .int(p.tp)), ("pp", .int(p.pp)), ("ep", .int(p.ep)), ("keep_mtp", .bool(o.keepMTP)),
+            ("expert_placement", .string(o.placement.rawValue)), ("layout", .string(o.layout.rawValue)),
+            ("shard_size", .int(o.shardSize)),
+        ], inputConfig: cfg.json, plan: plan)
+        return (plan, ranks)
+    }
+
+    /// The region of a quantization tensor (`name`) of `q` that goes with `weightRegion` of the
+    /// weight: a block grid's matching cut (refusing a cut inside a block), a per-channel
+    /// scale's rows when the weight is cut along its rows, nothing (whole) otherwise.
+    static func parameterRegion(_ name: String, info: TensorInfo, of q: QuantizedWeight, weightRegion: TensorRegion, parts: Int) throws -> TensorRegion? {
+        let isScaleLike = name == q.scale.name || name == q.zeroPoint?.name
+        guard isScaleLike, info.elementCount > 1 else { return nil }
+        switch q.encoding.scale {
+        case let .block(br, bc):
+            if parts > 1 {
+                try ParallelPlan.checkBlockAlignment(tensor: q.weight.name, size: q.weight.shape[weightRegion.dimension], parts: parts,
+                                                     block: weightRegion.dimension == 0 ? br : bc)
+            }
+            return try weightRegion.scaleGrid(weightShape: q.weight.shape, blocks: [br, bc], tensor: q.weight.name)
+        case .channel:
+            return weightRegion.dimension == 0 ? TensorRegion(dimension: 0, range: weightRegion.range) : nil
+        case .tensor, .none:
+            return nil
+        }
+    }
+}
