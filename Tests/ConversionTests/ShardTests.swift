@@ -153,4 +153,27 @@ final class ShardTests: XCTestCase {
             try CV.assertSameDirectory(one + "/" + f, two + "/" + f)
         }
     }
+
+    /// `--layout deepseek` is tensor-identical to an independent re-implementation of DeepSeek-V3's
+    /// inference/convert.py rules (Tests/Reference/deepseek_layout_reference.py): the BF16 sample at
+    /// MP 2 and 4, and a block-FP8 model with an MTP layer (dropped; scales renamed and cut) at MP 2;
+    /// with two rank files swapped the reference fails.
+    func testDeepSeekLayoutMatchesConvertPy() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "shard-ds")
+        let bf16 = tmp.appending("syn").path, fp8 = tmp.appending("syn-fp8").path
+        _ = try PythonReference.run("make_shard_model.py", [bf16])
+        try CV.quantize(bf16, fp8)
+        for (i, (input, mp)) in [(CV.deepseek, 2), (CV.deepseek, 4), (fp8, 2)].enumerated() {
+            let out = tmp.appending("o\(i)").path
+            try shard(input, out, ["--tp", String(mp), "--ep", String(mp), "--layout", "deepseek"])
+            XCTAssertNoThrow(try PythonReference.run("deepseek_layout_reference.py", [input, out, String(mp)]), "mp \(mp)")
+            XCTAssertFalse(CV.exists(out + "/config.json"))
+        }
+        let out = tmp.appending("o0").path
+        let fm = FileManager.default
+        try fm.moveItem(atPath: out + "/model0-mp2.safetensors", toPath: out + "/x")
+        try fm.moveItem(atPath: out + "/model1-mp2.safetensors", toPath: out + "/model0-mp2.safetensors")
+        try fm.moveItem(atPath: out + "/x", toPath: out + "/model1-mp2.safetensors")
+        XCTAssertThrowsError(try PythonReference.run("deepseek_layout_reference.py", [CV.deepseek, out, "2"]))
+    }
 }
