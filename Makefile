@@ -4,7 +4,7 @@
 
 SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PYTHON     ?= python3
-APT_PKGS   := libzstd-dev libssl-dev libxxhash-dev pkg-config gcc openssl
+APT_PKGS   := libzstd-dev libssl-dev libxxhash-dev pkg-config gcc openssl zstd
 PIP_PKGS   := numpy ml_dtypes safetensors tokenizers xxhash
 INTEROP_PKGS := torch transformers compressed-tensors pytest
 BIN        := .build/release/dsconvert
@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-transport fuzz clean
 
 all: build
 
@@ -59,6 +59,10 @@ bench: build deps-pip
 bench-engine: build deps-pip
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
 	$(PYTHON) Scripts/bench_engine.py $(BIN)
+
+# pack --zstd / decompress against the zstd command, BF16 and FP8 (samples and a 667 MB synthetic model).
+bench-transport: build
+	$(PYTHON) Scripts/bench_transport.py $(BIN)
 
 fuzz: deps
 	Scripts/fuzz.sh

@@ -64,10 +64,12 @@ let package = Package(
         // summaries llama.cpp's perplexity reports (Sources/Eval).
         .target(name: "Eval", dependencies: ["Diagnostics", "JSON", "SystemIO", "Checkpoint", "Engine", "Tokenizer"], swiftSettings: v5),
         // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
-        .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto"], swiftSettings: checked),
+        .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto", "CZstd"], swiftSettings: checked),
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Debian's libzstd-dev: the multi-threaded compression of the .dspack.zst transport file.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // |x| histograms of linear-layer inputs and the amax searches (KL, percentile, min-max):
         // Formats/calibration.md.
         .target(name: "Calibration", swiftSettings: fast),

@@ -23,11 +23,15 @@ public struct DSPackError: DiagnosticError {
         case signatureInvalid = "signature_invalid"
         case unsigned
         case keyMismatch = "key_mismatch"
+        /// §10: a `.dspack.zst` transport file that is not well formed.
+        case transportInvalid = "transport_invalid"
         /// Not in §11: the operating system refused a read or write.
         case io
         /// Not in §11: a tensor that is not in the pack was asked for, or a writer was misused.
         case missingTensor = "missing_tensor"
         case writerMisuse = "writer_misuse"
+        /// Not in §11: a signing or public key file that is not an Ed25519 PEM key.
+        case keyInvalid = "key_invalid"
     }
 
     public var kind: Code

@@ -14,10 +14,14 @@ extension DSConvert {
         @Argument(help: "The .dspack files.")
         var files: [String]
 
+        @Option(name: .long, help: "Require a signature by this Ed25519 public key (PEM, as `openssl pkey -pubout` writes): an unsigned pack or one signed by another key fails (exit 4).")
+        var pubkey: String?
+
         @OptionGroup var common: CommonOptions
 
         func run() throws {
             try common.apply()
+            let trusted = try pubkey.map { try DSPackSignature.publicKey(pemFile: $0) }
             var reports: [JSONValue] = []
             var failures: [DSPackError] = []
             for f in files {
@@ -32,7 +36,8 @@ extension DSConvert {
                     if !common.json { FileHandle.standardError.write((e.description + "\n").data(using: .utf8)!) }
                     continue
                 }
-                let errors = DSPackVerifier.verify(pack)
+                // §7.2: the data, then the signature trailer (against the trusted key when given).
+                let errors = DSPackVerifier.verify(pack) + [DSPackSignature.check(pack, trustedKey: trusted)].compactMap { $0 }
                 let seconds = MonotonicClock.seconds() - start
                 failures += errors
                 if common.json {
@@ -47,7 +52,7 @@ extension DSConvert {
                     for e in errors { FileHandle.standardError.write((e.description + "\n").data(using: .utf8)!) }
                     if !common.quiet {
                         let gbps = Double(pack.mapping.size) / max(seconds, 1e-9) / 1e9
-                        print("\(f): \(errors.isEmpty ? "ok" : "\(errors.count) failure\(errors.count == 1 ? "" : "s")"), \(pack.entries.count) entries, \(formatBytes(pack.mapping.size)) in \(String(format: "%.2f", seconds)) s (\(String(format: "%.2f", gbps)) GB/s)\(pack.trailer != nil ? "; signature trailer present, not checked (no --pubkey support yet)" : "")")
+                        print("\(f): \(errors.isEmpty ? "ok" : "\(errors.count) failure\(errors.count == 1 ? "" : "s")"), \(pack.entries.count) entries, \(formatBytes(pack.mapping.size)) in \(String(format: "%.2f", seconds)) s (\(String(format: "%.2f", gbps)) GB/s)\(pack.trailer != nil ? "; signed" : "")")
                     }
                 }
             }

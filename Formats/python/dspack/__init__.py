@@ -20,6 +20,7 @@ when one is at fault and `.offset` the byte offset.
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import mmap
@@ -305,9 +306,10 @@ class DSPack:
         return json.loads(self.file(name)) if name in self._files else None
 
     # -- verification, spec §7.2 ---------------------------------------------------------------
-    def verify(self, raise_on_error=True):
+    def verify(self, raise_on_error=True, pubkey=None):
         """Checks every entry's XXH3-64 and that every gap and the tail of the data region are
-        zero. Returns the list of failures (DSPackError); raises the first when asked and any."""
+        zero, then the signature trailer (spec §7.2; see `verify_signature`). Returns the list of
+        failures (DSPackError); raises the first when asked and any."""
         h = _xxh3()
         if h is None:
             raise ImportError("verify() needs the `xxhash` package (pip install xxhash)")
@@ -324,9 +326,50 @@ class DSPack:
         if _nonzero(self._buf, cursor, end):
             failures.append(DSPackError("padding_nonzero", f"bytes [{cursor}, {end}) after {previous!r} are not zero",
                                         entry=previous, offset=cursor))
+        if self.trailer is not None or pubkey is not None:
+            if pubkey is not None or _ed25519() is not None:
+                e = self.verify_signature(pubkey)
+                if e is not None:
+                    failures.append(e)
         if failures and raise_on_error:
             raise failures[0]
         return failures
+
+    def verify_signature(self, pubkey=None):
+        """The signature checks of spec §7.2, with the `cryptography` package: the trailer's
+        Ed25519 signature of b"dspack-sig-v1:" + header digest against the trailer's key
+        (`signature_invalid`); given `pubkey` (a PEM public key file, or its raw 32 bytes), that
+        the pack is signed (`unsigned`) by that key (`key_mismatch`). Returns the DSPackError or
+        None. `verify()` calls it when the pack has a trailer and `cryptography` is installed,
+        and always when a `pubkey` is given."""
+        ed = _ed25519()
+        if ed is None:
+            raise ImportError("checking signatures needs the `cryptography` package (pip install cryptography)")
+        end = self.data_offset + self.data_size
+        trusted = None
+        if pubkey is not None:
+            if isinstance(pubkey, (bytes, bytearray)) and len(pubkey) == 32:
+                trusted = bytes(pubkey)
+            else:
+                from cryptography.hazmat.primitives import serialization
+                with builtins.open(pubkey, "rb") as f:
+                    k = serialization.load_pem_public_key(f.read())
+                if not isinstance(k, ed.Ed25519PublicKey):
+                    raise ValueError(f"{pubkey} is not an Ed25519 public key")
+                trusted = k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if self.trailer is None:
+            if trusted is None:
+                return None
+            return DSPackError("unsigned", "the pack has no signature trailer, and a signed pack is required", offset=end)
+        key, sig = bytes(self.trailer["public_key"]), bytes(self.trailer["signature"])
+        if trusted is not None and key != trusted:
+            return DSPackError("key_mismatch", f"signed by public key {key.hex()}, not by the required {trusted.hex()}", offset=end)
+        from cryptography.exceptions import InvalidSignature
+        try:
+            ed.Ed25519PublicKey.from_public_bytes(key).verify(sig, b"dspack-sig-v1:" + self.header_digest)
+        except (InvalidSignature, ValueError):
+            return DSPackError("signature_invalid", "the Ed25519 signature does not verify against the header digest", offset=end)
+        return None
 
     def close(self):
         try:
@@ -355,6 +398,14 @@ def _no_duplicates(pairs):
             raise ValueError(f"duplicate key {k!r}")
         d[k] = v
     return d
+
+
+def _ed25519():
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:
+        return None
+    return ed25519
 
 
 def _xxh3():
