@@ -146,4 +146,23 @@ public struct ModelBlueprint: Sendable {
     }
 
     public var totalBytes: Int { tensors.reduce(0) { $0 + $1.byteCount } }
+
+    /// The same model as DeepSeek's FP8 release stores it: every linear weight dsconvert
+    /// quantizes by default (`TensorRole.quantizedByDefault`) as F8_E4M3 followed by its F32
+    /// `weight_scale_inv` grid of ceil(out/128) × ceil(in/128), the rest unchanged, and
+    /// config.json's `quantization_config` as the release has it.
+    public func blockFP8(block: Int = 128) -> ModelBlueprint {
+        var b = self
+        let layout = ModelLayout(architecture: kind == .deepseekV3 ? .deepseekV3 : kind == .qwen2 ? .qwen2 : .llama)
+        b.tensors = tensors.flatMap { t -> [TensorSpec] in
+            guard t.shape.count == 2, layout.role(of: t.name)?.quantizedByDefault == true else { return [t] }
+            let grid = [(t.shape[0] + block - 1) / block, (t.shape[1] + block - 1) / block]
+            return [TensorSpec(name: t.name, dtype: .f8e4m3, shape: t.shape), TensorSpec(name: t.name + "_scale_inv", dtype: .f32, shape: grid)]
+        }
+        b.config = config.setting("quantization_config", .object([
+            ("activation_scheme", .string("dynamic")), ("fmt", .string("e4m3")), ("quant_method", .string("fp8")),
+            ("weight_block_size", .array([.int(block), .int(block)])),
+        ]))
+        return b
+    }
 }

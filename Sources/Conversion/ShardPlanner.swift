@@ -23,6 +23,9 @@ public struct ShardOptions: Sendable {
     public var layout: Layout
     /// Rank files are cut at this many bytes (`model-00001-of-0000N.safetensors`), hf layout.
     public var shardSize: Int
+    /// Whose pipeline split to use: dsconvert's byte-balanced one (what `shard` writes) or an
+    /// engine's (what `--plan --emit` models).
+    public var stageRule: MemoryFit.StageRule = .balanced
 
     public static let defaultShardSize = 5_000_000_000
 
@@ -44,6 +47,8 @@ public struct RankContents: Sendable {
     public var experts: [Int]
     public var holdsEmbedding: Bool
     public var holdsHead: Bool
+    /// Bytes of the tensors this rank holds.
+    public var bytes: Int = 0
     /// Per tensor written: its name here, the global tensor, the split (nil: whole) and global shape.
     public var tensors: [Slice]
     /// The rank's folder ("" for the flat DeepSeek layout).
@@ -88,6 +93,25 @@ public enum ShardPlanner {
     public static func folder(rank: Int, of n: Int) -> String { String(format: "rank-%05d-of-%05d", rank, n) }
 
     public static func plan(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
+        let a = try assign(ckpt, o, sizesOnly: false)
+        return try files(ckpt, o, a)
+    }
+
+    /// What each rank holds (coordinates, layers, experts, bytes) without the per-tensor plans and
+    /// slices: the memory-fit plan's fast path (the 671B layout's 92k tensors in well under a second).
+    public static func rankSizes(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> [RankContents] {
+        try assign(ckpt, o, sizesOnly: true).ranks
+    }
+
+    struct Assignment {
+        var ranks: [RankContents]
+        var perRank: [[TensorPlan]]
+        var counts: [String: Int]
+        var quantized: Bool
+    }
+
+    /// Decides every tensor's ranks and regions; with `sizesOnly` only the bytes are kept.
+    static func assign(_ ckpt: Checkpoint, _ o: ShardOptions, sizesOnly: Bool) throws -> Assignment {
         try ckpt.requireClassified()
         let cfg = ckpt.config!
         let p = o.parallel
@@ -125,7 +149,9 @@ public enum ShardPlanner {
             }
             kept.append(name)
         }
-        let stages = ParallelPlan.stages(layerBytes: layerBytes, pp: p.pp, firstExtra: firstExtra, lastExtra: lastExtra)
+        let stages = o.stageRule == .balanced
+            ? ParallelPlan.stages(layerBytes: layerBytes, pp: p.pp, firstExtra: firstExtra, lastExtra: lastExtra)
+            : MemoryFit.engineStages(layers: layerCount, pp: p.pp, rule: o.stageRule)
         func stage(of name: String) -> Int {
             let role = ckpt.roles[name]!
             if let l = role.layer, !isMTP(l) { return stages.firstIndex { $0.contains(l) }! }
@@ -181,16 +207,21 @@ public enum ShardPlanner {
                     }
                     if let reg = region { slice = SliceRange(offset: reg.range.lowerBound, length: reg.range.count) }
                 }
+                if let e = expertIndex { expertSets[r].insert(e) }
+                if role.kind == .embedding && role.layer == nil { ranks[r].holdsEmbedding = true }
+                if role.kind == .lmHead && role.layer == nil { ranks[r].holdsHead = true }
+                if sizesOnly {
+                    ranks[r].bytes += region.map { info.byteCount / info.shape[$0.dimension] * $0.range.count } ?? info.byteCount
+                    continue
+                }
                 let outName = o.layout == .deepseek ? DeepSeekLayout.name(name) : name
                 var plan = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: outName, dtype: info.dtype, shape: info.shape)])
                 if let region { plan = try plan.restricted(to: region, fullShape: info.shape) }
                 perRank[r].append(plan)
+                ranks[r].bytes += plan.outputs.reduce(0) { $0 + $1.byteCount }
                 ranks[r].tensors.append(RankContents.Slice(
                     name: outName, global: name, dimension: region?.dimension,
                     offset: slice?.offset ?? 0, length: slice?.length ?? (info.shape.first ?? 1), globalShape: info.shape))
-                if let e = expertIndex { expertSets[r].insert(e) }
-                if role.kind == .embedding && role.layer == nil { ranks[r].holdsEmbedding = true }
-                if role.kind == .lmHead && role.layer == nil { ranks[r].holdsHead = true }
                 counts[region == nil ? (holders.count == 1 && p.tp > 1 ? "whole experts" : "replicated") : "sliced", default: 0] += 1
             }
         }
@@ -199,6 +230,12 @@ public enum ShardPlanner {
             if ranks[r].ppStage == p.pp - 1 { ranks[r].layers += mtpLayers.sorted() }
         }
 
+        return Assignment(ranks: ranks, perRank: perRank, counts: counts, quantized: !classes.quantized.isEmpty)
+    }
+
+    static func files(_ ckpt: Checkpoint, _ o: ShardOptions, _ a: Assignment) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
+        let cfg = ckpt.config!, p = o.parallel, store = ckpt.weights, n = p.worldSize
+        let ranks = a.ranks, perRank = a.perRank, counts = a.counts
         // Files: a safetensors set per rank folder, or DeepSeek's one file per rank.
         var files: [(name: String, tensors: [TensorPlan])] = []
         let config: JSONValue?
@@ -215,7 +252,7 @@ public enum ShardPlanner {
         case .deepseek:
             for r in 0..<n { files.append((DeepSeekLayout.fileName(rank: r, of: n), perRank[r])) }
             config = nil
-            extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: !classes.quantized.isEmpty)))
+            extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized)))
         }
         let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)"
         var plan = PlanBuilder.assemble(ckpt, files: files, format: SafeTensorsFormat(), writesIndex: o.layout == .hf,

@@ -15,6 +15,9 @@ public enum SyntheticCheckpoint {
         /// count (163 for deepseek-v3) or 5 GB files.
         public var shards: Int?
         public var shardSize: Int?
+        /// Headers only: every file is its real header followed by a hole of its data's size
+        /// (ftruncate), so the real 671B layout can be planned and inspected without its bytes.
+        public var sparse = false
         public init() {}
     }
 
@@ -54,14 +57,22 @@ public enum SyntheticCheckpoint {
             let name = n == 1 ? "model.safetensors" : String(format: "model-%05d-of-%0\(digitsTotal)d.safetensors", g + 1, n)
             names.append(name)
             let specs = members.map { blueprint.tensors[$0] }
+            if options.sparse {
+                for spec in specs { weightMap.append((spec.name, name)) }
+                try writeSparse(specs, to: directory + "/" + name)
+                done += specs.reduce(0) { $0 + $1.byteCount }
+                progress?(done, total)
+                continue
+            }
             let writer = try SafeTensorsWriter(path: directory + "/" + name, tensors: specs)
             for (i, spec) in zip(members, specs) {
                 weightMap.append((spec.name, name))
                 let isNorm = spec.name.hasSuffix("norm.weight")
+                let isScale = spec.name.hasSuffix(".weight_scale_inv")
                 var offset = 0
                 while offset < spec.elementCount {
                     let m = min(chunk, spec.elementCount - offset)
-                    fill(buffer, count: m, dtype: spec.dtype, tensorSeed: mix(options.seed, UInt64(i)), first: offset, std: options.std, constant: isNorm ? 1 : nil)
+                    fill(buffer, count: m, dtype: spec.dtype, tensorSeed: mix(options.seed, UInt64(i)), first: offset, std: options.std, constant: isNorm ? 1 : isScale ? 1.0 / 800 : nil)
                     try writer.write(spec.name, UnsafeRawBufferPointer(start: buffer, count: m * spec.dtype.byteSize!))
                     offset += m
                     done += m * spec.dtype.byteSize!
@@ -76,6 +87,18 @@ public enum SyntheticCheckpoint {
         }
         try AtomicFile.write(Array(JSONWriter.pretty(blueprint.config).utf8), to: directory + "/config.json")
         return names
+    }
+
+    /// A safetensors file of `specs` whose data is a hole: the header, then the file extended
+    /// to its full size without writing (a sparse file on every Linux file system).
+    static func writeSparse(_ specs: [TensorSpec], to path: String) throws {
+        let header = try SafeTensorsWriter.header(for: specs, metadata: [("format", "pt")], file: path)
+        let size = header.count + specs.reduce(0) { $0 + $1.byteCount }
+        guard FileManager.default.createFile(atPath: path, contents: Data(header)), let h = FileHandle(forWritingAtPath: path) else {
+            throw IOError("create", path: path, errno: errno)
+        }
+        defer { try? h.close() }
+        try h.truncate(atOffset: UInt64(size))
     }
 
     static func mix(_ a: UInt64, _ b: UInt64) -> UInt64 {
@@ -120,6 +143,8 @@ public enum SyntheticCheckpoint {
         switch dtype {
         case .f32: p.storeBytes(of: v, toByteOffset: i * 4, as: Float.self)
         case .f16: p.storeBytes(of: FloatBits.f32ToF16(v), toByteOffset: i * 2, as: UInt16.self)
+        // Block-FP8 weights: w · 800 in E4M3 (saturating), with every weight_scale_inv 1/800.
+        case .f8e4m3: p.storeBytes(of: FloatBits.f32ToE4M3Saturating(v * 800), toByteOffset: i, as: UInt8.self)
         default: p.storeBytes(of: FloatBits.f32ToBF16(v), toByteOffset: i * 2, as: UInt16.self)
         }
     }

@@ -7,7 +7,7 @@ import JSON
 import Quantization
 import SystemIO
 
-/// Options shared by `quantize` and `dequantize`.
+/// Options shared by `quantize` and `dequantize`: the input and output folders and how to run.
 struct ConvertOptions: ParsableArguments {
     @Argument(help: "The input model directory (or a .safetensors file).")
     var input: String
@@ -15,6 +15,21 @@ struct ConvertOptions: ParsableArguments {
     @Argument(help: "The output directory (created if needed; must differ from the input).")
     var output: String
 
+    @OptionGroup var how: RunOptions
+
+    var shardSize: Int? { how.shardSize }
+
+    /// Opens the input for a conversion (see `RunOptions.checkpoint`).
+    func checkpoint() throws -> Checkpoint { try RunOptions.checkpoint(input) }
+
+    /// Runs `plan` with a progress display and prints the report.
+    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
+        try how.run(ckpt, plan, input: input, output: output, verb: verb, common: common)
+    }
+}
+
+/// How a conversion runs: file size, jobs, fsync, --force (quantize, dequantize, shard).
+struct RunOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Re-chunk the output into files of at most this size (e.g. 5GB, 1.5GiB; 1 B to 1 PiB), named model-00001-of-0000N.safetensors. Default: one output file per input file, same names.",
             transform: { try OptionValue.byteSize($0, option: "--shard-size") })
     var shardSize: Int?
@@ -41,14 +56,14 @@ struct ConvertOptions: ParsableArguments {
 
     /// Opens the input for a conversion: a whole checkpoint with tensors (not one shard of an
     /// indexed one), refused before any planning.
-    func checkpoint() throws -> Checkpoint {
+    static func checkpoint(_ input: String) throws -> Checkpoint {
         let ckpt = try Checkpoint(path: input)
         try ckpt.weights.requireWhole()
         return ckpt
     }
 
     /// Runs `plan` with a progress display and prints the report.
-    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
+    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, input: String, output: String, verb: String, common: CommonOptions) throws {
         Interrupt.install()
         let progress = TerminalProgress(verb: verb, quiet: common.quiet || common.json)
         let runner = ConversionRunner(

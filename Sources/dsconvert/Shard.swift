@@ -1,10 +1,12 @@
 import ArgumentParser
 import Checkpoint
 import Conversion
+import JSON
 import Sharding
 
 extension ExpertPlacement: ExpressibleByArgument {}
 extension ShardOptions.Layout: ExpressibleByArgument {}
+extension ServingPlan.Engine: ExpressibleByArgument {}
 
 extension DSConvert {
     struct Shard: ParsableCommand {
@@ -19,11 +21,23 @@ extension DSConvert {
             routed experts are held whole by one rank. A block-FP8 weight_scale_inv grid is cut with its weight \
             (a cut inside a 128-block is refused before anything is written). --layout deepseek writes DeepSeek-V3's \
             inference/convert.py layout (model{i}-mp{T}.safetensors, its names, model_args.json).
+
+            --plan (no OUT; headers only, nothing written) prints per GPU the weight bytes, KV-cache bytes per \
+            token (MLA: kv_lora_rank + qk_rope_head_dim per layer, replicated on every TP rank; GQA: K and V of the \
+            rank's KV heads) and the tokens that fit at --gpu / --gpu-mem × --mem-util minus --reserve, a verdict \
+            for --max-model-len × --max-seqs, the smallest TP × PP that fits, and with --emit vllm|sglang the \
+            engine's launch command for the unsharded folder (with that engine's own pipeline split of layers).
             """)
 
-        @Option(name: .long, parsing: .unconditional, help: "Tensor-parallel size.",
+        @Argument(help: "The input model directory (or a .safetensors file).")
+        var input: String
+
+        @Argument(help: "The output directory (not with --plan).")
+        var output: String?
+
+        @Option(name: .long, parsing: .unconditional, help: "Tensor-parallel size (with --plan: default the smallest plan that fits).",
                 transform: { try OptionValue.integer($0, option: "--tp", in: 1...4096) })
-        var tp: Int
+        var tp: Int?
 
         @Option(name: .long, parsing: .unconditional, help: "Pipeline-parallel stages (default 1): contiguous layer ranges balanced by bytes.",
                 transform: { try OptionValue.integer($0, option: "--pp", in: 1...4096) })
@@ -42,16 +56,114 @@ extension DSConvert {
         @Option(name: .long, help: "hf (rank folders, default) or deepseek (DeepSeek-V3 inference/convert.py's files; needs --ep = --tp and --pp 1).")
         var layout: ShardOptions.Layout = .hf
 
-        @OptionGroup var convert: ConvertOptions
+        @Flag(name: .long, help: "Plan only: per-GPU memory and KV-cache fit from the headers; writes nothing.")
+        var plan = false
+
+        @Option(name: .long, help: "GPU preset for --plan: \(MemoryFit.presets.map(\.name).joined(separator: ", ")) (default H100-80G).")
+        var gpu: String?
+
+        @Option(name: .long, parsing: .unconditional, help: "GPU memory for --plan instead of a preset (e.g. 80GiB).",
+                transform: { try OptionValue.byteSize($0, option: "--gpu-mem") })
+        var gpuMem: Int?
+
+        @Option(name: .long, parsing: .unconditional, help: "Fraction of GPU memory the engine may use (default 0.9).",
+                transform: { try OptionValue.decimal($0, option: "--mem-util", in: 0.05...1.0) })
+        var memUtil: Double = 0.9
+
+        @Option(name: .long, parsing: .unconditional, help: "Memory held back per GPU for activations, CUDA graphs and the allocator (default 4GiB).",
+                transform: { try OptionValue.byteSize($0, option: "--reserve") })
+        var reserve: Int = 4 << 30
+
+        @Option(name: .long, help: "KV-cache element type for --plan: auto (model dtype), bf16, fp16 or fp8.")
+        var kvCacheDtype: String = "auto"
+
+        @Option(name: .long, parsing: .unconditional, help: "Context length to fit (default: the config's max_position_embeddings).",
+                transform: { try OptionValue.integer($0, option: "--max-model-len", in: 1...(1 << 30)) })
+        var maxModelLen: Int?
+
+        @Option(name: .long, parsing: .unconditional, help: "Concurrent sequences of --max-model-len to fit (default 1).",
+                transform: { try OptionValue.integer($0, option: "--max-seqs", in: 1...1_000_000) })
+        var maxSeqs: Int = 1
+
+        @Option(name: .long, help: "With --plan: print this engine's launch command (vllm or sglang) and model its pipeline split.")
+        var emit: ServingPlan.Engine?
+
+        @OptionGroup var how: RunOptions
         @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            if plan {
+                if output != nil { throw UsageError.conflict("--plan writes nothing: leave out OUT") }
+            } else {
+                if output == nil { throw UsageError.conflict("shard needs an output directory OUT (or --plan)") }
+                if tp == nil { throw UsageError.conflict("shard needs --tp") }
+                if emit != nil || gpu != nil || gpuMem != nil { throw UsageError.conflict("--emit, --gpu and --gpu-mem go with --plan") }
+            }
+            if gpu != nil && gpuMem != nil { throw UsageError.conflict("choose one of --gpu or --gpu-mem") }
+            if let g = gpu, MemoryFit.preset(g) == nil {
+                throw UsageError.invalid("--gpu", g, "is not a known GPU", allowed: MemoryFit.presets.map(\.name).joined(separator: ", "))
+            }
+            if !["auto", "bf16", "fp16", "fp8"].contains(kvCacheDtype) {
+                throw UsageError.invalid("--kv-cache-dtype", kvCacheDtype, "is not a KV-cache type", allowed: "auto, bf16, fp16 or fp8")
+            }
+        }
 
         func run() throws {
             try common.apply()
-            let ckpt = try convert.checkpoint()
+            let ckpt = try RunOptions.checkpoint(input)
+            if plan { return try runPlan(ckpt) }
+            let tp = self.tp!
             let options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
-                                       layout: layout, shardSize: convert.shardSize ?? ShardOptions.defaultShardSize)
+                                       layout: layout, shardSize: how.shardSize ?? ShardOptions.defaultShardSize)
             let (plan, _) = try ShardPlanner.plan(ckpt, options)
-            try convert.run(ckpt, plan, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common)
+            try how.run(ckpt, plan, input: input, output: output!, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common)
+        }
+
+        func runPlan(_ ckpt: Checkpoint) throws {
+            let g = gpuMem.map { MemoryFit.GPU(name: "\(formatBytes($0)) GPU", bytes: $0) } ?? MemoryFit.preset(gpu ?? "H100-80G")!
+            var o = ServingPlan.Options(gpu: g, maxModelLen: maxModelLen ?? ckpt.config?.int("max_position_embeddings") ?? 4096)
+            o.utilisation = memUtil; o.reserve = reserve; o.kvCacheDType = kvCacheDtype; o.maxSeqs = maxSeqs
+            o.engine = emit; o.keepMTP = keepMtp; o.placement = expertPlacement
+            let requested = try tp.map { try ServingPlan.make(ckpt, parallel: ParallelPlan(tp: $0, pp: pp, ep: ep), options: o) }
+            let best = ServingPlan.smallest(ckpt, options: o)
+            let shown = requested ?? best
+            // The command serves the requested plan when it fits, else the smallest one that does.
+            let served = requested.flatMap { $0.fits ? $0 : nil } ?? best
+            let command = emit.flatMap { e in served.map { $0.launchCommand(e, model: input) } }
+            if common.json {
+                print(JSONWriter.pretty(.object([
+                    ("model", .string(input)),
+                    ("plan", requested?.json ?? .null),
+                    ("smallest_fit", best?.json ?? .null),
+                    ("launch", command.map { .array($0.map { .string($0) }) } ?? .null),
+                ])), terminator: "")
+                return
+            }
+            if let p = shown { print(table(p)) }
+            if let p = requested {
+                print(p.fits ? "fits: \(grouped(p.tokens)) tokens of KV cache per GPU ≥ \(grouped(p.requiredTokens)) needed"
+                      : "does not fit: \(p.ranks.contains { $0.budget.kvBytes <= 0 } ? "the weights alone exceed the usable memory" : "\(grouped(p.tokens)) tokens of KV cache per GPU < \(grouped(p.requiredTokens)) needed")")
+            }
+            if let b = best {
+                print("smallest plan that fits \(grouped(b.requiredTokens)) tokens: TP \(b.parallel.tp) × PP \(b.parallel.pp)\(b.parallel.ep > 1 ? " (EP \(b.parallel.ep))" : "") = \(b.parallel.worldSize) × \(g.name) (\(b.nodes) node\(b.nodes == 1 ? "" : "s") of 8)")
+            } else {
+                print("no plan of up to 256 × \(g.name) fits \(grouped(o.maxModelLen * o.maxSeqs)) tokens")
+            }
+            if let c = command {
+                print("\n# TP \(served!.parallel.tp) × PP \(served!.parallel.pp): \(emit!.rawValue) loads the unsharded Hugging Face folder and splits it itself\(served!.nodes > 1 ? " (run on every node" + (emit! == .sglang ? " with its --node-rank" : " of the Ray cluster") + ")" : ""):")
+                print(c.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))
+            }
+        }
+
+        func table(_ p: ServingPlan) -> String {
+            let gib = { (b: Int) in String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
+            var lines = ["TP \(p.parallel.tp) × PP \(p.parallel.pp)\(p.parallel.ep > 1 ? " × EP \(p.parallel.ep)" : "") on \(p.parallel.worldSize) × \(p.options.gpu.name) (\(gib(p.options.gpu.bytes)); mem-util \(p.options.utilisation), reserve \(gib(p.options.reserve)); KV \(p.options.kvCacheDType); stages: \(p.options.engine?.rawValue ?? "balanced by bytes"))",
+                         "stage  layers  weights/GPU  KV/token/GPU  KV room/GPU  tokens/GPU"]
+            for r in p.ranks where r.rank % p.parallel.tp == 0 {
+                lines.append(String(format: "%5d  %6d  %11@  %10d B  %11@  %10@", r.ppStage, r.layers, gib(r.budget.weights), r.budget.kvPerToken,
+                                    gib(r.budget.kvBytes), grouped(r.budget.tokens)))
+            }
+            return lines.joined(separator: "\n")
         }
     }
 }

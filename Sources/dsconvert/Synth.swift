@@ -36,6 +36,12 @@ extension DSConvert {
                 transform: { try OptionValue.byteSize($0, option: "--shard-size") })
         var shardSize: Int?
 
+        @Flag(name: .long, help: "Headers only: the data of every file is a hole (sparse files), for planning and inspecting the real shapes without their bytes.")
+        var sparse = false
+
+        @Flag(name: .long, help: "The block-FP8 release layout: quantized linear weights F8_E4M3 with F32 weight_scale_inv 128x128 grids, quantization_config as DeepSeek's.")
+        var fp8 = false
+
         @Argument(help: "Output directory.")
         var output: String
 
@@ -55,11 +61,13 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            let bp = ModelBlueprint(kind: arch, scale: scale, layers: layers)
+            var bp = ModelBlueprint(kind: arch, scale: scale, layers: layers)
+            if fp8 { bp = bp.blockFP8() }
             var o = SyntheticCheckpoint.Options()
             o.seed = seed
             o.shards = shards
             o.shardSize = shardSize
+            o.sparse = sparse
             let bar = ByteProgressBar(verb: "synth", quiet: common.quiet || common.json)
             let start = MonotonicClock.seconds()
             let names = try SyntheticCheckpoint.write(bp, to: output, options: o) { done, total in bar.update(done, total) }
