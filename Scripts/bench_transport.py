@@ -61,8 +61,9 @@ for label, src in inputs():
         s, out = timed(BIN, "pack", "--zstd", pack, z1, "--json", "--threads", T)
         t["planes"].append(s)
         by = json.loads(out)["by_dtype"]
-        s, _ = timed(BIN, "pack", "--zstd", "--no-planes", pack, z0, "--quiet", "--threads", T)
+        s, out = timed(BIN, "pack", "--zstd", "--no-planes", pack, z0, "--json", "--threads", T)
         t["plain"].append(s)
+        by0 = json.loads(out)["by_dtype"]
         s, _ = timed("zstd", "-3", f"-T{T}", "-q", "-f", pack, "-o", zr)
         t["zstd"].append(s)
         s, _ = timed(BIN, "decompress", z1, back, "--quiet", "--threads", T)
@@ -75,10 +76,13 @@ for label, src in inputs():
     mbs = {k: size / v / 1e6 for k, v in med.items()}
     r = {"label": label, "pack_bytes": size,
          "ratio_planes": size / os.path.getsize(z1), "ratio_plain": size / os.path.getsize(z0), "ratio_zstd_cli": size / os.path.getsize(zr),
-         "mb_s": mbs, "by_dtype": {k: v["raw"] / max(v["stored"], 1) for k, v in by.items()}}
+         "mb_s": mbs, "by_dtype": {k: v["raw"] / max(v["stored"], 1) for k, v in by.items()},
+         "by_dtype_no_planes": {k: v["raw"] / max(v["stored"], 1) for k, v in by0.items()}}
     rows.append(r)
+    by_none = r["by_dtype_no_planes"]
     print(f"{label}: {size / 1e6:.1f} MB; ratio {r['ratio_planes']:.3f} with planes, {r['ratio_plain']:.3f} without, "
-          f"zstd -3 {r['ratio_zstd_cli']:.3f}; per dtype {', '.join(f'{k} {v:.3f}' for k, v in sorted(r['by_dtype'].items()))}; "
+          f"zstd -3 {r['ratio_zstd_cli']:.3f}; per dtype (planes / none) "
+          f"{', '.join(f'{k} {v:.3f} / {by_none[k]:.3f}' for k, v in sorted(r['by_dtype'].items()))}; "
           f"compress {mbs['planes']:.0f} MB/s (no planes {mbs['plain']:.0f}, zstd {mbs['zstd']:.0f}); "
           f"decompress+verify {mbs['restore']:.0f} MB/s (zstd -d {mbs['unzstd']:.0f})", flush=True)
     for f in (z1, z0, zr, back, back + ".ref", pack):
