@@ -5,7 +5,7 @@
 SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PYTHON     ?= python3
 APT_PKGS   := libzstd-dev libssl-dev libxxhash-dev pkg-config gcc openssl zstd
-PIP_PKGS   := numpy ml_dtypes safetensors tokenizers xxhash
+PIP_PKGS   := numpy ml_dtypes safetensors tokenizers xxhash cryptography
 INTEROP_PKGS := torch transformers compressed-tensors pytest
 BIN        := .build/release/dsconvert
 SAMPLE     := Samples/deepseek-v3-tiny
@@ -29,7 +29,7 @@ deps-apt:
 
 # The small Python packages the tests use as independent references.
 deps-pip:
-	@$(PYTHON) -c "import numpy, ml_dtypes, safetensors, tokenizers, xxhash" 2>/dev/null || \
+	@$(PYTHON) -c "import numpy, ml_dtypes, safetensors, tokenizers, xxhash, cryptography" 2>/dev/null || \
 		$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PKGS)
 
 build: deps-apt

@@ -233,8 +233,20 @@ public enum DSPackTransport {
         let s = src.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let d = dst.assumingMemoryBound(to: UInt8.self)
         if w == 2 {
+            // Eight elements (16 bytes) at a time: the even and the odd bytes of two words
+            // gathered with shifts and masks, then the tail one by one.
             let hi = d + n
-            for i in 0..<n { d[i] = s[2 &* i]; hi[i] = s[2 &* i &+ 1] }
+            let raw = UnsafeRawPointer(s)
+            var i = 0
+            while i &+ 8 <= n {
+                let a = raw.loadUnaligned(fromByteOffset: 2 &* i, as: UInt64.self).littleEndian
+                let b = raw.loadUnaligned(fromByteOffset: 2 &* i &+ 8, as: UInt64.self).littleEndian
+                let lo = evenBytes(a) | (evenBytes(b) << 32), up = evenBytes(a >> 8) | (evenBytes(b >> 8) << 32)
+                UnsafeMutableRawPointer(d + i).storeBytes(of: lo.littleEndian, as: UInt64.self)
+                UnsafeMutableRawPointer(hi + i).storeBytes(of: up.littleEndian, as: UInt64.self)
+                i &+= 8
+            }
+            while i < n { d[i] = s[2 &* i]; hi[i] = s[2 &* i &+ 1]; i &+= 1 }
             return
         }
         for k in 0..<w {
@@ -243,13 +255,36 @@ public enum DSPackTransport {
         }
     }
 
+    /// Bytes 0, 2, 4, 6 of `x` as the four low bytes of the result.
+    @inline(__always) static func evenBytes(_ x: UInt64) -> UInt64 {
+        var v = x & 0x00FF_00FF_00FF_00FF
+        v = (v | (v >> 8)) & 0x0000_FFFF_0000_FFFF
+        return (v | (v >> 16)) & 0x0000_0000_FFFF_FFFF
+    }
+
+    /// The four low bytes of `x` spread to bytes 0, 2, 4, 6 (the inverse of `evenBytes`).
+    @inline(__always) static func spreadBytes(_ x: UInt64) -> UInt64 {
+        var v = x & 0x0000_0000_FFFF_FFFF
+        v = (v | (v << 16)) & 0x0000_FFFF_0000_FFFF
+        return (v | (v << 8)) & 0x00FF_00FF_00FF_00FF
+    }
+
     /// The inverse of `split`.
     static func join(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, elements n: Int, width w: Int) {
         let s = src.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let d = dst.assumingMemoryBound(to: UInt8.self)
         if w == 2 {
             let hi = s + n
-            for i in 0..<n { d[2 &* i] = s[i]; d[2 &* i &+ 1] = hi[i] }
+            var i = 0
+            while i &+ 8 <= n {
+                let lo = UnsafeRawPointer(s + i).loadUnaligned(as: UInt64.self).littleEndian
+                let up = UnsafeRawPointer(hi + i).loadUnaligned(as: UInt64.self).littleEndian
+                let a = spreadBytes(lo) | (spreadBytes(up) << 8), b = spreadBytes(lo >> 32) | (spreadBytes(up >> 32) << 8)
+                UnsafeMutableRawPointer(d + 2 &* i).storeBytes(of: a.littleEndian, toByteOffset: 0, as: UInt64.self)
+                UnsafeMutableRawPointer(d + 2 &* i).storeBytes(of: b.littleEndian, toByteOffset: 8, as: UInt64.self)
+                i &+= 8
+            }
+            while i < n { d[2 &* i] = s[i]; d[2 &* i &+ 1] = hi[i]; i &+= 1 }
             return
         }
         for k in 0..<w {
