@@ -20,8 +20,8 @@
  * for the largest checkpoints), so the embedded one's speed does not matter.
  *
  * Signatures: the trailer's structure is checked on open (§7.1 step 10) and exposed as
- * `dspack.trailer`; checking the Ed25519 signature is left to the caller's crypto library
- * (`dsconvert verify --pubkey` does it).
+ * `dspack.trailer`. Define DSPACK_ED25519_OPENSSL (and link `-lcrypto`, OpenSSL 1.1.1 or later)
+ * for dspack_verify_signature(), the Ed25519 checks of §7.2.
  *
  * Errors: every function returns a `dspack_status` (DSPACK_OK = 0, or DSPACK_E_<CODE> for the
  * code of spec §11); `dspack_code_name()` spells the code as the spec does. After a failed open,
@@ -139,6 +139,15 @@ typedef void (*dspack_failure_fn)(void *context, dspack_status code, const dspac
  * Returns the first failure's code or DSPACK_OK. */
 dspack_status dspack_verify(const dspack *p, dspack_failure_fn on_failure, void *context);
 
+#ifdef DSPACK_ED25519_OPENSSL
+/* §7.2's signature checks: the trailer's Ed25519 signature of "dspack-sig-v1:" + the header
+ * digest, against the trailer's key (DSPACK_E_SIGNATURE_INVALID); given `trusted_key` (the 32
+ * raw bytes of the Ed25519 public key a deployment trusts; NULL for none), that the pack is
+ * signed (DSPACK_E_UNSIGNED) by that key (DSPACK_E_KEY_MISMATCH). An unsigned pack passes when
+ * no key is given. */
+dspack_status dspack_verify_signature(const dspack *p, const uint8_t *trusted_key);
+#endif
+
 /* The spec's spelling of a code ("header_digest"); "ok" for DSPACK_OK. */
 const char *dspack_code_name(dspack_status code);
 
@@ -168,6 +177,9 @@ unsigned dspack_dtype_bits(uint8_t dtype);
 #include <xxhash.h>
 #ifdef DSPACK_SHA256_OPENSSL
 #include <openssl/sha.h>
+#endif
+#ifdef DSPACK_ED25519_OPENSSL
+#include <openssl/evp.h>
 #endif
 
 static const char *const dspack__codes[] = {
@@ -653,6 +665,27 @@ dspack_status dspack_verify(const dspack *p, dspack_failure_fn on_failure, void 
 #undef DSPACK__REPORT
     return result;
 }
+
+#ifdef DSPACK_ED25519_OPENSSL
+dspack_status dspack_verify_signature(const dspack *p, const uint8_t *trusted_key) {
+    uint8_t message[14 + 32];
+    EVP_PKEY *key;
+    EVP_MD_CTX *md;
+    int ok;
+    if (!p->trailer) return trusted_key ? DSPACK_E_UNSIGNED : DSPACK_OK;
+    if (trusted_key && memcmp(trusted_key, p->trailer + 16, 32)) return DSPACK_E_KEY_MISMATCH;
+    memcpy(message, "dspack-sig-v1:", 14);
+    memcpy(message + 14, p->header_digest, 32);
+    key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, p->trailer + 16, 32);
+    if (!key) return DSPACK_E_SIGNATURE_INVALID;
+    md = EVP_MD_CTX_new();
+    ok = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, key) == 1 &&
+         EVP_DigestVerify(md, p->trailer + 48, 64, message, sizeof message) == 1;
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(key);
+    return ok ? DSPACK_OK : DSPACK_E_SIGNATURE_INVALID;
+}
+#endif
 
 #endif /* DSPACK_IMPLEMENTATION_DONE */
 #endif /* DSPACK_IMPLEMENTATION */

@@ -8,6 +8,10 @@
  *    "verify": [[CODE, ENTRY|null, OFFSET], ...], "verify_entry": [CODE per entry],
  *    "metadata_bytes": N, "signed": BOOL}
  *
+ * Built with DSPACK_ED25519_OPENSSL, it also prints "signature": the code of
+ * dspack_verify_signature, against the public key of FILE's argument written `FILE=KEY.pub`
+ * (a PEM public key), or against none.
+ *
  * Built and run by Tests/DSPackTests/DSPackCReaderTests.swift (cc -std=c11 -Wall -Wextra -Werror).
  */
 #define DSPACK_IMPLEMENTATION
@@ -16,6 +20,24 @@
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
+#ifdef DSPACK_ED25519_OPENSSL
+#include <openssl/pem.h>
+
+/* The raw 32 bytes of a PEM Ed25519 public key file; 0 on failure. */
+static int read_pubkey(const char *path, uint8_t out[32]) {
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k;
+    size_t n = 32;
+    int ok;
+    if (!f) return 0;
+    k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!k) return 0;
+    ok = EVP_PKEY_get_raw_public_key(k, out, &n) == 1 && n == 32;
+    EVP_PKEY_free(k);
+    return ok;
+}
+#endif
 
 static void json_string(const char *s, size_t n) {
     size_t i;
@@ -43,10 +65,15 @@ int main(int argc, char **argv) {
     int a, status = 0;
     for (a = 1; a < argc; a++) {
         dspack p;
-        dspack_status s = dspack_open(&p, argv[a]);
+        char path[4096];
+        const char *pubkey = NULL;
+        dspack_status s;
         uint64_t i;
+        snprintf(path, sizeof path, "%s", argv[a]);
+        if (strchr(path, '=')) { pubkey = strchr(argv[a], '=') + 1; *strchr(path, '=') = 0; }
+        s = dspack_open(&p, path);
         printf("{\"file\": ");
-        json_string(argv[a], strlen(argv[a]));
+        json_string(path, strlen(path));
         printf(", \"open\": \"%s\"", dspack_code_name(s));
         if (s != DSPACK_OK) {
             printf(", \"message\": ");
@@ -77,7 +104,19 @@ int main(int argc, char **argv) {
         printf("], \"verify\": [");
         first_failure = 1;
         if (dspack_verify(&p, on_failure, NULL) != DSPACK_OK) status = 1;
-        printf("]}\n");
+        printf("]");
+#ifdef DSPACK_ED25519_OPENSSL
+        {
+            uint8_t key[32];
+            dspack_status sig;
+            if (pubkey && !read_pubkey(pubkey, key)) { fprintf(stderr, "%s: not an Ed25519 PEM public key\n", pubkey); return 2; }
+            sig = dspack_verify_signature(&p, pubkey ? key : NULL);
+            printf(", \"signature\": \"%s\"", dspack_code_name(sig));
+        }
+#else
+        (void)pubkey;
+#endif
+        printf("}\n");
         dspack_close(&p);
     }
     return status;

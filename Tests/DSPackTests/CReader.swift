@@ -5,7 +5,8 @@ import XCTest
 
 /// Formats/dspack.h's test driver (Tests/CReader/dspack_cli.c), compiled once per test run with
 /// the system C compiler (`$CC`, else `cc`) and linked against libxxhash; `opensslSHA` builds
-/// the variant whose SHA-256 is OpenSSL's instead of the header's embedded one.
+/// the variant whose SHA-256 is OpenSSL's instead of the header's embedded one, with
+/// dspack_verify_signature (Ed25519 through OpenSSL) compiled in.
 enum CReader {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var built: [Bool: String] = [:]
@@ -20,7 +21,7 @@ enum CReader {
         let root = PythonReference.packageRoot.path
         var args = ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", root + "/Formats",
                     root + "/Tests/CReader/dspack_cli.c", "-o", out, "-lxxhash"]
-        if opensslSHA { args += ["-DDSPACK_SHA256_OPENSSL", "-lcrypto"] }
+        if opensslSHA { args += ["-DDSPACK_SHA256_OPENSSL", "-DDSPACK_ED25519_OPENSSL", "-lcrypto"] }
         let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
         let (status, _, err) = try run("/usr/bin/env", [cc] + args)
         guard status == 0 else { throw PythonReference.Failure("\(cc) failed to build the C reader's test driver:\n\(err)") }
