@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-transport fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-transport bench-shard fuzz clean
 
 all: build
 
@@ -54,6 +54,10 @@ test-interop: build
 bench: build deps-pip
 	$(SWIFT) build -c release --product dsconvert-bench
 	Scripts/bench.sh
+
+# dsconvert shard against cp -r (speed, peak RSS) and --plan on the 671B layout (Scripts/bench_shard.sh).
+bench-shard: build
+	Scripts/bench_shard.sh
 
 # The CPU engine against transformers (eager fp32) on the samples, BF16 and block FP8 (opt-in: torch).
 bench-engine: build deps-pip

@@ -65,10 +65,10 @@ public struct ServingPlan: Sendable {
         }
     }
 
-    public static func make(_ ckpt: Checkpoint, parallel: ParallelPlan, options o: Options) throws -> ServingPlan {
+    public static func make(_ ckpt: Checkpoint, parallel: ParallelPlan, options o: Options, facts: ShardPlanner.Facts? = nil) throws -> ServingPlan {
         var so = ShardOptions(parallel: parallel, keepMTP: o.keepMTP, placement: o.placement)
         so.stageRule = o.engine.map { $0 == .vllm ? .vllm : .sglang } ?? .balanced
-        let ranks = try ShardPlanner.rankSizes(ckpt, so)
+        let ranks = try ShardPlanner.rankSizes(ckpt, so, facts: facts)
         let att = try attention(ckpt)
         let eb = try kvElementBytes(ckpt, o.kvCacheDType)
         let layerCount = ckpt.config?.layerCount ?? 0
@@ -86,7 +86,8 @@ public struct ServingPlan: Sendable {
     /// The smallest plan that fits: world sizes 1, 2, 4, … 256, TP up to 8 within a node first
     /// (PP across nodes), then TP across nodes; EP = TP for MoE models when the experts divide.
     /// Plans the model cannot take (indivisible, a cut FP8 block) are skipped.
-    public static func smallest(_ ckpt: Checkpoint, options: Options) -> ServingPlan? {
+    public static func smallest(_ ckpt: Checkpoint, options: Options, facts given: ShardPlanner.Facts? = nil) -> ServingPlan? {
+        guard let facts = try given ?? (try? ShardPlanner.Facts(ckpt)) else { return nil }
         let experts = ckpt.config?.routedExperts
         var n = 1
         while n <= 256 {
@@ -94,7 +95,7 @@ public struct ServingPlan: Sendable {
             if n > 8 { candidates.append((n, 1)) }
             for (tp, pp) in candidates {
                 let ep = experts.map { $0 % tp == 0 ? tp : 1 } ?? 1
-                if let p = try? make(ckpt, parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), options: options), p.fits { return p }
+                if let p = try? make(ckpt, parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), options: options, facts: facts), p.fits { return p }
             }
             n *= 2
         }

@@ -93,14 +93,57 @@ public enum ShardPlanner {
     public static func folder(rank: Int, of n: Int) -> String { String(format: "rank-%05d-of-%05d", rank, n) }
 
     public static func plan(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
-        let a = try assign(ckpt, o, sizesOnly: false)
+        let a = try assign(ckpt, o, sizesOnly: false, facts: Facts(ckpt))
         return try files(ckpt, o, a)
     }
 
     /// What each rank holds (coordinates, layers, experts, bytes) without the per-tensor plans and
     /// slices: the memory-fit plan's fast path (the 671B layout's 92k tensors in well under a second).
-    public static func rankSizes(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> [RankContents] {
-        try assign(ckpt, o, sizesOnly: true).ranks
+    public static func rankSizes(_ ckpt: Checkpoint, _ o: ShardOptions, facts: Facts? = nil) throws -> [RankContents] {
+        try assign(ckpt, o, sizesOnly: true, facts: facts ?? Facts(ckpt)).ranks
+    }
+
+    /// What every plan of one checkpoint needs, checked and computed once (the memory-fit search
+    /// plans many splits of the same headers): config and tensor validation, the classification.
+    public struct Facts: @unchecked Sendable {
+        let classes: TensorClassification
+        /// Per tensor in store order: what every split decision reads from it.
+        let entries: [Entry]
+
+        struct Entry {
+            var name: String
+            var info: TensorInfo
+            var role: TensorRole
+            /// The quantized weight this tensor is (or is a scale of).
+            var q: QuantizedWeight?
+            /// The weight whose split decides this tensor's.
+            var governing: String
+            var expertIndex: Int?
+            /// `ShardRules.splitDim` of the governing weight with EP 1 and with EP > 1.
+            var dimEP1: Int?
+            var dimEP: Int?
+        }
+
+        public init(_ ckpt: Checkpoint) throws {
+            try ckpt.requireClassified()
+            let classes = try TensorClassification.classify(ckpt)
+            self.classes = classes
+            var owner: [String: QuantizedWeight] = [:]
+            for q in classes.quantized.values { for t in q.parameterTensors { owner[t.name] = q } }
+            let store = ckpt.weights
+            entries = store.tensorNames.map { name in
+                let info = store.info(name)!, role = ckpt.roles[name]!
+                let q = owner[name] ?? classes.quantized[name]
+                let governing = q?.weight.name ?? name
+                // A routed expert's scale grid goes where the expert's weight goes.
+                let governingRole = ckpt.roles[governing] ?? role
+                let rank = (q?.weight.shape ?? info.shape).count
+                return Entry(name: name, info: info, role: role, q: q, governing: governing,
+                             expertIndex: governingRole.kind == .expert ? governingRole.expert : nil,
+                             dimEP1: ShardRules.splitDim(name: governing, rank: rank, expertParallel: 1),
+                             dimEP: ShardRules.splitDim(name: governing, rank: rank, expertParallel: 2))
+            }
+        }
     }
 
     struct Assignment {
@@ -111,8 +154,7 @@ public enum ShardPlanner {
     }
 
     /// Decides every tensor's ranks and regions; with `sizesOnly` only the bytes are kept.
-    static func assign(_ ckpt: Checkpoint, _ o: ShardOptions, sizesOnly: Bool) throws -> Assignment {
-        try ckpt.requireClassified()
+    static func assign(_ ckpt: Checkpoint, _ o: ShardOptions, sizesOnly: Bool, facts: Facts) throws -> Assignment {
         let cfg = ckpt.config!
         let p = o.parallel
         let store = ckpt.weights
@@ -124,19 +166,16 @@ public enum ShardPlanner {
             intermediate: cfg.intermediateSize ?? 0, moeIntermediate: cfg.moeIntermediateSize, routedExperts: experts))
         if o.layout == .deepseek { try DeepSeekLayout.check(ckpt, o) }
 
-        let classes = try TensorClassification.classify(ckpt)
-        // Each quantization tensor → the quantized weight it belongs to.
-        var owner: [String: QuantizedWeight] = [:]
-        for q in classes.quantized.values { for t in q.parameterTensors { owner[t.name] = q } }
+        let classes = facts.classes
 
         // Layers and pipeline stages.
         func isMTP(_ layer: Int?) -> Bool { layer.map { $0 >= layerCount } ?? false }
         var layerBytes = Array(repeating: 0, count: layerCount)
         var firstExtra = 0, lastExtra = 0
-        var kept: [String] = []
-        for name in store.tensorNames {
-            let role = ckpt.roles[name]!
-            let bytes = store.info(name)!.byteCount
+        var kept: [Facts.Entry] = []
+        for entry in facts.entries {
+            let role = entry.role
+            let bytes = entry.info.byteCount
             if isMTP(role.layer) {
                 if !o.keepMTP || o.layout == .deepseek { continue }
                 lastExtra += bytes
@@ -147,13 +186,12 @@ public enum ShardPlanner {
             } else {
                 lastExtra += bytes
             }
-            kept.append(name)
+            kept.append(entry)
         }
         let stages = o.stageRule == .balanced
             ? ParallelPlan.stages(layerBytes: layerBytes, pp: p.pp, firstExtra: firstExtra, lastExtra: lastExtra)
             : MemoryFit.engineStages(layers: layerCount, pp: p.pp, rule: o.stageRule)
-        func stage(of name: String) -> Int {
-            let role = ckpt.roles[name]!
+        func stage(of role: TensorRole) -> Int {
             if let l = role.layer, !isMTP(l) { return stages.firstIndex { $0.contains(l) }! }
             return role.kind == .embedding && role.layer == nil ? 0 : p.pp - 1
         }
@@ -170,24 +208,18 @@ public enum ShardPlanner {
         var mtpLayers: Set<Int> = []
         var counts: [String: Int] = [:]
 
-        for name in kept {
-            let info = store.info(name)!
-            let role = ckpt.roles[name]!
-            let s = stage(of: name)
+        for entry in kept {
+            let name = entry.name, info = entry.info, role = entry.role, q = entry.q, governing = entry.governing
+            let expertIndex = entry.expertIndex
+            let s = stage(of: role)
             if isMTP(role.layer) { mtpLayers.insert(role.layer!) }
-            // The module whose split decides this tensor's: a quantization tensor follows its weight.
-            let q = owner[name] ?? classes.quantized[name]
-            let governing = q?.weight.name ?? name
-            // A routed expert's scale grid goes where the expert's weight goes.
-            let governingRole = ckpt.roles[governing] ?? role
-            let expertIndex = governingRole.kind == .expert ? governingRole.expert : nil
             var holders = Array(0..<p.tp)
             if let e = expertIndex, p.ep > 1 {
                 holders = [o.placement.rank(of: e, experts: experts ?? 0, ep: p.ep)]
             }
             // The weight's split dimension; its quantization tensors are cut to match.
-            let dim: Int? = (expertIndex != nil && p.ep > 1) ? nil
-                : ShardRules.splitDim(name: governing, rank: (q?.weight.shape ?? info.shape).count, expertParallel: p.ep)
+            // The governing weight's split dimension (a quantization tensor is cut to match).
+            let dim: Int? = (expertIndex != nil && p.ep > 1) ? nil : p.ep > 1 ? entry.dimEP : entry.dimEP1
             for t in holders {
                 let r = s * p.tp + t
                 var region: TensorRegion?

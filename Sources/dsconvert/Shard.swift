@@ -124,8 +124,9 @@ extension DSConvert {
             var o = ServingPlan.Options(gpu: g, maxModelLen: maxModelLen ?? ckpt.config?.int("max_position_embeddings") ?? 4096)
             o.utilisation = memUtil; o.reserve = reserve; o.kvCacheDType = kvCacheDtype; o.maxSeqs = maxSeqs
             o.engine = emit; o.keepMTP = keepMtp; o.placement = expertPlacement
-            let requested = try tp.map { try ServingPlan.make(ckpt, parallel: ParallelPlan(tp: $0, pp: pp, ep: ep), options: o) }
-            let best = ServingPlan.smallest(ckpt, options: o)
+            let facts = try ShardPlanner.Facts(ckpt)
+            let requested = try tp.map { try ServingPlan.make(ckpt, parallel: ParallelPlan(tp: $0, pp: pp, ep: ep), options: o, facts: facts) }
+            let best = ServingPlan.smallest(ckpt, options: o, facts: facts)
             let shown = requested ?? best
             // The command serves the requested plan when it fits, else the smallest one that does.
             let served = requested.flatMap { $0.fits ? $0 : nil } ?? best

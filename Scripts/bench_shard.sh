@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# dsconvert shard benchmarks, each beside its reference from the same run (ratios, not times):
+#   1. `shard --tp 8 --ep 8` of a synthetic DeepSeek-V3 (--scale 1/32: 61 layers, 256 experts,
+#      the MTP layer, ~2 GB BF16) vs `cp -r` of the same folder, alternating, best of BENCH_REPEAT;
+#      peak RSS of each
+#   2. peak RSS of that shard on the ~2 GB checkpoint and a ~16 GB one of the same tensor shapes
+#      (--layers 480), which must stay within 10 % (needs ~35 GB free; BENCH_SECTIONS="1 2 3")
+#   3. `shard --plan` on the real 671B FP8 layout (synth --scale 1 --sparse --fp8: headers only)
+# Env: BENCH_DIR (default /tmp/dsconvert-bench-shard), BENCH_THREADS (default 2),
+#      BENCH_SECTIONS (default "1 3"), BENCH_REPEAT (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${DSCONVERT:-.build/release/dsconvert}
+DIR=${BENCH_DIR:-/tmp/dsconvert-bench-shard}
+T=${BENCH_THREADS:-2}
+REPEAT=${BENCH_REPEAT:-3}
+SECTIONS=" ${BENCH_SECTIONS:-1 3} "
+run() { case "$SECTIONS" in *" $1 "*) return 0;; *) return 1;; esac; }
+mkdir -p "$DIR"
+secs() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc -l; }
+rss_kb() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
+min() { printf "%s\n" "$@" | sort -g | head -1; }
+
+CK=$DIR/v3-32
+[ -f "$CK/config.json" ] || "$BIN" synth --arch deepseek-v3 --scale 1/32 --shard-size 500MB "$CK" -q
+bytes=$(du -sb "$CK" | cut -f1)
+
+if run 1; then
+  echo "== 1. shard --tp 8 --ep 8 vs cp -r ($(numfmt --to=iec "$bytes")B, $(ls "$CK"/*.safetensors | wc -l) files; page cache warm)"
+  cat "$CK"/* > /dev/null
+  tc=""; ts=""
+  for _ in $(seq "$REPEAT"); do
+    rm -rf "$DIR/cp" "$DIR/shard"; sync; sleep 1
+    tc="$tc $(secs cp -r "$CK" "$DIR/cp")"
+    rm -rf "$DIR/cp"; sync; sleep 1
+    ts="$ts $(secs "$BIN" shard "$CK" "$DIR/shard" --tp 8 --ep 8 --threads "$T" -q)"
+  done
+  bc_=$(min $tc); bs=$(min $ts)
+  rm -rf "$DIR/shard"; sync
+  rcp=$(rss_kb cp -r "$CK" "$DIR/cp"); rm -rf "$DIR/cp"; sync
+  rs=$(rss_kb "$BIN" shard "$CK" "$DIR/shard" --tp 8 --ep 8 --threads "$T" -q); rm -rf "$DIR/shard"; sync
+  printf "shard %.2f s (%.2f GB/s, peak RSS %d MB) | cp -r %.2f s (%.2f GB/s, %d MB) -> %.2fx cp speed\n" \
+    "$bs" "$(echo "$bytes / $bs / 1000000000" | bc -l)" $((rs / 1024)) "$bc_" "$(echo "$bytes / $bc_ / 1000000000" | bc -l)" $((rcp / 1024)) \
+    "$(echo "$bc_ / $bs" | bc -l)"
+fi
+
+if run 2; then
+  echo "== 2. peak RSS of shard --tp 8 --ep 8: ~2 GB vs ~16 GB checkpoint (same shapes, 500 MB files)"
+  BIG=$DIR/v3-32-480
+  [ -f "$BIG/config.json" ] || "$BIN" synth --arch deepseek-v3 --scale 1/32 --layers 480 --shard-size 500MB "$BIG" -q
+  for d in "$CK" "$BIG"; do
+    r=$(rss_kb "$BIN" shard "$d" "$DIR/mem-out" --tp 8 --ep 8 --threads "$T" -q); rm -rf "$DIR/mem-out"; sync
+    printf "%sB checkpoint: peak RSS %d MB\n" "$(numfmt --to=iec "$(du -sb "$d" | cut -f1)")" $((r / 1024))
+  done
+fi
+
+if run 3; then
+  echo "== 3. shard --plan on the 671B FP8 layout (sparse: headers only)"
+  SP=$DIR/v3-671b-fp8-sparse
+  [ -f "$SP/config.json" ] || "$BIN" synth --arch deepseek-v3 --scale 1 --sparse --fp8 "$SP" -q
+  for args in "--tp 8 --gpu H100" "--tp 8 --gpu H200" "--tp 8 --pp 2 --ep 8 --gpu H100"; do
+    printf "%-32s %.2f s\n" "$args" "$(secs "$BIN" shard "$SP" --plan $args --emit vllm)"
+  done
+fi
