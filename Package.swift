@@ -72,7 +72,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // |x| histograms of linear-layer inputs and the amax searches (KL, percentile, min-max):
         // Formats/calibration.md.
-        .target(name: "Calibration", swiftSettings: fast),
+        .target(name: "Calibration", dependencies: ["Numerics"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
@@ -92,7 +92,7 @@ let package = Package(
             swiftSettings: v5),
         // Shared by the test targets: temp dirs, running the Python references.
         .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
-        .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
         // Test helper: holds registered temporaries and waits for signals (InterruptTests).
         .executableTarget(name: "InterruptProbe", dependencies: ["SystemIO"], path: "Tests/InterruptProbe", swiftSettings: v5),

@@ -1,11 +1,14 @@
 import Foundation
+import Numerics
 
 /// Picking the clipping threshold (amax) from an |x| histogram, each method exactly as NVIDIA's
-/// histogram calibrator computes it (Formats/calibration.md gives every step).
+/// histogram calibrator computes it, plus the FP8-aware KL (Formats/calibration.md gives every step).
 public enum AmaxSearch {
-    /// `_compute_amax_entropy` (num_bits 8 → 128 levels, start bin 128, stride 1). Returns the
-    /// chosen bin i (the largest i reaching the minimum KL) and amax = edges[i].
-    public static func entropy(_ h: AbsHistogram, levels: Int = 128, startBin: Int = 128) -> (bin: Int, amax: Double)? {
+    /// The KL (entropy) search. For `.int8` this is `_compute_amax_entropy` (num_bits 8 → 128
+    /// levels, start bin 128, stride 1); for `.fp8` the candidate distribution Q is built on the
+    /// E4M3 grid instead (Formats/calibration.md, "FP8-aware KL"). Returns the chosen bin i (the
+    /// largest i reaching the minimum KL) and amax = edges[i]; nil for fewer than `startBin` bins.
+    public static func entropy(_ h: AbsHistogram, target: CalibrationTarget = .int8, startBin: Int = 128) -> (bin: Int, amax: Double)? {
         var bins = h.counts
         guard bins.count >= 2, bins.count >= startBin else { return nil }
         bins[0] = bins[1]
@@ -13,18 +16,27 @@ public enum AmaxSearch {
         // suffix[i] = Σ bins[i...]
         var suffix = [Double](repeating: 0, count: n + 1)
         for j in stride(from: n - 1, through: 0, by: -1) { suffix[j] = suffix[j + 1] + bins[j] }
+        let levels = 128  // INT8: floor(j·128/i) ∈ 0…127; E4M3: codes 0…126 (0x7E = 448)
         var best = Double.infinity
         var bestBin = -1
         var levelSum = [Double](repeating: 0, count: levels)
         var levelNonZero = [Int](repeating: 0, count: levels)
+        var level = [Int](repeating: 0, count: n)
         for i in startBin...n {
             for k in 0..<levels { levelSum[k] = 0; levelNonZero[k] = 0 }
-            // Level of kept bin j: numpy digitize(range(i), linspace(0, i, levels + 1)) − 1, which is
-            // floor(j · levels / i) exactly (the edges k · i / levels are exact binary fractions).
+            switch target {
+            case .int8:
+                // numpy digitize(range(i), linspace(0, i, 129)) − 1 is floor(j · 128 / i) exactly
+                // (the edges k · i / 128 are exact binary fractions).
+                for j in 0..<i { level[j] = (j * levels) / i }
+            case .fp8:
+                level.withUnsafeMutableBufferPointer { lv in
+                    for j in 0..<i { lv[j] = Int(fp8Level(bin: j, of: i)) }
+                }
+            }
             for j in 0..<i where bins[j] != 0 {
-                let k = (j * levels) / i
-                levelSum[k] += bins[j]
-                levelNonZero[k] += 1
+                levelSum[level[j]] += bins[j]
+                levelNonZero[level[j]] += 1
             }
             var qTotal = 0.0
             for k in 0..<levels where levelNonZero[k] > 0 { qTotal += levelSum[k] }
@@ -36,7 +48,7 @@ public enum AmaxSearch {
                 if j == i - 1 { p += suffix[i] }
                 guard p > 0 else { continue }
                 let pn = p / pTotal
-                let q = bins[j] == 0 ? 0 : levelSum[(j * levels) / i] / Double(levelNonZero[(j * levels) / i])
+                let q = bins[j] == 0 ? 0 : levelSum[level[j]] / Double(levelNonZero[level[j]])
                 if q == 0 { kl = .infinity; break }
                 kl += pn * log(pn / (q / qTotal))
             }
@@ -46,7 +58,47 @@ public enum AmaxSearch {
         return (bestBin, h.edge(bestBin))
     }
 
-    /// Percentile p (e.g. 99.99): cdf = cumsum / total, idx = searchsorted(cdf, p / 100) (left),
+    /// The E4M3 level of bin j when bins 0 ..< i are kept (amax = i × width, scale = amax / 448):
+    /// the E4M3 code of the bin's centre in scaled units, (2j + 1) · 224 / i, divided in f32
+    /// (the numerator is an exact integer) and rounded to E4M3 to nearest-even.
+    @inlinable public static func fp8Level(bin j: Int, of i: Int) -> UInt8 {
+        FloatBits.f32ToE4M3(Float((2 * j + 1) * 224) / Float(i))
+    }
+
+    /// The histogram MSE search of ModelOpt (`_compute_amax_mse`, start bin 128, stride 1): edges
+    /// and bin centres in f32 (centre = (e_k + e_{k+1}) / 2), each centre i in 128 ..< bins is a
+    /// candidate amax; its error is mean((fakequant(centres, amax) − centres)² · counts), the
+    /// products in f32 as torch computes them, their sum in f64; the first minimum wins. The fake
+    /// quantizer is INT8 or E4M3 (`FakeQuantizer`). Returns the chosen bin and amax = centre[i].
+    public static func mse(_ h: AbsHistogram, target: CalibrationTarget, startBin: Int = 128) -> (bin: Int, amax: Double)? {
+        let n = h.counts.count
+        guard n > startBin else { return nil }
+        var edges = [Float](repeating: 0, count: n + 1)
+        for k in 0...n { edges[k] = Float(h.edge(k)) }
+        var centres = [Float](repeating: 0, count: n)
+        for k in 0..<n { centres[k] = (edges[k] + edges[k + 1]) / 2 }
+        let counts = h.counts.map { Float($0) }
+        var best = Double.infinity
+        var bestBin = -1
+        centres.withUnsafeBufferPointer { c in
+            counts.withUnsafeBufferPointer { w in
+                for i in startBin..<n {
+                    let fq = FakeQuantizer(target, amax: c[i])
+                    var err = 0.0
+                    for k in 0..<n where w[k] != 0 {
+                        let d = fq(c[k]) - c[k]
+                        err += Double(d * d * w[k])
+                    }
+                    err /= Double(n)
+                    if err < best { best = err; bestBin = i }
+                }
+            }
+        }
+        guard bestBin >= 0 else { return nil }
+        return (bestBin, Double(centres[bestBin]))
+    }
+
+    /// Percentile p (e.g. 99.99): cdf = cumsum(counts / total) (`_compute_amax_percentile`), idx = searchsorted(cdf, p / 100) (left),
     /// amax = edges[idx].
     public static func percentile(_ h: AbsHistogram, _ p: Double) -> (bin: Int, amax: Double)? {
         let total = h.counts.reduce(0, +)
@@ -54,8 +106,8 @@ public enum AmaxSearch {
         let target = p / 100
         var cum = 0.0
         for (i, c) in h.counts.enumerated() {
-            cum += c
-            if cum / total >= target { return (i, h.edge(i)) }
+            cum += c / total  // np.cumsum(hist / total): normalised first, as the reference
+            if cum >= target { return (i, h.edge(i)) }
         }
         return (h.counts.count, h.edge(h.counts.count))
     }

@@ -1,26 +1,77 @@
 import Foundation
 import XCTest
 import Calibration
+import Numerics
 import TestSupport
 
-/// The chosen KL / percentile bins against Tests/Reference/calib_reference.py (numpy, written
-/// from the reference algorithm), on Gaussian, heavy-tailed, outlier and sparse histograms.
+/// Every search against Tests/Reference/calib_reference.py (numpy + ml_dtypes, written from the
+/// reference algorithms and Formats/calibration.md) on Gaussian, heavy-tailed, outlier and sparse
+/// histograms of 128–528 bins and on 2048-bin histograms (one per seed grown past 2048 bins).
 final class AmaxSearchTests: XCTestCase {
-    func testEntropyAndPercentileMatchReference() throws {
+    func testSearchesMatchReference() throws {
+        var checked = 0
         for seed in [1, 2] {
             let out = try PythonReference.run("calib_reference.py", [String(seed)])
             for line in out.split(separator: "\n") {
                 let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
                 let counts = (obj["counts"] as! [NSNumber]).map { $0.doubleValue }
-                let width = (obj["width"] as! NSNumber).doubleValue
+                let width = try XCTUnwrap(Double(obj["width"] as! String))  // hex: exact
                 let h = AbsHistogram(binWidth: width, counts: counts, maxSeen: width * Double(counts.count))
-                let kl = try XCTUnwrap(AmaxSearch.entropy(h))
-                XCTAssertEqual(kl.bin, (obj["kl_bin"] as! NSNumber).intValue, "seed \(seed), \(counts.count) bins")
-                XCTAssertEqual(kl.amax, Double(kl.bin) * width, accuracy: 1e-12)
-                let p = try XCTUnwrap(AmaxSearch.percentile(h, 99.9))
-                XCTAssertEqual(p.bin, (obj["pct_bin"] as! NSNumber).intValue)
+                let what = "seed \(seed), \(counts.count) bins"
+                if let ref = obj["kl_bin"] as? NSNumber {
+                    let kl = try XCTUnwrap(AmaxSearch.entropy(h))
+                    XCTAssertEqual(kl.bin, ref.intValue, "INT8 KL, \(what)")
+                    XCTAssertEqual(kl.amax, Double(kl.bin) * width, accuracy: 1e-12)
+                }
+                let fp8 = try XCTUnwrap(AmaxSearch.entropy(h, target: .fp8))
+                XCTAssertEqual(fp8.bin, (obj["kl_fp8_bin"] as! NSNumber).intValue, "FP8 KL, \(what)")
+                XCTAssertEqual(try XCTUnwrap(AmaxSearch.percentile(h, 99.9)).bin, (obj["pct_bin"] as! NSNumber).intValue, what)
+                XCTAssertEqual(try XCTUnwrap(AmaxSearch.percentile(h, 99.99)).bin, (obj["pct9999_bin"] as! NSNumber).intValue, what)
+                for t in CalibrationTarget.allCases {
+                    let m = AmaxSearch.mse(h, target: t)
+                    if let refBin = obj["mse_\(t.rawValue)_bin"] as? NSNumber {
+                        let m = try XCTUnwrap(m, "MSE \(t), \(what)")
+                        XCTAssertEqual(m.bin, refBin.intValue, "MSE \(t), \(what)")
+                        XCTAssertEqual(m.amax, Double(obj["mse_\(t.rawValue)_amax"] as! String), "MSE \(t) amax, \(what)")
+                    } else {
+                        XCTAssertNil(m, "MSE \(t) needs a bin above 128, \(what)")
+                    }
+                }
+                checked += 1
             }
         }
+        XCTAssertEqual(checked, 28)
+    }
+
+    /// The fake quantizers on hand-computed values.
+    func testFakeQuantizers() {
+        // INT8, amax 127: scale 1, round half to even, narrow range ±127.
+        let i8 = FakeQuantizer(.int8, amax: 127)
+        XCTAssertEqual(i8(2.5), 2)
+        XCTAssertEqual(i8(3.5), 4)
+        XCTAssertEqual(i8(-200), -127)
+        XCTAssertEqual(FakeQuantizer(.int8, amax: 0)(5), 0)
+        // E4M3, amax 448: scale 1; 17 lies between the E4M3 values 16 and 18 (tie → 16, even
+        // mantissa), 500 saturates at 448, 0.0009765625 = 2^-10 ties to 0 (subnormal step 2^-9).
+        let e = FakeQuantizer(.fp8, amax: 448)
+        XCTAssertEqual(e(17), 16)
+        XCTAssertEqual(e(19), 20)
+        XCTAssertEqual(e(500), 448)
+        XCTAssertEqual(e(0x1p-10), 0)
+        XCTAssertEqual(e(0x1p-9), 0x1p-9)
+        // amax 896: scale 0.5, values twice as coarse.
+        XCTAssertEqual(FakeQuantizer(.fp8, amax: 896)(34), 32)
+    }
+
+    /// The E4M3 level map on hand-computed points: with i = 448 kept bins, bin j's scaled centre
+    /// is j + 0.5, so bins 0 … 15 map to the E4M3 codes of 0.5 … 15.5 and the top bins merge into
+    /// the 32-wide steps of the last binade.
+    func testFP8LevelMap() {
+        XCTAssertEqual(AmaxSearch.fp8Level(bin: 0, of: 448), FloatBits.f32ToE4M3(0.5))
+        XCTAssertEqual(AmaxSearch.fp8Level(bin: 447, of: 448), 0x7E)        // 447.5 → 448
+        XCTAssertEqual(AmaxSearch.fp8Level(bin: 431, of: 448), 0x7D)        // 431.5 → 416 (above 432 ties)
+        XCTAssertEqual(AmaxSearch.fp8Level(bin: 432, of: 448), 0x7E)        // 432.5 → 448
+        XCTAssertEqual(FloatBits.e4m3ToF32(0x7D), 416)
     }
 
     /// Growth: a later batch with a larger max keeps the width and appends bins (hand-computed).
