@@ -72,7 +72,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // |x| histograms of linear-layer inputs and the amax searches (KL, percentile, min-max):
         // Formats/calibration.md.
-        .target(name: "Calibration", dependencies: ["Numerics"], swiftSettings: fast),
+        .target(name: "Calibration", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [

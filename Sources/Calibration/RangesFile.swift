@@ -1,0 +1,118 @@
+import JSON
+import SystemIO
+
+/// The range chosen for one observed input.
+public struct InputRange: Sendable, Equatable {
+    public var name: String
+    public var consumers: [String]
+    public var tokens: Int
+    public var amax: Double
+    /// The histogram bin the search chose (nil for min-max).
+    public var bin: Int?
+
+    public init(name: String, consumers: [String], tokens: Int, amax: Double, bin: Int?) {
+        self.name = name
+        self.consumers = consumers
+        self.tokens = tokens
+        self.amax = amax
+        self.bin = bin
+    }
+}
+
+/// ranges.json (Formats/calibration.md, "ranges.json", version 1): what `calibrate` writes and
+/// `quantize --act static --ranges` reads.
+public struct RangesFile: Sendable, Equatable {
+    public static let version = 1
+    static let format = "ranges"
+
+    public var model: String
+    /// kl, percentile, mse or minmax.
+    public var method: String
+    public var target: CalibrationTarget
+    /// The percentile used (only with method percentile).
+    public var percentile: Double?
+    public var ctx: Int
+    public var windows: Int
+    public var expertMode: String
+    public var inputs: [InputRange]
+
+    public init(model: String, method: String, target: CalibrationTarget, percentile: Double?, ctx: Int, windows: Int, expertMode: String, inputs: [InputRange]) {
+        self.model = model
+        self.method = method
+        self.target = target
+        self.percentile = percentile
+        self.ctx = ctx
+        self.windows = windows
+        self.expertMode = expertMode
+        self.inputs = inputs
+    }
+
+    public static let methods = ["kl", "percentile", "mse", "minmax"]
+
+    public func json() -> JSONValue {
+        .object([
+            ("format", .string("dsconvert-ranges")),
+            ("version", .int(Self.version)),
+            ("model", .string(model)),
+            ("method", .string(method)),
+            ("target", .string(target.rawValue)),
+            ("percentile", percentile.map { .double($0) } ?? .null),
+            ("ctx", .int(ctx)),
+            ("windows", .int(windows)),
+            ("expert_mode", .string(expertMode)),
+            ("inputs", .array(inputs.map { r in
+                .object([
+                    ("name", .string(r.name)),
+                    ("consumers", .array(r.consumers.map { .string($0) })),
+                    ("tokens", .int(r.tokens)),
+                    ("amax", .double(r.amax)),
+                    ("bin", r.bin.map { .int($0) } ?? .null),
+                ])
+            })),
+        ])
+    }
+
+    public func encoded() -> [UInt8] { Array(JSONWriter.pretty(json()).utf8) }
+
+    public func write(to path: String) throws {
+        try AtomicFile.write(encoded(), to: path)
+    }
+
+    public static func read(_ path: String) throws -> RangesFile {
+        try decode(try Sys.readFile(path, limit: 1 << 30), file: path)
+    }
+
+    public static func decode(_ bytes: [UInt8], file: String? = nil) throws(CalibrationFileError) -> RangesFile {
+        func fail(_ k: CalibrationFileError.Kind, input: String? = nil, at offset: Int? = nil, _ m: String) -> CalibrationFileError {
+            CalibrationFileError(k, format: format, file: file, input: input, offset: offset, m)
+        }
+        let v: JSONValue
+        do { v = try JSONParser.parse(bytes) } catch { throw fail(.header, at: error.byteOffset, error.message) }
+        guard v["format"]?.stringValue == "dsconvert-ranges" else { throw fail(.badMagic, "\"format\" is not \"dsconvert-ranges\"") }
+        guard let version = v["version"]?.intValue else { throw fail(.header, "\"version\" is missing") }
+        guard version == Self.version else { throw fail(.unsupportedVersion, "version \(version); this dsconvert reads version \(Self.version)") }
+        guard let model = v["model"]?.stringValue,
+              let method = v["method"]?.stringValue, methods.contains(method),
+              let target = v["target"]?.stringValue.flatMap(CalibrationTarget.init(rawValue:)),
+              let ctx = v["ctx"]?.intValue, let windows = v["windows"]?.intValue,
+              let mode = v["expert_mode"]?.stringValue, mode == "all" || mode == "routed",
+              let entries = v["inputs"]?.arrayValue
+        else { throw fail(.header, "model, method (kl / percentile / mse / minmax), target (int8 / fp8), ctx, windows, expert_mode (all / routed) and inputs are required") }
+        let percentile = v["percentile"]?.doubleValue
+        if method == "percentile" {
+            guard let p = percentile, p > 0, p <= 100 else { throw fail(.badValue, "method percentile needs \"percentile\" in (0, 100]") }
+        }
+        var inputs: [InputRange] = []
+        var names = Set<String>()
+        for e in entries {
+            guard let name = e["name"]?.stringValue else { throw fail(.header, "an input without a name") }
+            guard names.insert(name).inserted else { throw fail(.header, input: name, "input listed twice") }
+            guard let consumers = e["consumers"]?.arrayValue?.compactMap(\.stringValue),
+                  let tokens = e["tokens"]?.intValue, let amax = e["amax"]?.doubleValue
+            else { throw fail(.header, input: name, "consumers, tokens and amax are required") }
+            guard amax.isFinite, amax > 0 else { throw fail(.badValue, input: name, "amax \(amax); a range is finite and positive") }
+            inputs.append(InputRange(name: name, consumers: consumers, tokens: tokens, amax: amax, bin: e["bin"]?.intValue))
+        }
+        return RangesFile(model: model, method: method, target: target, percentile: percentile, ctx: ctx, windows: windows, expertMode: mode, inputs: inputs)
+    }
+}
