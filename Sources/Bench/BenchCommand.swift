@@ -32,12 +32,3 @@ struct BenchOptions: ParsableArguments {
         if let t = threads { Parallel.threads = t }
     }
 }
-
-/// `12.4 MB` style (decimal units), as dsconvert prints sizes.
-func formatBytes(_ n: Int) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    var v = Double(n)
-    var i = 0
-    while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
-    return i == 0 ? "\(n) B" : String(format: v >= 100 ? "%.0f %@" : v >= 10 ? "%.1f %@" : "%.2f %@", v, units[i])
-}

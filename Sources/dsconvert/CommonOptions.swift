@@ -20,15 +20,6 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// `12.4 MB` style (decimal units, as `ls -h --si` and Hugging Face show sizes).
-func formatBytes(_ n: Int) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    var v = Double(n)
-    var i = 0
-    while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
-    return i == 0 ? "\(n) B" : String(format: v >= 100 ? "%.0f %@" : v >= 10 ? "%.1f %@" : "%.2f %@", v, units[i])
-}
-
 /// 6224224 → "6,224,224".
 func grouped(_ n: Int) -> String {
     let s = String(n.magnitude)

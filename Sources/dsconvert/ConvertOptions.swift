@@ -1,3 +1,4 @@
+import Numerics
 import ArgumentParser
 import Checkpoint
 import Conversion

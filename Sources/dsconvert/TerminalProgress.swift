@@ -1,3 +1,4 @@
+import Numerics
 import Diagnostics
 import Conversion
 import Eval

@@ -93,7 +93,7 @@ final class CompressedTensorsKernelTests: XCTestCase {
 
     /// F32 sources: every BF16 value widened, and random bit patterns (NaN, inf, subnormals).
     func testQuantizeF32() {
-        var rng = SplitMix(seed: 17)
+        var rng = SplitMix64(seed: 17)
         var values: [Float] = (0...0xFFFF).map { FloatBits.bf16ToF32(UInt16($0)) }
         values += [0, -0, 127.5, -127.5, 126.5, -128.5, 0.5, -0.5, 1.5, 2.5, 448, 464, -464.0001]
         values += (0..<40_000).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
@@ -170,7 +170,7 @@ final class CompressedTensorsKernelTests: XCTestCase {
     /// The whole quantizer (amax, scales in D, parallel bands over the kernels) against the scalar
     /// formulas on matrices whose rows span magnitudes, with an all-zero row and -0 entries.
     func testQuantizerMatchesScalarFormulas() throws {
-        var rng = SplitMix(seed: 23)
+        var rng = SplitMix64(seed: 23)
         let rows = 300, cols = 203
         for (format, d) in [(FloatFormat.bf16, D.bf16), (.f16, .f16), (.f32, .f32)] {
             var w = [Float](repeating: 0, count: rows * cols)

@@ -158,7 +158,7 @@ final class IgnoreAndShardSizeTests: XCTestCase {
     /// scale) that does not fit alone, and no file could have taken the next one's first weight.
     func testShardSizeLimitIsExactForManyLimits() throws {
         let ckpt = try Checkpoint(path: CV.deepseek)
-        var rng = SplitMix(seed: 9)
+        var rng = SplitMix64(seed: 9)
         var limits = [1, 1000, 40_000, 131_072, 2_097_152, 2_100_000, 20_000_000]
         limits += (0..<150).map { _ in 150_000 + Int(rng.next() % 3_000_000) }
         for limit in limits {

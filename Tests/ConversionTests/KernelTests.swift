@@ -49,7 +49,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testQuantizeF32() {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var values: [Float] = [0, -0, .infinity, -.infinity, .nan, -.nan, 448, 464, 464.0001, -463.99, 0x1p-9, 0x1p-10, 0x1.8p-10,
                                .leastNonzeroMagnitude, .greatestFiniteMagnitude, 0x1p-6, 0x1.fp-7]
         values += (0..<200_000).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
@@ -67,7 +67,7 @@ final class KernelTests: XCTestCase {
 
     /// Lengths and offsets that leave vector tails, and the bytes around the output untouched.
     func testQuantizeTailsAndBounds() {
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let src = (0..<600).map { _ in UInt16(truncatingIfNeeded: rng.next()) }
         for n in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 255, 257, 511] {
             for offset in [0, 1, 3, 5] {
@@ -92,7 +92,7 @@ final class KernelTests: XCTestCase {
         // Finite-only windows (below the infinities) and random windows.
         XCTAssertEqual(dsc_absmax_bf16(all, 0x7F80), 0x7F7F_0000)
         XCTAssertEqual(dsc_absmax_f16(all, 0x7C00), FloatBits.f16ToF32(0x7BFF).bitPattern)
-        var rng = SplitMix(seed: 11)
+        var rng = SplitMix64(seed: 11)
         let shuffled = all.shuffled(using: &rng)
         for _ in 0..<400 {
             let lo = Int(rng.next() % 65_000), n = Int(rng.next() % 300)
@@ -110,7 +110,7 @@ final class KernelTests: XCTestCase {
     /// BlockFP8 (banded, parallel, partial edge blocks) equals the plain-Swift reference on a
     /// matrix whose blocks span every magnitude.
     func testBlockFP8MatchesReference() throws {
-        var rng = SplitMix(seed: 5)
+        var rng = SplitMix64(seed: 5)
         let rows = 300, cols = 200
         var w = [UInt16](repeating: 0, count: rows * cols)
         for r in 0..<rows {
@@ -134,19 +134,6 @@ final class KernelTests: XCTestCase {
         }
         XCTAssertEqual(BlockFP8.scaleShape(rows: 576, cols: 7168, blockRows: 128, blockCols: 128), [5, 56])
     }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
 }
 
 extension KernelTests {
