@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Engine", "Checkpoint", "Tokenizer", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "Quantization", "Numerics", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Diagnostics"], swiftSettings: v5),
         .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Sharding", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]

@@ -94,7 +94,10 @@ public final class ConversionRunner {
         // writes (or, for an index a single-file output must not keep, removes) that is already
         // here and that no dsconvert run wrote stops it now, before anything is written.
         let folders = DirectoryFinisher.folders(of: plan.shards.map(\.name))
-        let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(folders: folders, writesIndex: plan.writesIndex, hasConfig: plan.config != nil, copies: side.copy)
+        // A pack embeds config.json and the side files: nothing is written beside it.
+        let embeds = plan.format.embedsModelFiles
+        let writes = plan.shards.map(\.name) + DirectoryFinisher.finishingFiles(folders: folders, writesIndex: plan.writesIndex,
+                                                                                hasConfig: plan.config != nil && !embeds, copies: embeds ? [] : side.copy)
             + plan.extraFiles.map(\.name)
         let foreign = folder.foreign(writes + (plan.writesIndex ? [] : folders.map { OutputLayout.join($0, SafeTensorsIndex.fileName) }), owned: owned)
         if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }

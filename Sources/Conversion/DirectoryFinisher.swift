@@ -1,5 +1,6 @@
 import JSON
 import Checkpoint
+import DSPack
 import Quantization
 import SafeTensors
 import SystemIO
@@ -61,7 +62,7 @@ public enum DirectoryFinisher {
         // The input folder is where the side files are copied from (and the inputs the shards were
         // made from): it must be there before anything is checked further or written.
         do {
-            _ = try Sys.listDirectory(input)
+            if DSPackFile.isPack(path: input) { _ = try Sys.stat(input) } else { _ = try Sys.listDirectory(input) }
         } catch {
             throw ConversionError.inputUnavailable(input: input, plan: PlanFile.path(folder), reason: (error as? IOError)?.reason ?? "\(error)")
         }
@@ -111,8 +112,11 @@ public enum DirectoryFinisher {
         // Everything that will be written or removed, checked before the first write: every file
         // to be copied can be read, and none of them replaces a file no dsconvert run wrote.
         let writesIndex = plan.writesIndex
-        let config = plan.config
-        let side = try SideFiles.scan(input)
+        // Packs carry config.json and the side files inside: nothing is written beside them.
+        let embeds = plan.embedsModelFiles
+        let config = embeds ? nil : plan.config
+        var side = try SideFiles.scan(input)
+        if embeds { side.copy = [] }
         let owned = folder.ownedFiles()
         let folders = Self.folders(of: shards)
         var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy)
@@ -166,7 +170,7 @@ public enum DirectoryFinisher {
                 written.append(OutputLayout.join(f, ModelConfig.fileName))
             }
             for name in side.copy {
-                try Sys.copyFile(from: input + "/" + name, to: dir + "/" + name)
+                try SideFiles.copy(name, of: input, to: dir + "/" + name)
                 written.append(OutputLayout.join(f, name))
             }
         }

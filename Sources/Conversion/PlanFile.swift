@@ -22,6 +22,9 @@ struct PlanFile {
     var config: JSONValue?
     /// The plan's `extraFiles` (output name → JSON contents).
     var extraFiles: [(name: String, json: JSONValue)] = []
+    /// The output files embed config.json and the side files (packs): completing the folder
+    /// writes no index, config.json or copies.
+    var embedsModelFiles = false
     var files: [String]
 
     init(_ plan: ConversionPlan, inputDirectory: String, files: [String]) {
@@ -33,6 +36,7 @@ struct PlanFile {
         indexMetadata = plan.indexMetadata
         config = plan.config
         extraFiles = plan.extraFiles
+        embedsModelFiles = plan.format.embedsModelFiles
         self.files = Array(Set(files)).sorted()
     }
 
@@ -46,6 +50,7 @@ struct PlanFile {
             ("index_metadata", .object(indexMetadata)),
             ("config", config ?? .null),
             ("extra_files", .object(extraFiles.map { ($0.name, $0.json) })),
+            ("embeds_model_files", .bool(embedsModelFiles)),
             ("files", .array(files.map { .string($0) })),
         ])
     }
@@ -87,6 +92,7 @@ struct PlanFile {
                          files: v["files"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         if let c = v["config"], c != .null { p.config = c }
         p.extraFiles = (v["extra_files"]?.objectMembers ?? []).map { (name: $0.0, json: $0.1) }
+        p.embedsModelFiles = v["embeds_model_files"]?.boolValue ?? false
         return p
     }
 

@@ -54,7 +54,12 @@ final class ShardConverter {
             }
             pipeline.drain()
             try pipeline.check()
+            // A stop asked for during the last tensor: nothing is renamed into place.
+            if Interrupt.requested { throw Interrupted() }
             try writer.finish(durable: durable)
+            // A format whose header follows from the data (a pack) shows the observer the file
+            // only in `finish`: the hash is taken again once it has seen every byte.
+            pipeline.drain()
         } catch {
             pipeline.drain()
             writer.abort()

@@ -7,7 +7,7 @@ import Tensors
 /// header (whose size depends only on names and metadata, so every offset is known up front) is
 /// written last, over the zeros reserved for it, with its SHA-256. The file goes to a temporary
 /// and appears under its final name only in `finish()`.
-public final class DSPackWriter {
+public final class DSPackWriter: TensorFileWriter {
     /// A tensor to write, with its descriptive role (§4).
     public struct Tensor: Sendable {
         public var spec: TensorSpec
@@ -37,6 +37,10 @@ public final class DSPackWriter {
 
     /// Called once per tensor when its last byte is written, with its index in `specs`.
     public var tensorCompleted: ((Int) -> Void)?
+    /// Called with the whole file's bytes in file order (the resume hash). The header is known
+    /// only once every tensor is written, so `finish` reads the finished temporary back (from the
+    /// page cache, 64 MiB at a time, each piece released once seen) just before the rename.
+    public var observer: ((UnsafeRawBufferPointer) -> Void)?
 
     public init(path: String, tensors: [Tensor], files: [(String, [UInt8])], metadata: JSONValue) throws {
         self.path = path
@@ -185,6 +189,17 @@ public final class DSPackWriter {
         header += Checksums.sha256(header)
         do {
             try header.withUnsafeBytes { try f.write($0, at: 0) }
+            if let observer {
+                let m = try MappedFile(path: f.temporaryPath)
+                m.advise(.sequential)
+                var at = 0
+                while at < m.size {
+                    let end = min(m.size, at + (64 << 20))
+                    observer(m.bytes(at..<end))
+                    m.release(at..<end)
+                    at = end
+                }
+            }
             try f.commit(durable: durable)
         } catch { throw DSPackError.io(error, file: path) }
         out = nil

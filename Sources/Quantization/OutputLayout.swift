@@ -17,6 +17,8 @@ public struct OutputLayout: Sendable {
         /// A file holding one input tensor's outputs that are larger than the limit is the only
         /// exception.
         case maxFileSize(Int)
+        /// One file per folder, named `model.EXT` (a pack: one file per rank).
+        case single
     }
 
     public var format: any TensorFileFormat
@@ -45,6 +47,7 @@ public struct OutputLayout: Sendable {
         switch chunking {
         case .mirror: c = "mirror"
         case let .maxFileSize(n): c = String(n)
+        case .single: c = "single"
         }
         return "format=\(format.name); shard-size=\(c); folders=\(folderRule)"
     }
@@ -82,6 +85,8 @@ public struct OutputLayout: Sendable {
                 for i in groups.keys.sorted() {
                     out.append((Self.join(f, renamed(store.files[i].name)), groups[i]!))
                 }
+            case .single:
+                out.append((Self.join(f, "model." + format.fileExtension), ts))
             case let .maxFileSize(limit):
                 guard limit > 0 else { throw QuantizationError.invalidOption("the file size limit must be positive") }
                 var groups: [[TensorPlan]] = []
@@ -114,9 +119,11 @@ public struct OutputLayout: Sendable {
         return name[..<dot] + "." + format.fileExtension
     }
 
-    /// Whether each folder gets an index: when the input had one, when a folder holds several
+    /// Whether each folder gets an index: never for a format that embeds the model's files (a pack);
+    /// otherwise when the input had one, when a folder holds several
     /// files, or when dsconvert chose the names (`model-00001-of-00001` is found only through it).
     public func writesIndex(inputHasIndex: Bool, files: [String]) -> Bool {
+        if format.embedsModelFiles { return false }
         if inputHasIndex || chunking != .mirror { return true }
         var seen = Set<String>()
         for f in files where !seen.insert(Self.folder(of: f)).inserted { return true }

@@ -38,6 +38,14 @@ public protocol TensorFileFormat: Sendable {
     func makeSizer() -> TensorFileSizer
     /// A writer for `tensors` at `path`.
     func makeWriter(path: String, tensors: [TensorSpec]) throws -> TensorFileWriter
+    /// True for a format whose files carry the model's other files themselves (a .dspack embeds
+    /// config.json and the tokenizer): a conversion then writes no index, config.json or copies
+    /// beside them.
+    var embedsModelFiles: Bool { get }
+}
+
+extension TensorFileFormat {
+    public var embedsModelFiles: Bool { false }
 }
 
 /// The size of a file of some format as tensors are appended to it.

@@ -8,7 +8,12 @@ import JSON
 import Quantization
 import SystemIO
 
-/// Options shared by `quantize` and `dequantize`: the input and output folders and how to run.
+/// The file format a conversion writes.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case safetensors, dspack
+}
+
+/// Options shared by `quantize` and `dequantize`: the input and output folders, the output format and how to run.
 struct ConvertOptions: ParsableArguments {
     @Argument(help: "The input model directory (or a .safetensors file).")
     var input: String
@@ -18,13 +23,28 @@ struct ConvertOptions: ParsableArguments {
 
     @OptionGroup var how: RunOptions
 
+    @Option(name: .long, help: "Output format: safetensors (default: shards, index, config.json and side files) or dspack (one OUT/model.dspack embedding config.json and the side files; Formats/dspack.md).")
+    var format: OutputFormat = .safetensors
+
+    func validate() throws {
+        if format == .dspack, how.shardSize != nil {
+            throw UsageError.conflict("--shard-size applies to --format safetensors: a .dspack is one file (OUT/model.dspack)")
+        }
+    }
+
+    /// Where the output tensors go: safetensors files (mirrored or cut at `--shard-size`), or one pack.
+    var layout: OutputLayout {
+        format == .dspack ? PackedOutput.layout : OutputLayout(shardSize: how.shardSize)
+    }
+
     var shardSize: Int? { how.shardSize }
 
     /// Opens the input for a conversion (see `RunOptions.checkpoint`).
     func checkpoint() throws -> Checkpoint { try RunOptions.checkpoint(input) }
 
-    /// Runs `plan` with a progress display and prints the report.
+    /// Runs `plan` (made with `layout`) with a progress display and prints the report.
     func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
+        let plan = format == .dspack ? try PackedOutput.prepare(plan, checkpoint: ckpt) : plan
         try how.run(ckpt, plan, input: input, output: output, verb: verb, common: common)
     }
 }

@@ -31,7 +31,7 @@ extension DSConvert {
         func run() throws {
             try common.apply()
             let ckpt = try convert.checkpoint()
-            let plan = try PlanBuilder.dequantize(ckpt, to: to.dtype, shardSize: convert.shardSize)
+            let plan = try PlanBuilder.dequantize(ckpt, to: to.dtype, layout: convert.layout)
             try convert.run(ckpt, plan, verb: "dequantizing to \(to.rawValue)", common: common)
         }
     }

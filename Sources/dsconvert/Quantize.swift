@@ -49,7 +49,7 @@ extension DSConvert {
             try common.apply()
             let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize ?? 128, weightOnly: weightOnly)
             let ckpt = try convert.checkpoint()
-            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, shardSize: convert.shardSize)
+            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, layout: convert.layout)
             try convert.run(ckpt, plan, verb: "quantizing (\(scheme.summary))", common: common)
         }
     }

@@ -5,7 +5,8 @@ usage: dspack_check.py PACK SOURCE_DIR
 
 Parses the pack with struct, hashlib (SHA-256) and xxhash (XXH3-64) only, checks the header
 digest, every entry's checksum, alignment, zero padding, and that the tensors equal those
-safetensors.numpy.load_file reads from SOURCE_DIR's .safetensors files and the embedded files
+safetensors.numpy.load_file reads from SOURCE_DIR's .safetensors files (files holding FP8, which
+that package cannot give numpy arrays of, are read by the safetensors layout directly) and the embedded files
 equal the side files there. Prints one JSON line of what it found; exits 1 on any mismatch.
 """
 import hashlib, json, os, struct, sys
@@ -49,9 +50,27 @@ gaps = bytes(b for b, c in zip(data[doff:], covered) if not c)
 if any(gaps): fail("data gaps not zero")
 if structure_only:
     print(json.dumps({"tensors": len(tensors), "files": sorted(files)})); sys.exit(0)
+def load_raw(path):
+    # safetensors.numpy cannot build FP8 arrays (numpy has no float8 names): files holding FP8
+    # are read by the safetensors layout itself (u64 LE header length, JSON header, data_offsets
+    # relative to the byte buffer after it) into ml_dtypes arrays.
+    blob = open(path, "rb").read()
+    (n,) = struct.unpack_from("<Q", blob, 0)
+    header = json.loads(blob[8:8 + n])
+    if not any(v["dtype"].startswith("F8") for k, v in header.items() if k != "__metadata__"):
+        return load_file(path)
+    np_types = {"BF16": ml_dtypes.bfloat16, "F32": np.float32, "F16": np.float16, "F8_E4M3": ml_dtypes.float8_e4m3fn,
+                "I8": np.int8, "U8": np.uint8, "I64": np.int64, "I32": np.int32}
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__": continue
+        a, b = v["data_offsets"]
+        out[k] = np.frombuffer(blob[8 + n + a:8 + n + b], dtype=np_types[v["dtype"]]).reshape(v["shape"])
+    return out
+
 ref = {}
 for f in sorted(os.listdir(src)):
-    if f.endswith(".safetensors"): ref.update(load_file(os.path.join(src, f)))
+    if f.endswith(".safetensors"): ref.update(load_raw(os.path.join(src, f)))
 if set(ref) != set(tensors): fail("tensor names differ")
 import ml_dtypes
 NP = {"BF16": ml_dtypes.bfloat16, "F32": np.float32, "F16": np.float16, "F8_E4M3": ml_dtypes.float8_e4m3fn, "I8": np.int8, "U8": np.uint8, "I64": np.int64, "I32": np.int32}
