@@ -91,7 +91,7 @@ let package = Package(
             path: "Sources/Bench",
             swiftSettings: v5),
         // Shared by the test targets: temp dirs, running the Python references.
-        .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO"], path: "Tests/TestSupport", swiftSettings: v5),
+        .target(name: "TestSupport", dependencies: ["SafeTensors", "JSON", "SystemIO", "Numerics"], path: "Tests/TestSupport", swiftSettings: v5),
         .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "Diagnostics"], swiftSettings: v5),
         // Test helper: holds registered temporaries and waits for signals (InterruptTests).

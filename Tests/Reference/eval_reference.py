@@ -25,33 +25,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from quantized_goldens import dequantize  # noqa: E402
-from st_raw import read_dir  # noqa: E402
-
-
-def load_model(directory):
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM
-
-    with open(os.path.join(directory, "config.json")) as f:
-        config = json.load(f)
-    weights = dequantize(read_dir(directory), config)
-    config.pop("quantization_config", None)
-    for key in ("torch_dtype", "dtype"):
-        if key in config:
-            config[key] = "float32"
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(config, f)
-        save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, os.path.join(tmp, "model.safetensors"))
-        return AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
+from quantized_goldens import load_model  # noqa: E402
 
 
 def tokenizer_of(directory):

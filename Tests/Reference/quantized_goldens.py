@@ -57,7 +57,8 @@ def dequantize(tensors, config):
     return out
 
 
-def logits(directory, ids):
+def load_model(directory):
+    """transformers fp32 eager model of the folder, every quantized weight dequantized exactly."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
@@ -73,9 +74,15 @@ def logits(directory, ids):
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f)
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, os.path.join(tmp, "model.safetensors"))
-        model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
-        with torch.no_grad():
-            return model(input_ids=torch.tensor(ids, dtype=torch.int64)).logits.numpy().astype(np.float32)
+        return AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def logits(directory, ids):
+    import torch
+
+    model = load_model(directory)
+    with torch.no_grad():
+        return model(input_ids=torch.tensor(ids, dtype=torch.int64)).logits.numpy().astype(np.float32)
 
 
 def bias_copy(sample, out):

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Numerics
 import SafeTensors
 import SystemIO
 
@@ -82,18 +83,12 @@ public final class STTemporaryDirectory {
 
 // MARK: - Deterministic bytes
 
-/// SplitMix64: small, fast and the same on every platform.
+/// Deterministic test randomness: Numerics' SplitMix64 stream with a few conveniences.
 public struct STRandom: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
+    private var source: SplitMix64
+    public init(seed: UInt64) { source = SplitMix64(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { source.next() }
 
     /// A value in 0..<n (n > 0).
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
