@@ -423,15 +423,6 @@ public enum DSPackTransport {
         var joined: [UInt8] = []
         static let zeros = [UInt8](repeating: 0, count: 1 << 16)
 
-        init(all: UnsafeRawBufferPointer, at: Int, dctx: OpaquePointer, source: String, out: AtomicFile, destination: String) {
-            self.all = all
-            self.at = at
-            self.dctx = dctx
-            self.source = source
-            self.out = out
-            self.destination = destination
-        }
-
         struct Frame { var offset: Int; var transform: Transform; var raw: Int; var stored: Range<Int> }
 
         func bad(_ at: Int, _ m: String) -> DSPackError { DSPackError(.transportInvalid, file: source, offset: at, "transport_invalid: " + m) }
