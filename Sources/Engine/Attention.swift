@@ -47,6 +47,7 @@ final class Attention: @unchecked Sendable {
                  k: { b, h in (UnsafePointer(cache.keys(layer, b) + (h / group) * d), width) },
                  v: { b, h in (UnsafePointer(cache.values(layer, b) + (h / group) * d), width) },
                  out: { b, h in (attn.row(b * tokens) + h * d, attn.cols) })
+        s.observation(layer: layer)?.all(.attentionOutput(layer: layer), attn.data, width: attn.cols, ld: attn.cols)
         o.apply(attn.data, rows: m, ldx: attn.cols, into: out.data, ldy: out.cols, pool: s.pool)
     }
 }

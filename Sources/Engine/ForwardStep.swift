@@ -9,6 +9,8 @@ struct ForwardStep {
     let start: Int
     let cache: KVCache
     let pool: WorkerPool
+    /// Sees the inputs of the quantized linear layers (calibration); nil in a plain forward pass.
+    let observer: ActivationObserver?
     /// cos / sin of new token t at frequency i: [t × half + i].
     let cos: [Float]
     let sin: [Float]
@@ -16,7 +18,8 @@ struct ForwardStep {
 
     var rows: Int { batch * tokens }
 
-    init(batch: Int, tokens: Int, start: Int, rope: RopeScaling, cache: KVCache, pool: WorkerPool) {
+    init(batch: Int, tokens: Int, start: Int, rope: RopeScaling, cache: KVCache, pool: WorkerPool, observer: ActivationObserver? = nil) {
+        self.observer = observer
         self.batch = batch
         self.tokens = tokens
         self.start = start
@@ -32,6 +35,11 @@ struct ForwardStep {
         }
         cos = c
         sin = s
+    }
+
+    /// `layer`'s observation, when there is an observer.
+    func observation(layer: Int) -> LayerObservation? {
+        observer.map { LayerObservation(observer: $0, layer: layer, batch: batch, tokens: tokens) }
     }
 
     /// Rotates `heads` vectors of width `stride` (rope part at `offset`) in row r.

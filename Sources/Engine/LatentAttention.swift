@@ -44,6 +44,7 @@ final class LatentAttention: @unchecked Sendable {
             let a = Matrix(rows: m, cols: qa.outputs)
             qa.apply(h.data, rows: m, ldx: h.cols, into: a.data, ldy: a.cols, pool: s.pool)
             rmsNormRows(a.data, rows: m, width: a.cols, ldx: a.cols, weight: qaNorm, eps: eps, into: a.data, ldo: a.cols)
+            s.observation(layer: layer)?.all(.queryLatent(layer: layer), a.data, width: a.cols, ld: a.cols)
             qb.apply(a.data, rows: m, ldx: a.cols, into: qm.data, ldy: qm.cols, pool: s.pool)
         } else {
             qb.apply(h.data, rows: m, ldx: h.cols, into: qm.data, ldy: qm.cols, pool: s.pool)
@@ -61,6 +62,12 @@ final class LatentAttention: @unchecked Sendable {
                 let kr = rope + p * l.ropeDim
                 kr.update(from: ckv.row(r) + l.kvLoraRank, count: l.ropeDim)
                 s.rotate(kr, token: t, heads: 1, stride: l.ropeDim, offset: 0, interleaved: l.interleaved)
+            }
+        }
+        if let o = s.observer {
+            for b in 0..<s.batch {
+                o.observe(.kvLatent(layer: layer), window: b, rows: s.tokens, width: l.kvLoraRank,
+                          s.cache.keys(layer, b) + s.start * l.kvLoraRank, ld: l.kvLoraRank)
             }
         }
         // Expand keys and values of every attended position from the cached latents.
@@ -87,6 +94,7 @@ final class LatentAttention: @unchecked Sendable {
                  k: { b, h in (UnsafePointer(keys[b].data + h * qk), keys[b].cols) },
                  v: { b, h in (UnsafePointer(values[b].data + h * kvWidth + l.nopeDim), values[b].cols) },
                  out: { b, h in (attn.row(b * tokens) + h * l.valueDim, attn.cols) })
+        s.observation(layer: layer)?.all(.attentionOutput(layer: layer), attn.data, width: attn.cols, ld: attn.cols)
         o.apply(attn.data, rows: m, ldx: attn.cols, into: out.data, ldy: out.cols, pool: s.pool)
     }
 }

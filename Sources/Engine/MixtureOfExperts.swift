@@ -64,7 +64,10 @@ final class MixtureOfExperts: @unchecked Sendable {
         Array(v.indices.sorted { v[$0] > v[$1] || (v[$0] == v[$1] && $0 < $1) }.prefix(k))
     }
 
-    func forward(_ h: Matrix, pool: WorkerPool, into out: Matrix) {
+    /// `seen` (calibration) observes the shared experts' and the routed experts' inputs; in
+    /// `.allExperts` mode every token also passes through every routed expert's gate/up for
+    /// statistics only, after the routed computation, which is left as it is.
+    func forward(_ h: Matrix, pool: WorkerPool, into out: Matrix, observing seen: LayerObservation? = nil) {
         let m = h.rows, hidden = h.cols, k = spec.perToken
         let logits = Matrix(rows: m, cols: spec.routed)
         router.apply(h.data, rows: m, ldx: hidden, into: logits.data, ldy: logits.cols, pool: pool)
@@ -74,16 +77,37 @@ final class MixtureOfExperts: @unchecked Sendable {
                 assigned[c.expert].append((t, slot, c.weight))
             }
         }
+        let routedOnly = seen?.observer.experts == .routedOnly
+        if let seen {
+            for (e, list) in assigned.enumerated() {
+                var perWindow = [Int](repeating: 0, count: seen.batch)
+                for a in list { perWindow[a.token / seen.tokens] += 1 }
+                for (b, n) in perWindow.enumerated() { seen.observer.routed(layer: seen.layer, expert: e, window: b, tokens: n) }
+            }
+            if shared != nil || !routedOnly { seen.all(.mlpInput(layer: seen.layer), h.data, width: hidden, ld: hidden) }
+        }
         let slots = Matrix(rows: m * k, cols: hidden)
         let active = assigned.indices.filter { !assigned[$0].isEmpty }
         pool.run(active.count) { item, w in
             let e = active[item], list = assigned[e]
             let x = Matrix(rows: list.count, cols: hidden), y = Matrix(rows: list.count, cols: hidden)
             for (i, a) in list.enumerated() { x.row(i).update(from: h.row(a.token), count: hidden) }
-            self.experts[e].forwardSerial(x.data, rows: list.count, ldx: hidden, into: y.data, ldo: hidden, scratch: pool.scratch(w))
+            var hiddenSeen: ((UnsafePointer<Float>, Int) -> Void)?
+            if routedOnly, let seen {
+                let sources = list.map(\.token), width = self.experts[e].intermediate
+                seen.gathered(.expertInput(layer: seen.layer, expert: e), sources: sources, x.data, width: hidden, ld: hidden)
+                hiddenSeen = { g, ld in seen.gathered(.expertHidden(layer: seen.layer, expert: e), sources: sources, g, width: width, ld: ld) }
+            }
+            self.experts[e].forwardSerial(x.data, rows: list.count, ldx: hidden, into: y.data, ldo: hidden, scratch: pool.scratch(w), hidden: hiddenSeen)
             for (i, a) in list.enumerated() {
                 let dst = slots.row(a.token * k + a.slot), src = y.row(i)
                 for j in 0..<hidden { dst[j] = src[j] * a.weight }
+            }
+        }
+        if let seen, !routedOnly {
+            pool.run(experts.count) { e, w in
+                let g = self.experts[e].hiddenSerial(h.data, rows: m, ldx: hidden, scratch: pool.scratch(w))
+                seen.all(.expertHidden(layer: seen.layer, expert: e), g.data, width: g.cols, ld: g.cols)
             }
         }
         out.zero()
@@ -93,7 +117,8 @@ final class MixtureOfExperts: @unchecked Sendable {
         }
         if let shared {
             let sh = Matrix(rows: m, cols: hidden)
-            shared.forward(h.data, rows: m, ldx: hidden, into: sh.data, ldo: hidden, pool: pool)
+            shared.forward(h.data, rows: m, ldx: hidden, into: sh.data, ldo: hidden, pool: pool,
+                           hidden: seen.map { o in { g, ld in o.all(.mlpHidden(layer: o.layer), g, width: shared.intermediate, ld: ld) } })
             for t in 0..<m { ek_axpy(Int32(hidden), 1, sh.row(t), out.row(t)) }
         }
     }

@@ -62,7 +62,10 @@ public final class Model: @unchecked Sendable {
 
     /// Runs `tokens[b]` (the same count for every sequence) after the cache's positions and
     /// returns logits: rows b × T + t for `.all`, row b for `.last`, each `vocab` wide.
-    public func forward(_ tokens: [[Int]], cache: KVCache, logits want: Logits = .all, pool: WorkerPool) throws -> Matrix {
+    /// `observer` sees the input of every quantized linear layer (ActivationObserver.swift); the
+    /// logits are the same with or without one.
+    public func forward(_ tokens: [[Int]], cache: KVCache, logits want: Logits = .all, pool: WorkerPool,
+                        observer: ActivationObserver? = nil) throws -> Matrix {
         let c = config
         guard tokens.count == cache.batch, let t = tokens.first?.count, t > 0, tokens.allSatisfy({ $0.count == t }) else {
             throw EngineError.input("a forward call needs \(cache.batch) sequence(s) of the same, non-zero length")
@@ -79,13 +82,15 @@ public final class Model: @unchecked Sendable {
         guard start + t <= cache.capacity else {
             throw EngineError.input("\(start + t) positions exceed the cache's capacity \(cache.capacity)")
         }
-        let step = ForwardStep(batch: cache.batch, tokens: t, start: start, rope: c.rope, cache: cache, pool: pool)
+        let step = ForwardStep(batch: cache.batch, tokens: t, start: start, rope: c.rope, cache: cache, pool: pool, observer: observer)
         let m = step.rows, d = c.hidden
         let x = Matrix(rows: m, cols: d)
         embedding.gatherRows(tokens.flatMap { $0 }, into: x.data, ld: d)
         let h = Matrix(rows: m, cols: d), y = Matrix(rows: m, cols: d)
-        for layer in layers {
+        for (l, layer) in layers.enumerated() {
+            let seen = step.observation(layer: l)
             rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.inputNorm, eps: c.rmsEps, into: h.data, ldo: d)
+            seen?.all(.attentionInput(layer: l), h.data, width: d, ld: d)
             switch layer.mixer {
             case let .grouped(a): a.forward(h, step, into: y)
             case let .latent(a): a.forward(h, step, into: y)
@@ -93,8 +98,11 @@ public final class Model: @unchecked Sendable {
             ek_axpy(Int32(m * d), 1, y.data, x.data)
             rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.postNorm, eps: c.rmsEps, into: h.data, ldo: d)
             switch layer.ffn {
-            case let .dense(f): f.forward(h.data, rows: m, ldx: d, into: y.data, ldo: d, pool: pool)
-            case let .experts(f): f.forward(h, pool: pool, into: y)
+            case let .dense(f):
+                seen?.all(.mlpInput(layer: l), h.data, width: d, ld: d)
+                f.forward(h.data, rows: m, ldx: d, into: y.data, ldo: d, pool: pool,
+                          hidden: seen.map { o in { g, ld in o.all(.mlpHidden(layer: l), g, width: f.intermediate, ld: ld) } })
+            case let .experts(f): f.forward(h, pool: pool, into: y, observing: seen)
             }
             ek_axpy(Int32(m * d), 1, y.data, x.data)
         }
