@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert-bench",
             dependencies: [
-                "SystemIO", "JSON", "Numerics", "Quantization", "Checkpoint",
+                "SystemIO", "JSON", "Numerics", "Quantization", "Checkpoint", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Bench",
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["Diagnostics", "SafeTensors", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CheckpointTests", dependencies: ["Diagnostics", "Checkpoint", "SafeTensors", "JSON", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Conversion", "Engine", "EngineKernels", "Checkpoint", "SafeTensors", "Tensors", "Quantization", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Diagnostics", "JSON", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Engine", "Checkpoint", "Tokenizer", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "Quantization", "Numerics", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),

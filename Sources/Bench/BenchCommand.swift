@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsconvert-bench",
         abstract: "Benchmarks: `kernel` (BF16 → block FP8 vs memcpy) and `read` (iterate all tensors of a checkpoint).",
-        subcommands: [Kernel.self, Read.self])
+        subcommands: [Kernel.self, Read.self, Prefill.self])
 }
 
 /// Flags both benchmarks have.

@@ -63,16 +63,18 @@ struct ForwardStep {
                 out: (Int, Int) -> (UnsafeMutablePointer<Float>, Int)) {
         let chunk = 64
         let chunks = (tokens + chunk - 1) / chunk
-        let total = start + tokens
-        pool.run(batch * heads * chunks) { item, _ in
+        // One scratch per worker, sized for the widest item (the last chunk sees every key).
+        let need = ek_attention_scratch(Int32(min(chunk, tokens)), Int32(start + tokens - min(chunk, tokens)), Int32(dk))
+        let workers = min(pool.threads, batch * heads * chunks)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: need * workers)
+        defer { scratch.deallocate() }
+        pool.run(batch * heads * chunks) { item, w in
             let c = item % chunks, h = (item / chunks) % heads, b = item / (chunks * heads)
             let q0 = c * chunk, nq = min(tokens, q0 + chunk) - q0
             let (qp, ldq) = q(b, h), (kp, ldk) = k(b, h), (vp, ldv) = v(b, h), (op, ldo) = out(b, h)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: total)
-            defer { scores.deallocate() }
             ek_attention(Int32(nq), Int32(start + q0), Int32(dk), Int32(dv), scale,
                          qp + q0 * ldq, Int32(ldq), kp, Int32(ldk), vp, Int32(ldv),
-                         op + q0 * ldo, Int32(ldo), scores)
+                         op + q0 * ldo, Int32(ldo), scratch + w * need)
         }
     }
 }

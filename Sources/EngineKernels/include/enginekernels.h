@@ -36,10 +36,13 @@ void ek_silu_mul(float *g, const float *u, int n);
 /// Causal attention of one head over one sequence.
 /// q: nq query rows (row stride ldq) at positions p0 .. p0+nq-1; k: key rows 0 .. p0+nq-1 (row
 /// stride ldk, dk wide); v: value rows (row stride ldv, dv wide). out row i (stride ldo) =
-/// softmax_j<=p0+i(scale * q_i . k_j) . v. scores is scratch of p0+nq floats.
+/// softmax_j<=p0+i(scale * q_i . k_j) . v. scratch holds ek_attention_scratch(nq, p0, dk) floats.
 void ek_attention(int nq, int p0, int dk, int dv, float scale,
                   const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                  float *out, int ldo, float *scores);
+                  float *out, int ldo, float *scratch);
+
+/// Floats of scratch ek_attention needs: the packed keys and one block of score rows.
+size_t ek_attention_scratch(int nq, int p0, int dk);
 
 /// Atomically adds 1 to *counter and returns its previous value (work distribution).
 long ek_fetch_add(long *counter, long value);
