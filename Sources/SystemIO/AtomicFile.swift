@@ -31,7 +31,7 @@ public final class AtomicFile {
         // for one destination in a process), plus the host name and random bits, because the jobs
         // of a job array (Kubernetes pods have PID namespaces: every dsconvert may be PID 1) write
         // into one shared directory at once. O_EXCL makes a collision an error, never a shared file.
-        let sequence = AtomicFile.sequence.add(1, ordering: .relaxed).oldValue
+        let sequence = AtomicFile.nextSequence()
         let t = TemporaryName(host: AtomicFile.hostTag, pid: Int(getpid()), sequence: sequence, random: UInt32.random(in: 0...UInt32.max), target: name)
         temporaryPath = "\(dir)/\(t.fileName)"
         // Registered before the file exists, so there is no moment when a second signal would
@@ -46,6 +46,8 @@ public final class AtomicFile {
     }
 
     private static let sequence = Atomic<Int>(0)
+    /// A per-process sequence number (shared with `AtomicDirectory`'s names).
+    static func nextSequence() -> Int { sequence.add(1, ordering: .relaxed).oldValue }
     /// The host name, reduced to ASCII letters and digits (the fields of a temporary name are
     /// separated by `-`), at most 32 of them.
     static let hostTag: String = {
