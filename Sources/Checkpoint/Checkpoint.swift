@@ -25,15 +25,23 @@ public final class Checkpoint: @unchecked Sendable {
     /// Tensors the layout does not explain, in checkpoint order.
     public let unknownTensors: [String]
 
-    /// Opens a directory (or a single .safetensors file). Reads config.json and headers only.
-    public convenience init(path: String) throws {
-        try self.init(store: Checkpoint.openStore(path: path))
+    /// Opens a directory (or a single .safetensors file, or a .dspack). Reads config.json and
+    /// headers only; with `verify` also every checksum a .dspack holds (see `openStore`).
+    public convenience init(path: String, verify: Bool = false) throws {
+        try self.init(store: Checkpoint.openStore(path: path, verify: verify))
     }
 
     /// Opens the store at `path` in the format its name and contents say. This is the one place
-    /// a new on-disk format is hooked in.
-    public static func openStore(path: String) throws -> any TensorStore {
-        if DSPackFile.isPack(path: path) { return try DSPackFile(path: path) }
+    /// a new on-disk format is hooked in. Opening a .dspack always checks its header digest;
+    /// `verify` (the commands' `--verify`) also checks every entry's XXH3-64 and zero gap on all
+    /// cores before the store is handed out, failing with the corrupted tensor named. Safetensors
+    /// files hold no checksums: `verify` has nothing more to check there.
+    public static func openStore(path: String, verify: Bool = false) throws -> any TensorStore {
+        if DSPackFile.isPack(path: path) {
+            let pack = try DSPackFile(path: path)
+            if verify { try DSPackVerifier.requireIntact(pack) }
+            return pack
+        }
         return try SafeTensorsCheckpoint(path: path)
     }
 

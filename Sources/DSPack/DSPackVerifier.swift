@@ -39,6 +39,19 @@ public enum DSPackVerifier {
         return found.compactMap { $0 }
     }
 
+    /// `--verify` on load: verifies `pack` as `verify` does and throws when anything fails, with
+    /// the first failure's code, entry and offset, and the names of up to eight failing entries.
+    public static func requireIntact(_ pack: DSPackFile) throws {
+        let errors = verify(pack)
+        guard let first = errors.first(where: { $0.kind == .checksumMismatch }) ?? errors.first else { return }
+        let named = errors.compactMap(\.tensor)
+        var e = first
+        if errors.count > 1 {
+            e.message += " (\(errors.count) failures in all\(named.isEmpty ? "" : ": " + named.prefix(8).map { "'\($0)'" }.joined(separator: ", ") + (named.count > 8 ? ", …" : "")))"
+        }
+        throw e
+    }
+
     private static func zeroCheck(_ all: UnsafeRawBufferPointer, _ r: Range<Int>, pack: DSPackFile, after: String?) -> DSPackError? {
         guard !r.isEmpty, let first = all.firstNonZero(in: r) else { return nil }
         let last = r.last(where: { all[$0] != 0 })!

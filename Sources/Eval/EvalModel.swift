@@ -12,9 +12,10 @@ public final class EvalModel: @unchecked Sendable {
     /// tokenizer.json as stored, to tell identical tokenizers apart from merely compatible ones.
     let tokenizerBytes: [UInt8]
 
-    public init(path: String) throws {
+    /// `verify`: check every checksum of a .dspack before using it (`Checkpoint.openStore`).
+    public init(path: String, verify: Bool = false) throws {
         self.path = path
-        let ckpt = try Checkpoint(path: path)
+        let ckpt = try Checkpoint(path: path, verify: verify)
         let tokPath = ckpt.weights.sideFilePath("tokenizer.json")
         guard let bytes = try ckpt.weights.sideFile("tokenizer.json") else {
             throw EvalError.input(file: tokPath, "does not exist: eval tokenizes the text with the model's own tokenizer.json")

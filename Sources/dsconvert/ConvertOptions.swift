@@ -40,7 +40,7 @@ struct ConvertOptions: ParsableArguments {
     var shardSize: Int? { how.shardSize }
 
     /// Opens the input for a conversion (see `RunOptions.checkpoint`).
-    func checkpoint() throws -> Checkpoint { try RunOptions.checkpoint(input) }
+    func checkpoint() throws -> Checkpoint { try how.checkpoint(input) }
 
     /// Runs `plan` (made with `layout`) with a progress display and prints the report.
     func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, verb: String, common: CommonOptions) throws {
@@ -66,6 +66,8 @@ struct RunOptions: ParsableArguments {
     @Flag(name: .long, help: "fsync every output file before renaming it into place.")
     var fsync = false
 
+    @OptionGroup var load: LoadOptions
+
     @Flag(name: .long, help: "Replace files in a non-empty output directory that no dsconvert run wrote (same-named shards, config.json, copies; a stale index). Without it such files stop the run before anything is written.")
     var force = false
 
@@ -75,10 +77,10 @@ struct RunOptions: ParsableArguments {
         }
     }
 
-    /// Opens the input for a conversion: a whole checkpoint with tensors (not one shard of an
-    /// indexed one), refused before any planning.
-    static func checkpoint(_ input: String) throws -> Checkpoint {
-        let ckpt = try Checkpoint(path: input)
+    /// Opens the input for a conversion (`--verify` applied): a whole checkpoint with tensors
+    /// (not one shard of an indexed one), refused before any planning.
+    func checkpoint(_ input: String) throws -> Checkpoint {
+        let ckpt = try load.checkpoint(input)
         try ckpt.weights.requireWhole()
         return ckpt
     }

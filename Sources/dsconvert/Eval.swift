@@ -44,6 +44,7 @@ extension DSConvert {
         @Flag(name: .long, help: "Accept a reference with another tokenizer: each model is scored with its own, without KL, top-1 or Δp.")
         var allowTokenizerMismatch = false
 
+        @OptionGroup var load: LoadOptions
         @OptionGroup var common: CommonOptions
 
         func run() throws {
@@ -64,8 +65,8 @@ extension DSConvert {
                 guard ref != nil else { throw UsageError.conflict("--max-ppl-increase, --max-kl-mean and --min-top1 compare with a reference: give --ref") }
                 guard text != nil else { throw UsageError.conflict("--max-ppl-increase, --max-kl-mean and --min-top1 are measured on --text") }
             }
-            let cand = try EvalModel(path: candidate)
-            let reference = try ref.map { try EvalModel(path: $0) }
+            let cand = try EvalModel(path: candidate, verify: load.verify)
+            let reference = try ref.map { try EvalModel(path: $0, verify: load.verify) }
             if let m = reference?.model.config.maxPositions ?? Optional(cand.model.config.maxPositions),
                o.context > min(m, cand.model.config.maxPositions) {
                 throw UsageError.invalid("--ctx", ctx, "is out of range", allowed: "an integer from 2 to \(min(m, cand.model.config.maxPositions)) (max_position_embeddings)")

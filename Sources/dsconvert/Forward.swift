@@ -24,12 +24,13 @@ extension DSConvert {
         @Option(name: .long, help: "Output .safetensors file: F32 'logits' [B, T, vocab].")
         var out: String
 
+        @OptionGroup var load: LoadOptions
         @OptionGroup var common: CommonOptions
 
         func run() throws {
             try common.apply()
             let tokens = try TokenIds.read(path: ids, key: key)
-            let engine = try Model(checkpoint: Checkpoint(path: model))
+            let engine = try Model(checkpoint: load.checkpoint(model))
             let cache = KVCache(config: engine.config, batch: tokens.count, capacity: tokens[0].count)
             let pool = WorkerPool(threads: common.threads ?? EngineDefaults.threads)
             let t0 = MonotonicClock.seconds()

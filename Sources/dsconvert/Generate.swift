@@ -36,6 +36,7 @@ extension DSConvert {
         @Option(name: .long, parsing: .unconditional, help: "Seed of the sampler (0-18446744073709551615).")
         var seed = "0"
 
+        @OptionGroup var load: LoadOptions
         @OptionGroup var common: CommonOptions
 
         func run() throws {
@@ -48,7 +49,7 @@ extension DSConvert {
             guard (prompt == nil) != (ids == nil) else {
                 throw UsageError.conflict("give the prompt as --prompt TEXT or as --ids FILE (one of them)")
             }
-            let ckpt = try Checkpoint(path: model)
+            let ckpt = try load.checkpoint(model)
             var tokenizer: Tokenizer?
             let promptIds: [Int]
             if let prompt {

@@ -21,12 +21,13 @@ extension DSConvert {
         @Flag(name: .long, help: "Omit the per-tensor table.")
         var summary = false
 
+        @OptionGroup var load: LoadOptions
         @OptionGroup var common: CommonOptions
 
         func run() throws {
             try common.apply()
             let pattern = try filter.map { try OptionValue.pattern($0, option: "--filter") }
-            let ckpt = try Checkpoint(path: path)
+            let ckpt = try load.checkpoint(path)
             let strays = ckpt.weights.unindexedFiles
             if !strays.isEmpty && !common.quiet {
                 printError("warning: \(ckpt.directory) holds \(strays.count) .safetensors file(s) that \(SafeTensorsIndex.fileName) does not name, which are not part of this checkpoint: \(strays.prefix(5).joined(separator: ", "))\(strays.count > 5 ? ", …" : "")")

@@ -111,7 +111,7 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            let ckpt = try RunOptions.checkpoint(input)
+            let ckpt = try how.checkpoint(input)
             if plan { return try runPlan(ckpt) }
             let tp = self.tp!
             let options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
