@@ -61,6 +61,7 @@ bench-shard: build
 
 # The CPU engine against transformers (eager fp32) on the samples, BF16 and block FP8 (opt-in: torch).
 bench-engine: build deps-pip
+	$(SWIFT) build -c release --product dsconvert-bench
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
 	$(PYTHON) Scripts/bench_engine.py $(BIN)
 
