@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-transport bench-shard fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval eval-table bench-transport bench-shard fuzz clean
 
 all: build
 
@@ -64,6 +64,15 @@ bench-engine: build deps-pip
 	$(SWIFT) build -c release --product dsconvert-bench
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
 	$(PYTHON) Scripts/bench_engine.py $(BIN)
+
+# dsconvert eval against the transformers reference doing the same work (opt-in: torch).
+bench-eval: build deps-pip
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
+	$(PYTHON) Scripts/bench_eval.py $(BIN)
+
+# The README's accuracy table: every sample against each quantize scheme (dsconvert eval, ~10 min).
+eval-table: build
+	$(PYTHON) Scripts/eval_table.py $(BIN)
 
 # pack --zstd / decompress against the zstd command, BF16 and FP8 (samples and a 667 MB synthetic model).
 bench-transport: build

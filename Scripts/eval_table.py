@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""What each quantization scheme costs on the sample models: `make eval-table`.
+
+For every sample model (deepseek-v3-tiny, qwen2-tiny, llama-tiny) this quantizes the BF16
+original with each scheme `dsconvert quantize` offers (block FP8, per-channel FP8, per-tensor FP8,
+per-channel INT8 W8A8), runs `dsconvert eval CAND --ref BF16 --text Samples/eval.txt --ctx 256
+--mc Samples/eval_mc.jsonl --json` on each, and prints the Markdown table the README shows
+(perplexity, ppl ratio, mean and p99 KL, same top-1, Δp RMS, multiple-choice accuracy raw and
+normalised, for the BF16 reference and each candidate). Only the standard library is used.
+
+usage: eval_table.py [DSCONVERT] [--models a,b] [--schemes a,b] [--work DIR] [--json FILE]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["deepseek-v3-tiny", "qwen2-tiny", "llama-tiny"]
+SCHEMES = {
+    "fp8-block": (["--fp8"], "FP8 block 128×128 (DeepSeek)"),
+    "fp8-channel": (["--fp8", "--granularity", "channel"], "FP8 per channel (FP8_DYNAMIC)"),
+    "fp8-tensor": (["--fp8", "--granularity", "tensor"], "FP8 per tensor"),
+    "int8": (["--int8"], "INT8 per channel (W8A8 dynamic)"),
+}
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.strip()}")
+    return p.stdout
+
+
+def evaluate(bin_, cand, ref, threads):
+    cmd = [bin_, "eval", cand, "--ref", ref, "--text", os.path.join(ROOT, "Samples/eval.txt"),
+           "--ctx", "256", "--mc", os.path.join(ROOT, "Samples/eval_mc.jsonl"), "--json", "-q"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return json.loads(run(cmd))
+
+
+def pct(x):
+    return f"{100 * x:.2f} %"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dsconvert", nargs="?", default=os.path.join(ROOT, ".build/release/dsconvert"))
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--schemes", default=",".join(SCHEMES))
+    ap.add_argument("--work", help="folder for the quantized models (default: a temporary one, removed)")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--json", help="also write every eval report here")
+    a = ap.parse_args()
+    work = a.work or tempfile.mkdtemp(prefix="dsconvert-eval-table-")
+    reports = {}
+    rows = []
+    started = time.time()
+    try:
+        for m in a.models.split(","):
+            ref = os.path.join(ROOT, "Samples", m)
+            first = True
+            for s in a.schemes.split(","):
+                flags, label = SCHEMES[s]
+                out = os.path.join(work, f"{m}-{s}")
+                if not os.path.exists(os.path.join(out, "config.json")):
+                    run([a.dsconvert, "quantize", *flags, ref, out, "-q"])
+                print(f"eval {m} {s} ...", file=sys.stderr, flush=True)
+                r = evaluate(a.dsconvert, out, ref, a.threads)
+                reports[f"{m}/{s}"] = r
+                c, b, k = r["candidate"], r["reference"], r["comparison"]
+                if first:
+                    rows.append(f"| {m} | BF16 (reference) | {b['perplexity']:.4f} | 1 | | | | | "
+                                f"{pct(b['mc_accuracy'])} | {pct(b['mc_accuracy_norm'])} |")
+                    first = False
+                rows.append(
+                    f"| | {label} | {c['perplexity']:.4f} | {k['ppl_ratio']:.6f} ± {k['ppl_ratio_error']:.6f} | "
+                    f"{k['kl_mean']:.6f} | {k['kl_p99']:.5f} | {pct(k['top1_agreement'])} | "
+                    f"{pct(k['delta_p_rms'])} | {pct(c['mc_accuracy'])} | {pct(c['mc_accuracy_norm'])} |")
+    finally:
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+    print("| model | weights | perplexity | PPL ratio | mean KL | p99 KL | same top-1 | Δp RMS | MC acc. | MC acc. (norm.) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\n({len(reports)} evaluations in {time.time() - started:.0f} s)", file=sys.stderr)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(reports, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
