@@ -6,6 +6,9 @@
 #   2. peak RSS of that shard on the ~2 GB checkpoint and a ~16 GB one of the same tensor shapes
 #      (--layers 480), which must stay within 10 % (needs ~35 GB free; BENCH_SECTIONS="1 2 3")
 #   3. `shard --plan` on the real 671B FP8 layout (synth --scale 1 --sparse --fp8: headers only)
+#   4. where the time of section 1's shard goes: `perf record -g` and the share of the samples
+#      under each phase (checkpoint open, planning, the rank files, the finishing files), the
+#      writer thread's write(2) and hashing (needs perf; BENCH_SECTIONS="1 3 4")
 # Env: BENCH_DIR (default /tmp/dsconvert-bench-shard), BENCH_THREADS (default 2),
 #      BENCH_SECTIONS (default "1 3"), BENCH_REPEAT (default 3).
 set -euo pipefail
@@ -61,4 +64,22 @@ if run 3; then
   for args in "--tp 8 --gpu H100" "--tp 8 --gpu H200" "--tp 8 --pp 2 --ep 8 --gpu H100"; do
     printf "%-32s %.2f s\n" "$args" "$(secs "$BIN" shard "$SP" --plan $args --emit vllm)"
   done
+fi
+
+if run 4; then
+  echo "== 4. profile of shard --tp 8 --ep 8 (perf record -g; % of all samples, both threads)"
+  command -v perf >/dev/null || { echo "perf not installed: skipped"; exit 0; }
+  rm -rf "$DIR/prof-out"; cat "$CK"/* > /dev/null
+  perf record -q -g -o "$DIR/shard.perf" "$BIN" shard "$CK" "$DIR/prof-out" --tp 8 --ep 8 --threads "$T" -q >/dev/null 2>&1
+  rm -rf "$DIR/prof-out"
+  perf report -i "$DIR/shard.perf" --children --sort symbol -g none 2>/dev/null > "$DIR/shard.report"
+  share() { awk -v pat="$1" '$0 ~ pat { sub("%", "", $1); if ($1 > m) m = $1 } END { printf "%5.1f %%", m + 0 }' "$DIR/shard.report"; }
+  printf "  %-44s %s\n" \
+    "checkpoint open (headers, classification)" "$(share 'RunOptionsV10checkpoint')" \
+    "planning (ShardPlanner.plan)" "$(share 'ShardPlannerO4plan')" \
+    "rank files (ShardConverter.convert, main)" "$(share 'ShardConverterC7convert')" \
+    "writer thread: write(2) of the rank files" "$(share 'AtomicFileC5write')" \
+    "writer thread: XXH64 of the rank files" "$(share 'XXH64V6update')" \
+    "plan.json" "$(share 'PlanFileV5write')" \
+    "finishing: indexes, rank.json, side files" "$(share 'DirectoryFinisherO6finish')"
 fi
