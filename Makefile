@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval eval-table bench-transport bench-shard fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval eval-table bench-transport bench-pack bench-shard fuzz clean
 
 all: build
 
@@ -77,6 +77,12 @@ eval-table: build
 # pack --zstd / decompress against the zstd command, BF16 and FP8 (samples and a 667 MB synthetic model).
 bench-transport: build
 	$(PYTHON) Scripts/bench_transport.py $(BIN)
+
+# verify vs sha256sum / cat, open latency (10 MB and 10 GB packs), pack vs cp -r, the Python reader
+# vs safetensors.numpy.load_file (Scripts/bench_pack.py; ~30 GB of disk in /tmp/dsconvert-bench-pack).
+bench-pack: build deps-pip
+	$(SWIFT) build -c release --product dsconvert-bench
+	$(PYTHON) Scripts/bench_pack.py $(BIN) .build/release/dsconvert-bench
 
 fuzz: deps
 	Scripts/fuzz.sh

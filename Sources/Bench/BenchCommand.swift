@@ -10,8 +10,8 @@ import SystemIO
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsconvert-bench",
-        abstract: "Benchmarks: `kernel` (BF16 → block FP8 vs memcpy) and `read` (iterate all tensors of a checkpoint).",
-        subcommands: [Kernel.self, Read.self, Prefill.self])
+        abstract: "Benchmarks: `kernel` (BF16 → block FP8 vs memcpy), `read` (iterate all tensors of a checkpoint), `prefill`, `open` (.dspack open to first tensor).",
+        subcommands: [Kernel.self, Read.self, Prefill.self, Open.self])
 }
 
 /// Flags both benchmarks have.
