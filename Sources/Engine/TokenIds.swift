@@ -8,13 +8,13 @@ public enum TokenIds {
         let store = try SafeTensorsCheckpoint(path: path)
         guard let info = store.info(key) else {
             let names = store.tensorNames.prefix(8).map { "'\($0)'" }.joined(separator: ", ")
-            throw EngineError.input("\(path): no tensor '\(key)' (it has \(names))")
+            throw EngineError.input("no tensor '\(key)' (it has \(names))", file: path)
         }
         guard info.dtype == .i32 || info.dtype == .i64 else {
-            throw EngineError.input("\(path): tensor '\(key)' is \(info.dtype.rawValue); token ids must be I32 or I64")
+            throw EngineError.input("tensor '\(key)' is \(info.dtype.rawValue); token ids must be I32 or I64", file: path)
         }
         guard (1...2).contains(info.shape.count), info.elementCount > 0 else {
-            throw EngineError.input("\(path): tensor '\(key)' has shape \(info.shapeText); token ids must be [B, T] or [T] and not empty")
+            throw EngineError.input("tensor '\(key)' has shape \(info.shapeText); token ids must be [B, T] or [T] and not empty", file: path)
         }
         let shape = info.shape.count == 1 ? [1, info.shape[0]] : info.shape
         let v = try store.view(key)

@@ -1,25 +1,51 @@
+import Diagnostics
 import Numerics
 import Quantization
 import Tensors
 
 /// Opens the model's tensors from a store and checks each against the shape config.json implies,
-/// so a mismatch is reported by name before anything runs.
+/// so a mismatch (or an encoding the engine does not run) is reported by name and file before
+/// anything runs.
 struct WeightReader {
     let store: TensorStore
     let block: (rows: Int, cols: Int)
 
+    /// The file holding `name` (the store's location when it is not there).
+    func file(of name: String) -> String {
+        store.fileIndex(of: name).map { store.files[$0].path } ?? store.location
+    }
+
     /// A 2-D weight `name` of shape [rows, cols] in any encoding the codec reads.
     func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> StoredWeight {
+        let module = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
         guard let info = store.info(name) else {
-            throw EngineError.tensor(name: name, "is missing from \(store.location)")
+            // compressed-tensors' pack-quantized format stores sub-byte codes packed into int32
+            // words as `X.weight_packed` (with `X.weight_shape`) instead of `X.weight`.
+            let packed = module + ".weight_packed"
+            if has(packed) {
+                throw EngineError.tensor(name: packed, file: file(of: packed),
+                                         "is a packed sub-byte integer weight (compressed-tensors pack-quantized, e.g. INT4), which the engine does not run")
+            }
+            throw EngineError.tensor(name: name, file: store.location, "is missing from \(store.location)")
         }
         guard info.shape == [rows, cols] else {
-            throw EngineError.tensor(name: name, "has shape \(info.shapeText) but config.json implies [\(rows), \(cols)]")
+            throw EngineError.tensor(name: name, file: file(of: name), "has shape \(info.shapeText) but config.json implies [\(rows), \(cols)]")
+        }
+        // Group-wise scales (one per `group` inputs of each output row, compressed-tensors'
+        // strategy "group") are neither tensor, channel nor block scales.
+        let scaleName = module + ".weight_scale"
+        if let s = store.info(scaleName), s.shape.count == 2, s.shape[0] == rows, s.shape[1] > 1, cols % s.shape[1] == 0,
+           !(block.rows == 1 && block.cols == cols / s.shape[1]) {
+            throw EngineError.tensor(name: scaleName, file: file(of: scaleName),
+                                     "has shape \(s.shapeText): group-wise scales (one per \(cols / s.shape[1]) inputs of each row of \(name)), which the engine does not run (it runs tensor, channel and block scales)")
         }
         do {
             return try StoredWeight(name, in: store, blockSize: block)
+        } catch let e as DiagnosticError {
+            let t = e.tensor ?? name
+            throw EngineError.tensor(name: t, file: file(of: t), t == name ? e.message : "(for \(name)) " + e.message)
         } catch {
-            throw EngineError.tensor(name: name, "cannot be read: \(error)")
+            throw EngineError.tensor(name: name, file: file(of: name), "cannot be read: \(error)")
         }
     }
 
@@ -33,13 +59,13 @@ struct WeightReader {
     /// A 1-D float tensor (norm weight, bias) widened to f32; these are small.
     func vector(_ name: String, _ count: Int) throws -> [Float] {
         guard let info = store.info(name) else {
-            throw EngineError.tensor(name: name, "is missing from \(store.location)")
+            throw EngineError.tensor(name: name, file: store.location, "is missing from \(store.location)")
         }
         guard info.shape == [count] else {
-            throw EngineError.tensor(name: name, "has shape \(info.shapeText) but config.json implies [\(count)]")
+            throw EngineError.tensor(name: name, file: file(of: name), "has shape \(info.shapeText) but config.json implies [\(count)]")
         }
         guard let format = info.dtype.floatFormat, [.f32, .bf16, .f16].contains(format) else {
-            throw EngineError.tensor(name: name, "is \(info.dtype.rawValue); the engine reads vectors in F32, BF16 or F16")
+            throw EngineError.tensor(name: name, file: file(of: name), "is \(info.dtype.rawValue); the engine reads vectors in F32, BF16 or F16")
         }
         let v = try store.view(name)
         let base = v.bytes.baseAddress!

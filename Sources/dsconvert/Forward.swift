@@ -34,7 +34,8 @@ extension DSConvert {
             let cache = KVCache(config: engine.config, batch: tokens.count, capacity: tokens[0].count)
             let pool = WorkerPool(threads: common.threads ?? EngineDefaults.threads)
             let t0 = MonotonicClock.seconds()
-            let logits = try engine.forward(tokens, cache: cache, pool: pool)
+            let logits: Matrix
+            do { logits = try engine.forward(tokens, cache: cache, pool: pool) } catch let e as EngineError { throw e.located(in: ids) }
             let seconds = MonotonicClock.seconds() - t0
             let shape = [tokens.count, tokens[0].count, engine.config.vocab]
             let w = try SafeTensorsWriter(path: out, tensors: [TensorSpec(name: "logits", dtype: .f32, shape: shape)])
