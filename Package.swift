@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert-bench",
             dependencies: [
-                "SystemIO", "JSON", "Numerics", "Quantization", "Checkpoint", "Engine",
+                "SystemIO", "JSON", "Numerics", "Tensors", "Quantization", "Checkpoint", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Bench",

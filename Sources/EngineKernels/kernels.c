@@ -5,28 +5,86 @@
 
 enum { NR = 16, MR = 6 };
 
+/// dst[j][0..8) = column j of the 8 x 8 block at src (row stride lds), for j < 8: dst row j at
+/// dst + j * ldd. Three rounds of shuffles (unpack, pair, half swap), no scalar moves.
+EK_INLINE void transpose8(const float *src, int lds, float *dst, int ldd) {
+    v8 r0 = load8(src), r1 = load8(src + lds), r2 = load8(src + 2 * lds), r3 = load8(src + 3 * lds);
+    v8 r4 = load8(src + 4 * lds), r5 = load8(src + 5 * lds), r6 = load8(src + 6 * lds), r7 = load8(src + 7 * lds);
+#define EK_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
+#define EK_HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
+#define EK_P0(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+#define EK_P1(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+#define EK_H0(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+#define EK_H1(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
+    v8 t0 = EK_LO(r0, r1), t1 = EK_HI(r0, r1), t2 = EK_LO(r2, r3), t3 = EK_HI(r2, r3);
+    v8 t4 = EK_LO(r4, r5), t5 = EK_HI(r4, r5), t6 = EK_LO(r6, r7), t7 = EK_HI(r6, r7);
+    v8 s0 = EK_P0(t0, t2), s1 = EK_P1(t0, t2), s2 = EK_P0(t1, t3), s3 = EK_P1(t1, t3);
+    v8 s4 = EK_P0(t4, t6), s5 = EK_P1(t4, t6), s6 = EK_P0(t5, t7), s7 = EK_P1(t5, t7);
+    store8(dst, EK_H0(s0, s4));
+    store8(dst + ldd, EK_H0(s1, s5));
+    store8(dst + 2 * ldd, EK_H0(s2, s6));
+    store8(dst + 3 * ldd, EK_H0(s3, s7));
+    store8(dst + 4 * ldd, EK_H1(s0, s4));
+    store8(dst + 5 * ldd, EK_H1(s1, s5));
+    store8(dst + 6 * ldd, EK_H1(s2, s6));
+    store8(dst + 7 * ldd, EK_H1(s3, s7));
+#undef EK_LO
+#undef EK_HI
+#undef EK_P0
+#undef EK_P1
+#undef EK_H0
+#undef EK_H1
+}
+
 EK_CLONES void ek_pack_tile(const float *w, int nb, int kb, int ldw, float *packed) {
     int panels = (nb + NR - 1) / NR;
     for (int p = 0; p < panels; p++) {
         float *dst = packed + (size_t)p * kb * NR;
         int rows = nb - p * NR < NR ? nb - p * NR : NR;
+        const float *src0 = w + (size_t)p * NR * ldw;
+        int k = 0;
+        if (rows == NR) {
+            // Full panels in 8 x 8 blocks: rows 0-7 into lanes 0-7 of each k, rows 8-15 into 8-15.
+            for (; k + 8 <= kb; k += 8) {
+                transpose8(src0 + k, ldw, dst + (size_t)k * NR, NR);
+                transpose8(src0 + (size_t)8 * ldw + k, ldw, dst + (size_t)k * NR + 8, NR);
+            }
+        }
         for (int r = 0; r < rows; r++) {
-            const float *src = w + (size_t)(p * NR + r) * ldw;
-            for (int k = 0; k < kb; k++) dst[k * NR + r] = src[k];
+            const float *src = src0 + (size_t)r * ldw;
+            for (int kk = k; kk < kb; kk++) dst[kk * NR + r] = src[kk];
         }
         for (int r = rows; r < NR; r++)
-            for (int k = 0; k < kb; k++) dst[k * NR + r] = 0;
+            for (int kk = k; kk < kb; kk++) dst[kk * NR + r] = 0;
     }
 }
 
-/// One MR' x 16 block: y[i][0..cols) += sum_k x[i][k] * p[k][0..16).
+/// One MR' x 16 block: y[i][0..cols) += sum_k x[i][k] * p[k][0..16). With mr a constant (the
+/// switch below) the 2·mr accumulators, both panel vectors and the broadcast stay in the 16 ymm
+/// registers: per k, two panel loads, mr broadcasts straight from memory and 2·mr FMAs.
 EK_INLINE void micro(const int mr, int kb, const float *x, int ldx, const float *p, float *y, int ldy, int cols) {
     v8 c0[MR], c1[MR];
-    for (int i = 0; i < mr; i++) { c0[i] = (v8){0}; c1[i] = (v8){0}; }
-    for (int k = 0; k < kb; k++) {
-        v8 b0 = load8(p + k * NR), b1 = load8(p + k * NR + 8);
+    const float *xr[MR];
+    for (int i = 0; i < mr; i++) { c0[i] = splat8(0.0f); c1[i] = splat8(0.0f); xr[i] = x + (size_t)i * ldx; }
+    int k = 0;
+    // Four k per trip: the row addresses are formed once per trip, the broadcasts then use
+    // constant displacements from them.
+    for (; k + 4 <= kb; k += 4) {
+        for (int u = 0; u < 4; u++) {
+            v8 b0 = load8(p + u * NR), b1 = load8(p + u * NR + 8);
+            for (int i = 0; i < mr; i++) {
+                v8 a = splat8(xr[i][k + u]);
+                c0[i] += a * b0;
+                c1[i] += a * b1;
+            }
+        }
+        p += 4 * NR;
+    }
+    for (; k < kb; k++) {
+        v8 b0 = load8(p), b1 = load8(p + 8);
+        p += NR;
         for (int i = 0; i < mr; i++) {
-            v8 a = (v8){0} + x[(size_t)i * ldx + k];
+            v8 a = splat8(xr[i][k]);
             c0[i] += a * b0;
             c1[i] += a * b1;
         }
