@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval eval-table bench-transport bench-pack bench-shard fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard fuzz clean
 
 all: build
 
@@ -66,6 +66,11 @@ bench-engine: build deps-pip
 	$(PYTHON) Scripts/bench_engine.py $(BIN)
 
 # dsconvert eval against the transformers reference doing the same work (opt-in: torch).
+# The engine's matrix product vs numpy float32 matmul (OpenBLAS sgemm) on every decoder weight shape of the samples.
+bench-gemm: build deps-pip
+	$(SWIFT) build -c release --product dsconvert-bench
+	$(PYTHON) Scripts/bench_gemm.py .build/release/dsconvert-bench
+
 bench-eval: build deps-pip
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS)
 	$(PYTHON) Scripts/bench_eval.py $(BIN)
