@@ -241,4 +241,52 @@ final class EngineBadInputTests: XCTestCase {
         let c = try logits(symmetric)
         XCTAssertGreaterThan(zip(a, c).map { abs($0 - $1) }.max() ?? 0, 1e-2)
     }
+
+    // MARK: Missing and truncated weights
+
+    func testMissingWeightTensorIsNamed() throws {
+        let tmp = try CVTempDir()
+        let model = try copy("llama-tiny", in: tmp, as: "missing")
+        let name = "model.layers.1.mlp.down_proj.weight"
+        try rewrite(model) { $0.info.name == name ? [] : nil }
+        try refuse(model, ids: try idsFile([1, 2, 3], in: tmp, "ids"), code: "engine.tensor", mentions: ["tensor '\(name)'", "is missing from \(model)"])
+    }
+
+    func testTruncatedWeightFileIsRefused() throws {
+        let tmp = try CVTempDir()
+        let model = try copy("llama-tiny", in: tmp, as: "truncated")
+        let path = model + "/model.safetensors"
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        try h.truncate(atOffset: UInt64(size - 1000))
+        try h.close()
+        try refuse(model, ids: try idsFile([1, 2, 3], in: tmp, "ids"), code: "safetensors.offset_out_of_bounds",
+                   mentions: [path, "tensor 'model.", "past the end of the data buffer", "truncated"])
+    }
+
+    // MARK: generate
+
+    /// `generate` refuses the same inputs as `forward`: exit 1, a typed code, one line.
+    func testGenerateRefusals() throws {
+        let tmp = try CVTempDir()
+        func expectRefusal(_ args: [String], code: String, mentions: [String], line: UInt = #line) throws {
+            try CLI.expect(["generate"] + args + ["--max-tokens", "2", "--json"], status: 1, code: code, line: line)
+            let r = try CLI.run(["generate"] + args + ["--max-tokens", "2"])
+            XCTAssertEqual(r.status, 1, r.stderr, line: line)
+            let text = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertFalse(text.contains("\n"), text, line: line)
+            for m in mentions { XCTAssertTrue(text.contains(m), "'\(m)' not in: \(text)", line: line) }
+            XCTAssertTrue(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "nothing generated: \(r.stdout)", line: line)
+        }
+        let mixtral = try copy("llama-tiny", in: tmp, as: "mixtral") {
+            $0.setting("model_type", .string("mixtral")).setting("architectures", .array([.string("MixtralForCausalLM")]))
+        }
+        try expectRefusal([mixtral, "--prompt", "hello"], code: "engine.config", mentions: [mixtral + "/config.json", "'mixtral'"])
+        let short = try copy("llama-tiny", in: tmp, as: "short") { $0.setting("max_position_embeddings", .int(4)) }
+        try expectRefusal([short, "--ids", try idsFile([1, 2, 3, 4, 5], in: tmp, "five")], code: "engine.input", mentions: ["5 tokens", "max_position_embeddings 4"])
+        let high = try idsFile([1, 4096], in: tmp, "high")
+        try expectRefusal([CV.llama, "--ids", high], code: "engine.input", mentions: ["token id 4096", "0..<4096"])
+        let greedy = try copy("deepseek-v3-tiny", in: tmp, as: "greedy") { $0.setting("topk_method", .string("greedy")) }
+        try expectRefusal([greedy, "--prompt", "hello"], code: "engine.config", mentions: [greedy + "/config.json", "topk_method 'greedy'"])
+    }
 }
