@@ -41,7 +41,7 @@ let package = Package(
         // The safetensors format: header validation, mmap reader, streaming writer, sharded index.
         .target(name: "SafeTensors", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors"], swiftSettings: checked),
         // Element types and bit-exact SIMD conversions (BF16, F16, FP8 E4M3FN/E5M2, INT8).
-        .target(name: "Numerics", dependencies: ["Diagnostics", "SystemIO"], swiftSettings: fast),
+        .target(name: "Numerics", dependencies: ["Diagnostics", "SystemIO", "CXXHash"], swiftSettings: fast),
         // A model directory as a whole: config, architecture, tensor roles, synthetic checkpoints.
         .target(name: "Checkpoint", dependencies: ["Diagnostics", "JSON", "SafeTensors", "SystemIO", "DSPack"], swiftSettings: checked),
         // The quantizer's hot loops in C, compiled for AVX-512 / AVX2 / baseline and picked at run
@@ -64,7 +64,7 @@ let package = Package(
         // summaries llama.cpp's perplexity reports (Sources/Eval).
         .target(name: "Eval", dependencies: ["Diagnostics", "JSON", "SystemIO", "Checkpoint", "Engine", "Tokenizer"], swiftSettings: v5),
         // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
-        .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "CXXHash", "CCrypto", "CZstd"], swiftSettings: checked),
+        .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "Numerics", "CCrypto", "CZstd"], swiftSettings: checked),
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),

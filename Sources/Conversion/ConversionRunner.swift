@@ -140,7 +140,7 @@ public final class ConversionRunner {
             }
             if let rec = record, rec.settingsDigest == plan.settingsDigestHex, rec.inputs == inputs,
                let st = try? Sys.stat(path), st.size == rec.size,
-               let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh64 {
+               let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh3 {
                 observer.skipped(shard: shard.name, tensors: shard.tensors.count, inputBytes: shard.inputBytes)
                 report.skipped.append(shard.name)
                 verified.insert(shard.name)
@@ -149,7 +149,7 @@ public final class ConversionRunner {
             Sys.unlink(recordPath)
             let (size, hash) = try converter.convert(shard, to: path, durable: options.durable, observer: observer)
             try ResumeRecord(shard: shard.name, settings: plan.settings, settingsDigest: plan.settingsDigestHex,
-                             jobIndex: options.jobIndex, jobs: options.jobs, inputs: inputs, size: size, xxh64: hash).write(outputDirectory: out)
+                             jobIndex: options.jobIndex, jobs: options.jobs, inputs: inputs, size: size, xxh3: hash).write(outputDirectory: out)
             observer.shardDone(shard.name, bytes: size)
             report.converted.append(shard.name)
             report.inputBytes += shard.inputBytes

@@ -101,7 +101,7 @@ public enum DirectoryFinisher {
             let rec = records[s]!
             if !alreadyVerified.contains(s) {
                 let (_, h) = try ResumeRecord.hashFile(out + "/" + s)
-                if h != rec.xxh64 {
+                if h != rec.xxh3 {
                     let job = rec.jobs > 1 ? "run job index \(rec.jobIndex) of the \(rec.jobs) jobs again (the job that wrote it), then merge-index"
                         : "run the same conversion again"
                     throw ConversionError.corruptShard(path: out + "/" + s, "contents changed since it was written (checksum mismatch); \(job): it notices the mismatch and rewrites this shard, nothing needs deleting")

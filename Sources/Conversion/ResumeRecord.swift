@@ -5,8 +5,9 @@ import SystemIO
 
 /// The small record written beside each finished output shard in `OUT/.dsconvert/`, which lets
 /// a re-run skip the shard: its inputs' sizes and mtimes, the settings digest (and, for messages,
-/// the settings in words and the job that wrote it), and the output's size and XXH64. A shard is
-/// skipped only when the record matches and the file's bytes hash to the recorded value.
+/// the settings in words and the job that wrote it), and the output's size and XXH3-64 (libxxhash,
+/// as the packs use). A shard is skipped only when the record matches and the file's bytes hash to
+/// the recorded value.
 public struct ResumeRecord: Equatable, Sendable {
     public struct Input: Equatable, Sendable {
         public var name: String
@@ -24,7 +25,8 @@ public struct ResumeRecord: Equatable, Sendable {
     public var jobs: Int
     public var inputs: [Input]
     public var size: Int
-    public var xxh64: UInt64
+    /// XXH3-64 (seed 0) of the whole output file.
+    public var xxh3: UInt64
 
     public static let directoryName = ".dsconvert"
 
@@ -71,11 +73,11 @@ public struct ResumeRecord: Equatable, Sendable {
             ("jobs", .int(jobs)),
             ("inputs", .array(inputs.map { .object([("name", .string($0.name)), ("size", .int($0.size)), ("mtime_ns", .number(String($0.mtimeNanoseconds)))]) })),
             ("size", .int(size)),
-            ("xxh64", .string(XXH64.hex(xxh64))),
+            ("xxh3", .string(XXH64.hex(xxh3))),
         ])
     }
 
-    public init(shard: String, settings: String, settingsDigest: String, jobIndex: Int = 0, jobs: Int = 1, inputs: [Input], size: Int, xxh64: UInt64) {
+    public init(shard: String, settings: String, settingsDigest: String, jobIndex: Int = 0, jobs: Int = 1, inputs: [Input], size: Int, xxh3: UInt64) {
         self.shard = shard
         self.settings = settings
         self.settingsDigest = settingsDigest
@@ -83,7 +85,7 @@ public struct ResumeRecord: Equatable, Sendable {
         self.jobs = jobs
         self.inputs = inputs
         self.size = size
-        self.xxh64 = xxh64
+        self.xxh3 = xxh3
     }
 
     /// Reads a record; nil when it is missing or unreadable (the shard is then redone).
@@ -110,7 +112,10 @@ public struct ResumeRecord: Equatable, Sendable {
         guard let shard = v["shard"]?.stringValue else { throw bad("no \"shard\" string") }
         guard let settings = v["settings"]?.stringValue else { throw bad("no \"settings\" string") }
         guard let size = v["size"]?.intValue else { throw bad("no integer \"size\"") }
-        guard let hex = v["xxh64"]?.stringValue, let hash = UInt64(hex, radix: 16) else { throw bad("no hexadecimal \"xxh64\"") }
+        if v["xxh3"] == nil, v["xxh64"] != nil {
+            throw ConversionError.invalidStateFile(path: path, "resume record of an earlier dsconvert (an XXH64 checksum, now XXH3-64)")
+        }
+        guard let hex = v["xxh3"]?.stringValue, hex.count == 16, let hash = UInt64(hex, radix: 16) else { throw bad("no 16-digit hexadecimal \"xxh3\"") }
         guard let ins = v["inputs"]?.arrayValue else { throw bad("no \"inputs\" array") }
         // Records of an older dsconvert, without a digest, match no settings of this one.
         let digest = v["settings_digest"]?.stringValue ?? "none"
@@ -121,18 +126,18 @@ public struct ResumeRecord: Equatable, Sendable {
                   case let .number(t)? = i["mtime_ns"], let m = Int64(t) else { throw bad("an \"inputs\" entry lacks name, size or mtime_ns") }
             inputs.append(Input(name: n, size: s, mtimeNanoseconds: m))
         }
-        return ResumeRecord(shard: shard, settings: settings, settingsDigest: digest, jobIndex: jobIndex, jobs: jobs, inputs: inputs, size: size, xxh64: hash)
+        return ResumeRecord(shard: shard, settings: settings, settingsDigest: digest, jobIndex: jobIndex, jobs: jobs, inputs: inputs, size: size, xxh3: hash)
     }
 
     public func write(outputDirectory: String) throws {
         try AtomicFile.write(Array(JSONWriter.pretty(json).utf8), to: ResumeRecord.path(outputDirectory: outputDirectory, shard: shard))
     }
 
-    /// XXH64 of a whole file (mapped; pages released as it goes).
-    public static func hashFile(_ path: String) throws -> (size: Int, xxh64: UInt64) {
+    /// XXH3-64 of a whole file (mapped; pages released as it goes).
+    public static func hashFile(_ path: String) throws -> (size: Int, xxh3: UInt64) {
         let m = try MappedFile(path: path)
         m.advise(.sequential)
-        var h = XXH64()
+        let h = XXH3.Stream()
         let step = 64 << 20
         var off = 0
         while off < m.size {
@@ -141,6 +146,6 @@ public struct ResumeRecord: Equatable, Sendable {
             m.release(off..<end)
             off = end
         }
-        return (m.size, h.finalize())
+        return (m.size, h.digest)
     }
 }

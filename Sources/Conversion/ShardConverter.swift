@@ -32,8 +32,8 @@ final class ShardConverter {
         self.format = format
     }
 
-    /// Converts `plan` into `path`; returns the file size and XXH64 of what was written.
-    func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver) throws -> (size: Int, xxh64: UInt64) {
+    /// Converts `plan` into `path`; returns the file size and XXH3-64 of what was written.
+    func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver) throws -> (size: Int, xxh3: UInt64) {
         let specs = plan.tensors.flatMap(\.outputs)
         let writer = try format.makeWriter(path: path, tensors: specs)
         let pipeline = WritePipeline(writer: writer)
@@ -351,7 +351,7 @@ private final class WritePipeline: @unchecked Sendable {
         return s
     }
     private(set) var hash: UInt64 = 0
-    private var hasher = XXH64()
+    private let hasher = XXH3.Stream()
     private var error: Error?
 
     init(writer: TensorFileWriter) {
@@ -388,7 +388,7 @@ private final class WritePipeline: @unchecked Sendable {
 
     /// Waits for every submitted write.
     func drain() {
-        queue.sync { hash = hasher.finalize() }
+        queue.sync { hash = hasher.digest }
     }
 
     func check() throws {

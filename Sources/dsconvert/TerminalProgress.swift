@@ -97,29 +97,58 @@ func duration(_ s: Double) -> String {
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%dm%02ds", t / 60, t % 60)
 }
 
-/// A one-line byte counter redrawn on a terminal at most every 0.2 s (`synth`, `pack`); silent
-/// when standard error is not a terminal or when `quiet`.
+/// Byte progress of `synth`, `pack`, `unpack` and `decompress` on standard error: a redrawn bar
+/// (percent, bytes, GB/s, ETA) on a terminal at most every 0.2 s, a log line at least every 10 s
+/// otherwise. Silent when `quiet`.
 final class ByteProgressBar {
     private let verb: String
-    private let enabled: Bool
-    private var last = 0.0
+    private let quiet: Bool
+    private let isTTY: Bool
+    private let start = MonotonicClock.seconds()
+    private var lastDraw = 0.0, lastLog: Double
+    private var done = 0, total = 0
+    private let logInterval: Double
+    private let sink: (String) -> Void
 
-    init(verb: String, quiet: Bool) {
+    init(verb: String, quiet: Bool, terminal: Bool = Sys.isTerminal(2), logInterval: Double = 10,
+         sink: @escaping (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }) {
         self.verb = verb
-        self.enabled = Sys.isTerminal(2) && !quiet
+        self.quiet = quiet
+        self.isTTY = terminal
+        self.logInterval = logInterval
+        self.sink = sink
+        lastLog = start
+    }
+
+    /// What the bar and the log lines print: `pack  42.0%  1.2 GB / 2.9 GB  1.35 GB/s  ETA 0m01s`.
+    static func status(verb: String, done: Int, total: Int, elapsed: Double) -> String {
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let remaining = rate > 0 ? Double(max(total - done, 0)) / rate : .infinity
+        let pct = total > 0 ? 100 * Double(done) / Double(total) : 100
+        return String(format: "%@ %5.1f%%  %@ / %@  %.2f GB/s  ETA %@", verb, pct, formatBytes(done), formatBytes(total), rate / 1e9, duration(remaining))
     }
 
     func update(_ done: Int, _ total: Int) {
-        guard enabled else { return }
+        self.done = done
+        self.total = total
+        guard !quiet else { return }
         let now = MonotonicClock.seconds()
-        guard now - last > 0.2 else { return }
-        last = now
-        FileHandle.standardError.write(String(format: "\r\u{1B}[2K%@ %5.1f%%  %@ / %@", verb, 100 * Double(done) / Double(max(total, 1)), formatBytes(done), formatBytes(total)).data(using: .utf8)!)
+        if isTTY {
+            guard now - lastDraw > 0.2 else { return }
+            lastDraw = now
+            emit("\r\u{1B}[2K" + Self.status(verb: verb, done: done, total: total, elapsed: now - start))
+        } else if now - lastLog >= logInterval {
+            lastLog = now
+            emit(Self.status(verb: verb, done: done, total: total, elapsed: now - start) + "\n")
+        }
     }
 
+    /// Clears the bar; the command's own summary line (stdout) says what was done and how fast.
     func finish() {
-        if enabled { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+        if isTTY && !quiet { emit("\r\u{1B}[2K") }
     }
+
+    private func emit(_ s: String) { sink(s) }
 }
 
 /// Progress of `eval` on standard error: per phase a redrawn bar (tokens, tokens/s, ETA) on a

@@ -315,7 +315,7 @@ final class ResumeJobsInterruptTests: XCTestCase {
                 XCTAssertEqual(bytes, try CV.bytes(clean + "/" + s), "k=\(k): \(s) is under its final name but not complete")
                 let rec = try XCTUnwrap(ResumeRecord.read(out + "/.dsconvert/" + s + ".json"), "k=\(k): \(s) has no record")
                 XCTAssertEqual(rec.size, bytes.count)
-                XCTAssertEqual(rec.xxh64, bytes.withUnsafeBytes { XXH64.hash($0) })
+                XCTAssertEqual(rec.xxh3, bytes.withUnsafeBytes { XXH3.hash($0) })
             }
             XCTAssertLessThan(present.count, shards.count, "k=\(k): interrupted before the end")
 

@@ -48,6 +48,23 @@ final class StateFileErrorTests: XCTestCase {
         XCTAssertTrue(CV.exists(out + "/" + SafeTensorsIndex.fileName), "the folder was completed")
     }
 
+    /// A record of an earlier dsconvert (its whole-file checksum was XXH64, now XXH3-64) is not
+    /// trusted: merge-index names it, a run converts that shard again.
+    func testRecordWithTheEarlierXXH64ChecksumIsRedone() throws {
+        let tmp = try CVTempDir()
+        let out = try partialOutput(tmp)
+        let record = ResumeRecord.path(outputDirectory: out, shard: CV.deepseekShards[0])
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: record)), as: UTF8.self)
+        XCTAssertTrue(text.contains("\"xxh3\""), text)
+        try CV.write(Array(text.replacingOccurrences(of: "\"xxh3\"", with: "\"xxh64\"").utf8), to: record)
+        let r = try CLI.expect(["merge-index", out, "--json"], status: 1, code: "conversion.invalid_state_file")
+        XCTAssertEqual(r.error?["file"]?.stringValue, record, r.stdout)
+        XCTAssertTrue(r.stderr.contains("earlier dsconvert"), r.stderr)
+        let q = try CLI.expect(["quantize", "--fp8", CV.deepseek, out], status: 0)
+        XCTAssertTrue(q.stderr.contains(record) && q.stderr.contains("converted again"), q.stderr)
+        XCTAssertTrue(CV.exists(out + "/" + SafeTensorsIndex.fileName), "the folder was completed")
+    }
+
     func testMalformedIndexAndConfigAreNamed() throws {
         let tmp = try CVTempDir()
         let input = tmp.sub("in")

@@ -123,7 +123,7 @@ final class DSPackConversionTests: XCTestCase {
         XCTAssertEqual(j0.converted, ["model.dspack"])
         let rec = try XCTUnwrap(ResumeRecord.read(jobs + "/.dsconvert/model.dspack.json"))
         XCTAssertEqual(rec.size, cleanBytes.count)
-        XCTAssertEqual(rec.xxh64, cleanBytes.withUnsafeBytes { XXH64.hash($0) }, "the record hashes the whole file, header included")
+        XCTAssertEqual(rec.xxh3, cleanBytes.withUnsafeBytes { XXH3.hash($0) }, "the record hashes the whole file, header included")
         let again = try quantize(Self.deepseek, jobs, pack: true, jobs: 2, jobIndex: 0)
         XCTAssertEqual(again.skipped, ["model.dspack"])
         // One data byte changed: the record no longer verifies and the job rewrites the pack.

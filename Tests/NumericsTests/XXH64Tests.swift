@@ -12,9 +12,14 @@ final class XXH64Tests: XCTestCase {
         let seed: UInt64, hash: UInt64
     }
 
-    nonisolated(unsafe) private static var reference: Result<(data: [UInt8], cases: [Case]), Error>?
+    nonisolated(unsafe) private static var reference: Result<(data: [UInt8], cases: [Case], xxh3: [(offset: Int, length: Int, hash: UInt64)]), Error>?
 
     private static func load() throws -> (data: [UInt8], cases: [Case]) {
+        let r = try loadAll()
+        return (r.data, r.cases)
+    }
+
+    private static func loadAll() throws -> (data: [UInt8], cases: [Case], xxh3: [(offset: Int, length: Int, hash: UInt64)]) {
         if reference == nil {
             reference = Result {
                 let dir = try PythonReference.TemporaryDirectory(prefix: "xxh64-reference")
@@ -26,7 +31,10 @@ final class XXH64Tests: XCTestCase {
                 let cases = stride(from: 0, to: q.count, by: 4).map {
                     Case(offset: Int(q[$0]), length: Int(q[$0 + 1]), seed: q[$0 + 2], hash: q[$0 + 3])
                 }
-                return (data, cases)
+                let t = try PythonReference.load(dir.url, "xxh3_cases.bin", as: UInt64.self)
+                guard t.count % 3 == 0, !t.isEmpty else { throw PythonReference.Failure("xxh3_cases.bin: bad size \(t.count)") }
+                let xxh3 = stride(from: 0, to: t.count, by: 3).map { (offset: Int(t[$0]), length: Int(t[$0 + 1]), hash: t[$0 + 2]) }
+                return (data, cases, xxh3)
             }
         }
         return try reference!.get()
@@ -108,5 +116,45 @@ final class XXH64Tests: XCTestCase {
             x.update(UnsafeRawBufferPointer(rebasing: buf[100...]))
             XCTAssertEqual(x.finalize(), long.hash)
         }
+    }
+
+    /// A copy hashes on independently from where the original was (the state is copied on write).
+    func testCopiesAreIndependent() throws {
+        let (data, cases) = try Self.load()
+        guard let c = cases.first(where: { $0.seed == 0 && $0.length == 1000 }) else { return XCTFail("no 1000-byte case") }
+        data.withUnsafeBytes { all in
+            let buf = UnsafeRawBufferPointer(rebasing: all[c.offset..<(c.offset + c.length)])
+            var a = XXH64()
+            a.update(UnsafeRawBufferPointer(rebasing: buf[0..<400]))
+            var b = a
+            b.update(UnsafeRawBufferPointer(rebasing: buf[400...]))
+            XCTAssertEqual(b.finalize(), c.hash, "the copy carried on to the whole buffer")
+            XCTAssertEqual(a.finalize(), XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[0..<400])), "the original still holds the prefix")
+        }
+    }
+
+    /// XXH3-64 (packs, resume records) against Python `xxhash.xxh3_64`, one-shot and streamed.
+    func testXXH3MatchesPythonXXHash() throws {
+        let r = try Self.loadAll()
+        XCTAssertGreaterThan(r.xxh3.count, 100)
+        var failures = 0
+        r.data.withUnsafeBytes { all in
+            for c in r.xxh3 {
+                let buf = UnsafeRawBufferPointer(rebasing: all[c.offset..<(c.offset + c.length)])
+                let s = XXH3.Stream()
+                var pos = 0, j = 0
+                let pattern = [7, 240, 1, 4099]  // across XXH3's 16-byte, 240-byte and 1 KiB boundaries
+                while pos < c.length {
+                    let take = min(pattern[j % pattern.count], c.length - pos)
+                    s.update(UnsafeRawBufferPointer(rebasing: buf[pos..<(pos + take)]))
+                    pos += take; j += 1
+                }
+                for (how, h) in [("one-shot", XXH3.hash(buf)), ("streamed", s.digest)] where h != c.hash {
+                    failures += 1
+                    if failures <= 8 { XCTFail("XXH3 \(how), length \(c.length): expected \(hex(c.hash)), got \(hex(h))") }
+                }
+            }
+        }
+        XCTAssertEqual(failures, 0)
     }
 }

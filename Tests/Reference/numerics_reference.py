@@ -25,6 +25,7 @@ by re-implementing the conversions, and written as raw little-endian binary file
 
 `xxhash` (needs the `xxhash` package) writes xxh_data.bin (the concatenated random buffers) and
 xxh_cases.bin: one little-endian uint64 quadruple (offset, length, seed, xxh64) per case.
+xxh3_cases.bin: one little-endian uint64 triple (offset, length, xxh3_64 with seed 0) per length.
 """
 
 import argparse
@@ -271,9 +272,10 @@ def xxhash_cases(outdir, seed):
     rng = np.random.default_rng(seed)
     lengths = list(range(0, 101)) + [127, 128, 129, 255, 256, 1000, 4096 + 7, 65536 + 31, (1 << 20) + 3]
     w = Writer(outdir)
-    chunks, cases, off = [], [], 0
+    chunks, cases, cases3, off = [], [], [], 0
     for i, n in enumerate(lengths):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        cases3 += [off, n, xxhash.xxh3_64_intdigest(data)]
         for s in ([0, int(rng.integers(0, 1 << 63, dtype=np.uint64)) * 2 + 1, (1 << 64) - 1] if i % 7 == 0 else [0]):
             s &= (1 << 64) - 1
             cases += [off, n, s, xxhash.xxh64_intdigest(data, seed=s)]
@@ -281,6 +283,7 @@ def xxhash_cases(outdir, seed):
         off += n
     w.write("xxh_data.bin", np.frombuffer(b"".join(chunks), dtype=np.uint8))
     w.write("xxh_cases.bin", np.array(cases, dtype=np.uint64))
+    w.write("xxh3_cases.bin", np.array(cases3, dtype=np.uint64))
     w.finish()
 
 
