@@ -7,32 +7,6 @@
 #define EK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define EK_CLONES
-typedef int v8i __attribute__((vector_size(32)));
-
-/// OUT = e^X for X <= 0, 8 lanes (Cephes' expf: X = n ln2 + r, |r| <= ln2 / 2, a degree-6
-/// polynomial, then 2^n through the exponent bits; within 2 ulp of expf; below -87.3 gives 0).
-/// A macro, like load8: a vector-typed function parameter would change the baseline clone's ABI.
-#define EXP8_NONPOSITIVE(X, OUT) do {                                        \
-    v8 x_ = (X);                                                            \
-    const v8 lo_ = (v8){0} - 87.3f;                                         \
-    v8i under_ = x_ < lo_;                                                  \
-    x_ = (v8)((v8i)x_ & ~under_) + (v8)((v8i)lo_ & under_);                 \
-    v8 t_ = x_ * 1.44269504088896341f + 0.5f;                               \
-    v8i ti_ = __builtin_convertvector(t_, v8i);                             \
-    ti_ += (v8i)(__builtin_convertvector(ti_, v8) > t_);                    \
-    v8 n_ = __builtin_convertvector(ti_, v8);                               \
-    v8 r_ = x_ - n_ * 0.693359375f + n_ * 2.12194440e-4f;                   \
-    v8 p_ = (v8){0} + 1.9875691500e-4f;                                     \
-    p_ = p_ * r_ + 1.3981999507e-3f;                                        \
-    p_ = p_ * r_ + 8.3334519073e-3f;                                        \
-    p_ = p_ * r_ + 4.1665795894e-2f;                                        \
-    p_ = p_ * r_ + 1.6666665459e-1f;                                        \
-    p_ = p_ * r_ + 5.0000001201e-1f;                                        \
-    p_ = p_ * (r_ * r_) + r_ + 1.0f;                                        \
-    v8 s_ = (v8)((ti_ + 127) << 23);                                        \
-    (OUT) = (v8)((v8i)(p_ * s_) & ~under_);                                 \
-} while (0)
-
 #endif
 #define EK_INLINE static inline __attribute__((always_inline))
 

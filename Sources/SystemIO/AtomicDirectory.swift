@@ -19,12 +19,7 @@ public final class AtomicDirectory {
 
     public init(_ path: String) throws {
         self.path = path
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let sequence = AtomicFile.nextSequence()
-        let t = TemporaryName(host: AtomicFile.hostTag, pid: Int(getpid()), sequence: sequence, random: UInt32.random(in: 0...UInt32.max), target: name)
-        temporaryPath = "\(dir.isEmpty ? "/" : dir)/\(t.fileName)"
+        temporaryPath = AtomicFile.temporarySibling(of: path)
         if mkdir(temporaryPath, 0o755) != 0 { throw IOError("mkdir", path: temporaryPath, errno: errno) }
     }
 

@@ -24,16 +24,7 @@ public final class AtomicFile {
 
     public init(_ path: String) throws {
         self.path = path
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        // A name no other writer can hold: PID and a per-process sequence number (two AtomicFiles
-        // for one destination in a process), plus the host name and random bits, because the jobs
-        // of a job array (Kubernetes pods have PID namespaces: every dsconvert may be PID 1) write
-        // into one shared directory at once. O_EXCL makes a collision an error, never a shared file.
-        let sequence = AtomicFile.nextSequence()
-        let t = TemporaryName(host: AtomicFile.hostTag, pid: Int(getpid()), sequence: sequence, random: UInt32.random(in: 0...UInt32.max), target: name)
-        temporaryPath = "\(dir)/\(t.fileName)"
+        temporaryPath = AtomicFile.temporarySibling(of: path)
         // Registered before the file exists, so there is no moment when a second signal would
         // leave it behind (unlinking a name not yet created is harmless).
         interruptSlot = Interrupt.register(temporaryPath)
@@ -47,6 +38,19 @@ public final class AtomicFile {
 
     private static let sequence = Atomic<Int>(0)
     /// A per-process sequence number (shared with `AtomicDirectory`'s names).
+    /// A fresh temporary name beside `path`, in the folder `path` will be renamed into. No other
+    /// writer can hold it: PID and a per-process sequence number (two writers for one destination
+    /// in a process), plus the host name and random bits, because the jobs of a job array
+    /// (Kubernetes pods have PID namespaces: every dsconvert may be PID 1) write into one shared
+    /// directory at once. Creating it with O_EXCL / mkdir makes a collision an error, never a share.
+    static func temporarySibling(of path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let t = TemporaryName(host: hostTag, pid: Int(getpid()), sequence: nextSequence(), random: UInt32.random(in: 0...UInt32.max), target: name)
+        return "\(dir)/\(t.fileName)"
+    }
+
     static func nextSequence() -> Int { sequence.add(1, ordering: .relaxed).oldValue }
     /// The host name, reduced to ASCII letters and digits (the fields of a temporary name are
     /// separated by `-`), at most 32 of them.
