@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "Tokenizer", "DSPack", "Eval",
+                "Tokenizer", "DSPack", "Eval", "Calibration",
                 "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors", "Sharding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -278,9 +278,13 @@ final class ShardConverter {
         }
         // The scales, in their stored dtype, after the weight.
         let slot = try takeSlot(pipeline)
-        let out = slots[slot].scales.reserve(s.byteCount)
+        let inputScaleAt = (s.byteCount + 63) / 64 * 64
+        let out = slots[slot].scales.reserve(inputScaleAt + 64)
         FloatFormat.convert(UnsafeRawPointer(allScales), from: .f32, to: out, s.dtype.floatFormat!, count: s.elementCount)
-        pipeline.submit(slot, [(s.name, UnsafeRawBufferPointer(start: out, count: s.byteCount))]) { [store] in store.release(parameterNames) }
+        var pieces = [(s.name, UnsafeRawBufferPointer(start: out, count: s.byteCount))]
+        // Static activations: the calibrated input_scale follows.
+        if let spec = t.storeInputScale(into: out + inputScaleAt) { pieces.append((spec.name, UnsafeRawBufferPointer(start: out + inputScaleAt, count: spec.byteCount))) }
+        pipeline.submit(slot, pieces) { [store] in store.release(parameterNames) }
     }
 
     /// The whole-tensor path (small tensors; regions along an inner dimension).

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Numerics
 import SafeTensors
 import Checkpoint
 
@@ -24,12 +25,24 @@ public struct TensorPlan: Sendable {
     /// When set, only this region of the source is read (and of its scale grid, for a quantized
     /// source); the outputs have the region's shape. See `restricted(to:fullShape:)`.
     public var region: TensorRegion?
+    /// Static activations: the `input_scale` value (already rounded to its stored dtype), written
+    /// as the third output of a quantize or requantize plan.
+    public var inputScale: Float?
 
-    public init(source: String, action: Action, outputs: [TensorSpec], region: TensorRegion? = nil) {
+    public init(source: String, action: Action, outputs: [TensorSpec], region: TensorRegion? = nil, inputScale: Float? = nil) {
         self.source = source
         self.action = action
         self.outputs = outputs
         self.region = region
+        self.inputScale = inputScale
+    }
+
+    /// Writes the stored bytes of the `input_scale` output (static activations) at `out` (room for
+    /// 8 bytes) and returns its spec; nil when the plan has none.
+    public func storeInputScale(into out: UnsafeMutableRawPointer) -> TensorSpec? {
+        guard let v = inputScale, outputs.count > 2, let f = outputs[2].dtype.floatFormat else { return nil }
+        withUnsafeBytes(of: v) { FloatFormat.convert($0.baseAddress!, from: .f32, to: out, f, count: 1) }
+        return outputs[2]
     }
 
     /// This plan reading only `region` of its source (of shape `fullShape`), the sharder's
@@ -95,6 +108,19 @@ public struct ConversionPlan: Sendable {
     public var extraFiles: [(name: String, json: JSONValue)] = []
 }
 
+/// Calibrated ranges for static activations (`quantize --act static --ranges FILE`): the amax of
+/// the input of every linear module, by module name (`model.layers.0.mlp.gate_proj`).
+public struct InputRanges: Sendable {
+    /// The ranges file (for messages).
+    public var file: String
+    public var amax: [String: Double]
+
+    public init(file: String, amax: [String: Double]) {
+        self.file = file
+        self.amax = amax
+    }
+}
+
 /// Builds conversion plans from a checkpoint and the user's options.
 public enum PlanBuilder {
     /// Plans `quantize`: every linear weight the layout quantizes by default and `ignore` does not
@@ -105,8 +131,15 @@ public enum PlanBuilder {
     }
 
     /// `quantize` into any output layout.
-    public static func quantize(_ ckpt: Checkpoint, scheme: QuantizationScheme, ignore: [String], layout: OutputLayout) throws -> ConversionPlan {
+    public static func quantize(_ ckpt: Checkpoint, scheme: QuantizationScheme, ignore: [String], layout: OutputLayout, ranges: InputRanges? = nil) throws -> ConversionPlan {
         try ckpt.requireClassified()
+        if scheme.staticActivations && ranges == nil {
+            throw QuantizationError.invalidOption("--act static needs --ranges FILE (the ranges.json `dsconvert calibrate` writes)")
+        }
+        if !scheme.staticActivations && ranges != nil {
+            throw QuantizationError.invalidOption("--ranges applies to --act static only")
+        }
+        var missingRanges: [String] = []
         // Python `re` semantics (ModulePattern): search, or match for `re:` entries.
         let patterns = try ignore.map { try ModulePattern($0) }
         func ignored(_ module: String) -> Bool { patterns.contains { $0.matches(module) } }
@@ -120,6 +153,12 @@ public enum PlanBuilder {
         var counts: [String: Int] = [:]
         var plans: [String: TensorPlan] = [:]
         var ignoredLayers: [String] = []
+        /// The input_scale of `module` from its calibrated range (nil for dynamic activations).
+        func staticScale(_ module: String) -> Float? {
+            guard let ranges else { return nil }
+            guard let a = ranges.amax[module] else { missingRanges.append(module); return nil }
+            return scheme.inputScale(amax: a, dtype: modelDType)
+        }
         for name in ckpt.weights.tensorNames {
             if consumed.contains(name) { continue }
             let info = ckpt.weights.info(name)!
@@ -130,7 +169,8 @@ public enum PlanBuilder {
             if let q = quantized[name] {
                 let rows = info.shape[0], cols = info.shape[1]
                 if wanted {
-                    plans[name] = TensorPlan(source: name, action: .requantize(q, scheme, modelDType), outputs: scheme.outputs(module: role.module, rows: rows, cols: cols, modelDType: modelDType))
+                    plans[name] = TensorPlan(source: name, action: .requantize(q, scheme, modelDType), outputs: scheme.outputs(module: role.module, rows: rows, cols: cols, modelDType: modelDType),
+                                             inputScale: staticScale(role.module))
                     counts["requantized", default: 0] += 1
                 } else {
                     plans[name] = TensorPlan(source: name, action: .dequantize(q, modelDType), outputs: [TensorSpec(name: name, dtype: modelDType, shape: info.shape)])
@@ -145,11 +185,25 @@ public enum PlanBuilder {
                 guard [.bf16, .f16, .f32].contains(info.dtype) else {
                     throw QuantizationError.unsupportedDType(tensor: name, dtype: info.dtype.rawValue, "cannot be quantized (expected BF16, F16 or F32)")
                 }
-                plans[name] = TensorPlan(source: name, action: .quantize(scheme), outputs: scheme.outputs(module: role.module, rows: info.shape[0], cols: info.shape[1], modelDType: modelDType))
+                plans[name] = TensorPlan(source: name, action: .quantize(scheme), outputs: scheme.outputs(module: role.module, rows: info.shape[0], cols: info.shape[1], modelDType: modelDType),
+                                         inputScale: staticScale(role.module))
                 counts["quantized", default: 0] += 1
             } else {
                 plans[name] = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: name, dtype: info.dtype, shape: info.shape)])
                 counts["kept", default: 0] += 1
+            }
+        }
+        if let ranges {
+            func some(_ names: [String]) -> String {
+                names.prefix(4).map { "'\($0)'" }.joined(separator: ", ") + (names.count > 4 ? " and \(names.count - 4) more" : "")
+            }
+            if !missingRanges.isEmpty {
+                throw QuantizationError.rangesMismatch(file: ranges.file, "has no range for \(missingRanges.count) of the \(counts["quantized", default: 0] + counts["requantized", default: 0]) linear inputs this quantization needs (\(some(missingRanges.sorted()))): it was made for another model, or with inputs renamed; run `dsconvert calibrate` on this model")
+            }
+            let linear = Set(ckpt.roles.values.filter(\.quantizedByDefault).map(\.module))
+            let extra = ranges.amax.keys.filter { !linear.contains($0) }.sorted()
+            if !extra.isEmpty {
+                throw QuantizationError.rangesMismatch(file: ranges.file, "names \(extra.count) input\(extra.count == 1 ? "" : "s") this model does not have (\(some(extra))): it was made for another model")
             }
         }
         var ignoreList: [String] = []
@@ -173,7 +227,7 @@ public enum PlanBuilder {
             ("block_size", .int(scheme.blockSize)), ("weight_only", .bool(scheme.weightOnly)),
             ("ignore", .array(ignore.map { .string($0) })), ("model_dtype", .string(modelDType.rawValue)),
             ("layout", .string(layout.summary)),
-        ], inputConfig: ckpt.config?.json, plan: plan)
+        ] + (scheme.staticActivations ? [("activations", .string("static"))] : []), inputConfig: ckpt.config?.json, plan: plan)
         return plan
     }
 

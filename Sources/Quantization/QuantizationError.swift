@@ -14,6 +14,8 @@ public enum QuantizationError: DiagnosticError {
     /// A scale or value that would make the conversion silently wrong (NaN, inf, zero, negative
     /// scale; FP8 NaN code): element `index` of the tensor, at byte `offset` of `file` when known.
     case invalidValue(tensor: String, index: Int, String, file: String?, offset: Int?)
+    /// `--act static --ranges FILE` that does not fit this model: inputs missing, extra or renamed.
+    case rangesMismatch(file: String, String)
 
     public var category: ErrorCategory {
         if case .invalidOption = self { return .usage }
@@ -30,6 +32,7 @@ public enum QuantizationError: DiagnosticError {
         case .invalidOption: return "usage.invalid_option"
         case .invalidQuantizedInput: return "quantization.invalid_quantized_input"
         case .invalidValue: return "quantization.invalid_value"
+        case .rangesMismatch: return "quantization.ranges_mismatch"
         }
     }
 
@@ -38,7 +41,7 @@ public enum QuantizationError: DiagnosticError {
         case let .nonFinite(t, _, _), let .unsupportedDType(t, _, _), let .badShape(t, _, _), let .missingScale(t, _),
              let .invalidQuantizedInput(t, _, _), let .invalidValue(t, _, _, _, _):
             return t
-        case .nothingQuantized, .invalidOption:
+        case .nothingQuantized, .invalidOption, .rangesMismatch:
             return nil
         }
     }
@@ -47,6 +50,7 @@ public enum QuantizationError: DiagnosticError {
         switch self {
         case let .invalidQuantizedInput(_, _, at): return at?.file
         case let .invalidValue(_, _, _, file, _): return file
+        case let .rangesMismatch(file, _): return file
         default: return nil
         }
     }
@@ -69,7 +73,7 @@ public enum QuantizationError: DiagnosticError {
             return "shape \(s): \(why)"
         case let .missingScale(_, s):
             return "is FP8/INT8 but its scale tensor '\(Diagnostic.escaped(s))' is missing"
-        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg, _):
+        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg, _), let .rangesMismatch(_, msg):
             return msg
         case let .invalidValue(_, i, msg, _, _):
             return "element \(i): \(msg)"

@@ -1,4 +1,5 @@
 import JSON
+import Numerics
 import SafeTensors
 
 /// What `quantize` produces: the value format, the scale granularity and the layout that
@@ -8,7 +9,8 @@ import SafeTensors
 ///   [ceil(out/b), ceil(in/b)], `quantization_config.quant_method = "fp8"`.
 /// - FP8 + tensor|channel, INT8 + channel|tensor: compressed-tensors. `X.weight` F8_E4M3 or I8,
 ///   `X.weight_scale` in the model dtype ([1] or [out, 1]), `quant_method = "compressed-tensors"`,
-///   dynamic per-token input activations unless `weightOnly`.
+///   dynamic per-token input activations unless `weightOnly`; with `staticActivations`, static
+///   per-tensor activations: `X.input_scale` [1] in the model dtype from a calibrated range.
 public struct QuantizationScheme: Sendable, Equatable {
     public enum Format: String, Sendable { case fp8, int8 }
     public enum Granularity: String, Sendable, CaseIterable { case block, tensor, channel }
@@ -19,12 +21,21 @@ public struct QuantizationScheme: Sendable, Equatable {
     public var blockSize: Int
     /// Drop the activation entry (weight-only quantization).
     public var weightOnly: Bool
+    /// Static per-tensor input activations (W8A8 with calibrated `input_scale`s) instead of dynamic per-token ones.
+    public var staticActivations: Bool
 
-    public init(format: Format, granularity: Granularity? = nil, blockSize: Int = 128, weightOnly: Bool = false) throws {
+    public init(format: Format, granularity: Granularity? = nil, blockSize: Int = 128, weightOnly: Bool = false, staticActivations: Bool = false) throws {
         self.format = format
         self.granularity = granularity ?? (format == .fp8 ? .block : .channel)
         self.blockSize = blockSize
         self.weightOnly = weightOnly
+        self.staticActivations = staticActivations
+        if staticActivations && weightOnly {
+            throw QuantizationError.invalidOption("--act static quantizes activations; --weight-only does not: choose one")
+        }
+        if staticActivations && self.granularity == .block {
+            throw QuantizationError.invalidOption("--act static needs per-tensor or per-channel weight scales (--granularity tensor|channel, or --int8): block-wise FP8 supports only dynamic activations in vLLM and SGLang (their Fp8Config refuses a static activation_scheme with weight_block_size)")
+        }
         if format == .int8 && self.granularity == .block {
             throw QuantizationError.invalidOption("--int8 supports --granularity channel or tensor (block scales are an FP8 layout)")
         }
@@ -74,10 +85,36 @@ public struct QuantizationScheme: Sendable, Equatable {
             scaleShape = [1]
             scaleDType = modelDType
         }
-        return [
+        var specs = [
             TensorSpec(name: module + ".weight", dtype: valueDType, shape: [rows, cols]),
             TensorSpec(name: module + "." + scaleSuffix, dtype: scaleDType, shape: scaleShape),
         ]
+        if staticActivations { specs.append(TensorSpec(name: module + ".input_scale", dtype: modelDType, shape: [1])) }
+        return specs
+    }
+
+    /// The stored `input_scale` of an input whose calibrated range is `amax`, as compressed-tensors'
+    /// `calculate_qparams` computes it for symmetric 8-bit arguments: amax / (bit range / 2), that
+    /// is amax / 448 for FP8 E4M3 (range −448…448) and amax / 127.5 for INT8 (−128…127), divided in
+    /// f32 and rounded to the stored dtype (round to nearest even); a zero scale becomes that dtype's
+    /// epsilon. `dtype` is the model dtype (BF16, F16 or F32).
+    public func inputScale(amax: Double, dtype: DType) -> Float {
+        let q = Float(amax) / (format == .fp8 ? 448 : 127.5)
+        var out = [UInt8](repeating: 0, count: 4)
+        var back: Float = 0
+        let f = dtype.floatFormat ?? .f32
+        withUnsafeBytes(of: q) { src in
+            out.withUnsafeMutableBytes { FloatFormat.convert(src.baseAddress!, from: .f32, to: $0.baseAddress!, f, count: 1) }
+        }
+        out.withUnsafeBytes { b in withUnsafeMutableBytes(of: &back) { FloatFormat.convert(b.baseAddress!, from: f, to: $0.baseAddress!, .f32, count: 1) } }
+        if back == 0 {
+            switch f {
+            case .bf16: return 0.0078125   // torch.finfo(torch.bfloat16).eps
+            case .f16: return 0.0009765625 // torch.finfo(torch.float16).eps
+            default: return Float.ulpOfOne
+            }
+        }
+        return back
     }
 
     /// config.json's `quantization_config` for this scheme. `ignore` lists the modules left
@@ -109,7 +146,7 @@ public struct QuantizationScheme: Sendable, Equatable {
         let group = JSONValue.object([
             ("targets", .array([.string("Linear")])),
             ("weights", args(strategy: granularity.rawValue, dynamic: false)),
-            ("input_activations", weightOnly ? .null : args(strategy: "token", dynamic: true)),
+            ("input_activations", weightOnly ? .null : staticActivations ? args(strategy: "tensor", dynamic: false) : args(strategy: "token", dynamic: true)),
             ("output_activations", .null),
             ("format", .string(fmt)),
         ])
@@ -127,6 +164,6 @@ public struct QuantizationScheme: Sendable, Equatable {
     /// A stable one-line description (recorded for resume, shown in logs).
     public var summary: String {
         isDeepSeekNative ? "fp8 block \(blockSize)x\(blockSize) (DeepSeek layout)"
-            : "\(format.rawValue) \(granularity.rawValue) (compressed-tensors\(weightOnly ? ", weight-only" : ", dynamic per-token activations"))"
+            : "\(format.rawValue) \(granularity.rawValue) (compressed-tensors\(weightOnly ? ", weight-only" : staticActivations ? ", static per-tensor activations" : ", dynamic per-token activations"))"
     }
 }

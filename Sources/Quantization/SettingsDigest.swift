@@ -45,6 +45,8 @@ public enum SettingsDigest {
                 e.add(t.source)
                 e.add(t.region.map(\.description) ?? "whole")
                 e.add(describe(t.action))
+                // The calibrated input scale (static activations only: other digests are unchanged).
+                if let a = t.inputScale { e.add("input_scale " + String(a.bitPattern, radix: 16)) }
                 e.add(String(t.outputs.count))
                 for o in t.outputs {
                     e.add(o.name)
@@ -75,7 +77,7 @@ public enum SettingsDigest {
     }
 
     static func describe(_ s: QuantizationScheme) -> String {
-        "\(s.format.rawValue) \(s.granularity.rawValue) block=\(s.blockSize) weight-only=\(s.weightOnly)"
+        "\(s.format.rawValue) \(s.granularity.rawValue) block=\(s.blockSize) weight-only=\(s.weightOnly)" + (s.staticActivations ? " act=static" : "")
     }
 
     static func describe(_ q: QuantizedWeight) -> String {

@@ -93,18 +93,21 @@ public struct TensorTransform {
         }
         let codec = try plan.codec(scheme)
         let q = values.reserve(w.byteCount)
-        let sc = scales.reserve(s.elementCount * 4 + s.byteCount + 64)
+        // f32 scales, then the stored scales, then the input scale (static activations).
+        let inputScaleAt = (s.elementCount * 4 + s.byteCount + 63) / 64 * 64
+        let sc = scales.reserve(inputScaleAt + 64)
         let f32Scales = sc.bindMemory(to: Float.self, capacity: s.elementCount)
         try CodecDriver.quantize(codec, PlainMatrix(base: source, format: format, rows: rows, cols: cols), tensor: plan.source, q: q, scales: f32Scales)
         try emit(w, UnsafeRawBufferPointer(start: q, count: w.byteCount))
         if s.dtype == .f32 {
             try emit(s, UnsafeRawBufferPointer(start: sc, count: s.byteCount))
-            return
+        } else {
+            // Scales are already rounded to their stored dtype: converting is exact.
+            let stored = sc + s.elementCount * 4
+            FloatFormat.convert(UnsafeRawPointer(sc), from: .f32, to: stored, s.dtype.floatFormat!, count: s.elementCount)
+            try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))
         }
-        // Scales are already rounded to their stored dtype: converting is exact.
-        let stored = sc + s.elementCount * 4
-        FloatFormat.convert(UnsafeRawPointer(sc), from: .f32, to: stored, s.dtype.floatFormat!, count: s.elementCount)
-        try emit(s, UnsafeRawBufferPointer(start: stored, count: s.byteCount))
+        if let spec = plan.storeInputScale(into: sc + inputScaleAt) { try emit(spec, UnsafeRawBufferPointer(start: sc + inputScaleAt, count: spec.byteCount)) }
     }
 
     /// Refuses what would make a dequantized value silently wrong, as `quantize` refuses NaN and
@@ -220,8 +223,9 @@ public struct QuantizedSource {
 extension TensorPlan {
     /// The codec that writes this plan's outputs (the weight and its scale) with `scheme`.
     public func codec(_ scheme: QuantizationScheme) throws -> any WeightCodec {
-        guard outputs.count == 2, let c = scheme.target(scaleDType: outputs[1].dtype).codec else {
-            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) with \(outputs.count == 2 ? outputs[1].dtype.rawValue : "no") scales for \(source)")
+        // The weight and its scales, then (static activations) the input scale.
+        guard outputs.count == (scheme.staticActivations ? 3 : 2), let c = scheme.target(scaleDType: outputs[1].dtype).codec else {
+            throw QuantizationError.invalidOption("no codec writes \(scheme.summary) with \(outputs.count >= 2 ? outputs[1].dtype.rawValue : "no") scales for \(source)")
         }
         return c
     }

@@ -1,8 +1,12 @@
 import ArgumentParser
+import Calibration
 import Checkpoint
 import Quantization
 
 extension QuantizationScheme.Granularity: ExpressibleByArgument {}
+
+/// `--act`: activations quantized per token at run time, or per tensor with calibrated scales.
+enum ActivationMode: String, ExpressibleByArgument, CaseIterable { case dynamic, `static` }
 
 extension DSConvert {
     struct Quantize: ParsableCommand {
@@ -11,7 +15,9 @@ extension DSConvert {
             discussion: """
             --fp8 alone writes DeepSeek-V3's native layout: F8_E4M3 weights with F32 weight_scale_inv per 128x128 \
             block, loadable by vLLM and SGLang. --granularity tensor|channel and --int8 write the compressed-tensors \
-            layout (llm-compressor's), with dynamic per-token activations unless --weight-only. Embeddings, lm_head, \
+            layout (llm-compressor's), with dynamic per-token activations unless --weight-only; --act static --ranges FILE \
+            (from `dsconvert calibrate`) writes static per-tensor activations instead: an input_scale [1] per quantized \
+            linear layer, amax / 448 (FP8) or amax / 127.5 (INT8) in the model dtype. Embeddings, lm_head, \
             norms, the MoE router and its bias (and the MTP layer's eh_proj) are never quantized; --ignore adds more.
             """)
 
@@ -31,6 +37,12 @@ extension DSConvert {
         @Flag(name: .long, help: "Weight-only (no input_activations entry) for the compressed-tensors layouts.")
         var weightOnly = false
 
+        @Option(name: .long, help: "Activations: dynamic (per token, at run time; the default) or static (per tensor, from --ranges).")
+        var act: ActivationMode = .dynamic
+
+        @Option(name: .long, help: "With --act static: the ranges.json `dsconvert calibrate` wrote for this model (its target must match --fp8 / --int8).")
+        var ranges: String?
+
         @Option(name: .long, help: "Keep modules whose name matches this Python regular expression unquantized (re.search; an re: prefix means re.match, as in llm-compressor ignore lists; repeatable).")
         var ignore: [String] = []
 
@@ -47,9 +59,21 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize ?? 128, weightOnly: weightOnly)
+            let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize ?? 128, weightOnly: weightOnly,
+                                                staticActivations: act == .static)
+            var inputRanges: InputRanges?
+            if let ranges {
+                let file = try RangesFile.read(ranges)
+                let wanted: CalibrationTarget = fp8 ? .fp8 : .int8
+                guard file.target == wanted else {
+                    throw QuantizationError.rangesMismatch(file: ranges, "was calibrated for --target \(file.target.rawValue) (method \(file.method)), but this is --\(wanted.rawValue): the clipping ranges of one format do not suit the other; run `dsconvert calibrate --target \(wanted.rawValue)`")
+                }
+                var amax: [String: Double] = [:]
+                for input in file.inputs { for c in input.consumers { amax[c] = input.amax } }
+                inputRanges = InputRanges(file: ranges, amax: amax)
+            }
             let ckpt = try convert.checkpoint()
-            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, layout: convert.layout)
+            let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, layout: convert.layout, ranges: inputRanges)
             try convert.run(ckpt, plan, verb: "quantizing (\(scheme.summary))", common: common)
         }
     }
