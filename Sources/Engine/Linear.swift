@@ -20,13 +20,35 @@ public final class Linear: @unchecked Sendable {
     /// Input features (W's columns).
     public var inputs: Int { weight.cols }
 
-    public init(_ weight: StoredWeight, bias: [Float]? = nil) {
+    /// Static activation quantization (a W8A8 checkpoint's `input_scale`): applied to x first.
+    public let inputQuantizer: ActivationQuantizer?
+
+    public init(_ weight: StoredWeight, bias: [Float]? = nil, inputQuantizer: ActivationQuantizer? = nil) {
         self.weight = weight
         self.bias = bias
+        self.inputQuantizer = inputQuantizer
+    }
+
+    /// x quantized as the static activation scheme says, in a buffer `body` may use (row stride
+    /// `inputs`); x itself when there is no input quantizer.
+    @inline(__always)
+    func withInput(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ body: (UnsafePointer<Float>, Int) -> Void) {
+        guard let q = inputQuantizer else { return body(x, ldx) }
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, m * inputs))
+        defer { buf.deallocate() }
+        q.apply(x, rows: m, cols: inputs, ldx: ldx, into: buf)
+        body(UnsafePointer(buf), inputs)
     }
 
     /// y[m, n] (row stride ldy) = x[m, :] · W[n, :] + b[n] for m < rows, on all workers.
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+        if inputQuantizer != nil {
+            return withInput(x, rows: m, ldx: ldx) { qx, ld in applyPlain(qx, rows: m, ldx: ld, into: y, ldy: ldy, pool: pool) }
+        }
+        applyPlain(x, rows: m, ldx: ldx, into: y, ldy: ldy, pool: pool)
+    }
+
+    private func applyPlain(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
         let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
         let mChunks = max(1, (m + Linear.rowChunk - 1) / Linear.rowChunk)
         let chunk = (m + mChunks - 1) / mChunks
@@ -43,7 +65,9 @@ public final class Linear: @unchecked Sendable {
     /// parallelise over something else, such as experts).
     public func applySerial(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, scratch: UnsafeMutablePointer<Float>) {
         let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
-        for t in 0..<nTiles { tile(t, x, rows: m, ldx: ldx, y, ldy: ldy, scratch: scratch) }
+        withInput(x, rows: m, ldx: ldx) { qx, ld in
+            for t in 0..<nTiles { tile(t, qx, rows: m, ldx: ld, y, ldy: ldy, scratch: scratch) }
+        }
     }
 
     /// Output rows [t·tileRows, …) of W against m rows of x.

@@ -53,15 +53,38 @@ struct WeightReader {
     func linear(_ prefix: String, _ outputs: Int, _ inputs: Int, bias: Bool = false) throws -> Linear {
         let w = try matrix(prefix + ".weight", outputs, inputs)
         let b = bias ? try vector(prefix + ".bias", outputs) : nil
-        return Linear(w, bias: b)
+        return Linear(w, bias: b, inputQuantizer: try inputQuantizer(prefix, weight: w))
+    }
+
+    /// The static activation quantizer of `prefix` when it has `prefix.input_scale` (a W8A8
+    /// checkpoint with `input_activations.dynamic: false`): one positive finite scale, shape [1]
+    /// or [], applied as the weight's element type says (FP8 weights: FP8 activations; INT8: INT8).
+    func inputQuantizer(_ prefix: String, weight: StoredWeight) throws -> ActivationQuantizer? {
+        let name = prefix + ".input_scale"
+        guard let info = store.info(name) else { return nil }
+        guard info.elementCount == 1, info.shape.count <= 1 else {
+            throw EngineError.tensor(name: name, file: file(of: name), "has shape \(info.shapeText): the engine runs static per-tensor activation scales (shape [1]), not per-token or per-channel ones")
+        }
+        let format: ActivationQuantizer.Format
+        switch weight.encoding.element {
+        case .e4m3: format = .fp8
+        case .int8: format = .int8
+        default:
+            throw EngineError.tensor(name: name, file: file(of: name), "is a static activation scale on \(weight.encoding.element.rawValue) weights; the engine runs it with FP8 E4M3 or INT8 weights (W8A8)")
+        }
+        let v = try vector(name, 1, shape: info.shape)
+        guard let s = v.first, s.isFinite, s > 0 else {
+            throw EngineError.tensor(name: name, file: file(of: name), "is \(v.first ?? .nan); an activation scale is positive and finite (the checkpoint is damaged)")
+        }
+        return ActivationQuantizer(scale: s, format: format)
     }
 
     /// A 1-D float tensor (norm weight, bias) widened to f32; these are small.
-    func vector(_ name: String, _ count: Int) throws -> [Float] {
+    func vector(_ name: String, _ count: Int, shape: [Int]? = nil) throws -> [Float] {
         guard let info = store.info(name) else {
             throw EngineError.tensor(name: name, file: store.location, "is missing from \(store.location)")
         }
-        guard info.shape == [count] else {
+        guard info.shape == (shape ?? [count]) else {
             throw EngineError.tensor(name: name, file: file(of: name), "has shape \(info.shapeText) but config.json implies [\(count)]")
         }
         guard let format = info.dtype.floatFormat, [.f32, .bf16, .f16].contains(format) else {

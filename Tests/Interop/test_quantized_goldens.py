@@ -36,3 +36,40 @@ def test_committed_quantized_goldens_are_current(converter, tmp_path):
             assert np.abs(now[k] - committed[k]).max() <= 1e-5, k
         else:
             assert np.array_equal(now[k], committed[k]), k
+
+
+STATIC = {
+    "qwen2-fp8-static": ("qwen2-tiny", ["--fp8", "--granularity", "tensor"], "fp8"),
+    "qwen2-int8-static": ("qwen2-tiny", ["--int8"], "int8"),
+    "llama-fp8-static": ("llama-tiny", ["--fp8", "--granularity", "tensor"], "fp8"),
+    "llama-int8-static": ("llama-tiny", ["--int8"], "int8"),
+}
+
+
+def test_committed_static_goldens_and_ranges_are_current(converter, tmp_path):
+    """Tests/Fixtures/static_ranges/* and static_golden_logits.safetensors are what
+    quantized_goldens.py computes today (ranges from the BF16 samples; logits of the static
+    checkpoints dsconvert writes from those ranges, with pre-hook activation quantization)."""
+    import json
+    for sample in ("qwen2-tiny", "llama-tiny"):
+        prefix = tmp_path / sample
+        subprocess.run([sys.executable, str(SCRIPT), "--static-ranges", str(SAMPLES / sample), str(prefix)], check=True, capture_output=True)
+        for target in ("fp8", "int8"):
+            now = json.load(open(f"{prefix}-{target}.json"))
+            committed = json.load(open(ROOT / "Tests" / "Fixtures" / "static_ranges" / f"{sample}-{target}.json"))
+            assert [i["consumers"] for i in now["inputs"]] == [i["consumers"] for i in committed["inputs"]]
+            assert np.allclose([i["amax"] for i in now["inputs"]], [i["amax"] for i in committed["inputs"]], rtol=1e-5)
+    pairs = []
+    for name, (sample, args, target) in STATIC.items():
+        ranges = ROOT / "Tests" / "Fixtures" / "static_ranges" / f"{sample}-{target}.json"
+        out = converter.run(["quantize", *args, "--act", "static", "--ranges", str(ranges), str(SAMPLES / sample), str(converter.base / name)], name)
+        pairs.append(f"{name}={out}")
+    out = tmp_path / "static.safetensors"
+    subprocess.run([sys.executable, str(SCRIPT), str(out), *pairs], check=True, capture_output=True)
+    now, committed = load_file(str(out)), load_file(str(ROOT / "Tests" / "Fixtures" / "static_golden_logits.safetensors"))
+    assert sorted(now) == sorted(committed)
+    for k in committed:
+        if "/logits" in k:
+            assert np.abs(now[k] - committed[k]).max() <= 1e-5, k
+        else:
+            assert np.array_equal(now[k], committed[k]), k

@@ -12,6 +12,18 @@ the first sequence of Samples/golden/<model>.safetensors `input_ids`, and writes
 NAME/input_ids and NAME/logits. transformers' own FP8 loader is not used (it mis-scales partial
 blocks). Needs torch and transformers (the opt-in tier).
 
+       quantized_goldens.py --static-ranges SAMPLE_DIR OUT_PREFIX
+
+A DIR with `X.input_scale` tensors (static activations, `quantize --act static`) runs as a serving
+engine runs it: a forward pre-hook on each such linear module divides its input by the scale in
+float32, saturates and rounds it (FP8: clamp to +-448, cast to torch.float8_e4m3fn; INT8: torch.round,
+half to even, clamp to -128..127; the type follows the weight's dtype) and multiplies back.
+
+--static-ranges runs the BF16 sample (fp32) on the same ids and writes OUT_PREFIX-fp8.json and
+OUT_PREFIX-int8.json, ranges files (Formats/calibration.md) whose amax per quantized linear input
+is 0.9 x the largest |x| it saw (so that some inputs saturate), at least 0.05 (routed experts no
+token reached).
+
 --bias-copy writes a copy of the deepseek sample whose `e_score_correction_bias` tensors are
 nonzero and partly negative (seeded), so that the selection-only use of the bias is tested; the
 values are also stored in the output of the first form when NAME starts with "bias" (key
@@ -57,8 +69,9 @@ def dequantize(tensors, config):
     return out
 
 
-def load_model(directory):
-    """transformers fp32 eager model of the folder, every quantized weight dequantized exactly."""
+def load_model(directory, static=True):
+    """transformers fp32 eager model of the folder, every quantized weight dequantized exactly
+    (with `static`, inputs of modules with an input_scale quantized by pre-hooks)."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
@@ -74,13 +87,74 @@ def load_model(directory):
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(config, f)
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, os.path.join(tmp, "model.safetensors"))
-        return AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
+        model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
+    raw = read_dir(directory) if static else {}
+    for name, scale in raw.items():
+        if not name.endswith(".input_scale"):
+            continue
+        module = name[: -len(".input_scale")]
+        fp8 = raw[module + ".weight"].dtype.itemsize == 1 and raw[module + ".weight"].dtype.kind != "i"
+        s = torch.tensor(float(scale.astype(np.float32).reshape(-1)[0]), dtype=torch.float32)
+        model.get_submodule(module).register_forward_pre_hook(static_quantizer(s, fp8))
+    return model
 
 
-def logits(directory, ids):
+def static_quantizer(s, fp8):
+    """A pre-hook quantizing a linear module's input with the static scale `s`."""
     import torch
 
-    model = load_model(directory)
+    def hook(module, args):
+        x = args[0] / s
+        q = x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).to(torch.float32) if fp8 else torch.round(x).clamp(-128.0, 127.0)
+        return (q * s,) + tuple(args[1:])
+    return hook
+
+
+def quantized_modules(model):
+    """The linear modules `dsconvert quantize` quantizes: all but lm_head, the MoE router
+    (mlp.gate) and the MTP layer's eh_proj / shared_head.head."""
+    import torch
+    skip = (".mlp.gate", "eh_proj", "shared_head.head")
+    return [n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and n != "lm_head" and not n.endswith(skip)]
+
+
+def static_ranges(sample, prefix):
+    import torch
+
+    model = load_model(sample)
+    seen = {}
+
+    def observe(name):
+        def hook(module, args):
+            x = args[0]
+            if x.numel():
+                seen[name] = max(seen.get(name, 0.0), float(x.abs().max()))
+                seen.setdefault(name + "#tokens", 0)
+                seen[name + "#tokens"] += int(x.numel() // x.shape[-1])
+        return hook
+    names = quantized_modules(model)
+    for n in names:
+        model.get_submodule(n).register_forward_pre_hook(observe(n))
+    with open(os.path.join(sample, "config.json")) as f:
+        model_type = json.load(f)["model_type"]
+    golden = {"deepseek_v3": "deepseek-v3-tiny", "qwen2": "qwen2-tiny", "llama": "llama-tiny"}[model_type]
+    here = os.path.dirname(os.path.abspath(__file__))
+    ids = read_dir(os.path.join(here, "..", "..", "Samples", "golden", golden + ".safetensors"))["input_ids"][:1, :TOKENS].astype(np.int64)
+    with torch.no_grad():
+        model(input_ids=torch.tensor(ids))
+    inputs = [{"name": n + ".input", "consumers": [n], "tokens": seen.get(n + "#tokens", 0),
+               "amax": max(0.05, 0.9 * seen.get(n, 0.0)), "bin": None} for n in names]
+    for target in ("fp8", "int8"):
+        with open(f"{prefix}-{target}.json", "w") as f:
+            json.dump({"format": "dsconvert-ranges", "version": 1, "model": golden, "method": "minmax", "target": target,
+                       "percentile": None, "ctx": TOKENS, "windows": 1, "expert_mode": "routed", "inputs": inputs}, f, indent=1)
+
+
+def logits(directory, ids, static=True):
+    import torch
+
+    model = load_model(directory, static)
     with torch.no_grad():
         return model(input_ids=torch.tensor(ids, dtype=torch.int64)).logits.numpy().astype(np.float32)
 
@@ -109,6 +183,9 @@ def bias_copy(sample, out):
 
 
 def main(argv):
+    if argv[0] == "--static-ranges":
+        static_ranges(argv[1], argv[2])
+        return 0
     if argv[0] == "--bias-copy":
         bias_copy(argv[1], argv[2])
         return 0
@@ -124,6 +201,8 @@ def main(argv):
         ids = read_dir(os.path.join(samples, "golden", golden + ".safetensors"))["input_ids"][:1, :TOKENS].astype(np.int64)
         result[name + "/input_ids"] = ids.astype(np.int32)
         result[name + "/logits"] = logits(directory, ids)
+        if any(k.endswith(".input_scale") for k in read_dir(directory)):
+            result[name + "/logits_weights_only"] = logits(directory, ids, static=False)
         if name.startswith("bias"):
             for k, v in read_dir(directory).items():
                 if k.endswith("e_score_correction_bias"):
