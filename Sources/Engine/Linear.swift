@@ -16,9 +16,14 @@ public final class Linear: @unchecked Sendable {
     public let weight: StoredWeight
     public let bias: [Float]?
     /// Output features (W's rows).
-    public var outputs: Int { weight.rows }
+    public let outputs: Int
     /// Input features (W's columns).
-    public var inputs: Int { weight.cols }
+    public let inputs: Int
+    /// A weight read from the slices of a tensor-parallel split (TensorParallel.swift): the parts,
+    /// in rank order, and how they combine. Empty for a weight read whole.
+    enum Split { case none, columns, rows }
+    let parts: [Linear]
+    let split: Split
 
     /// Static activation quantization (a W8A8 checkpoint's `input_scale`): applied to x first.
     public let inputQuantizer: ActivationQuantizer?
@@ -27,6 +32,21 @@ public final class Linear: @unchecked Sendable {
         self.weight = weight
         self.bias = bias
         self.inputQuantizer = inputQuantizer
+        outputs = weight.rows
+        inputs = weight.cols
+        parts = []
+        split = .none
+    }
+
+    init(parts: [Linear], split: Split, bias: [Float]? = nil) {
+        precondition(!parts.isEmpty && split != .none)
+        weight = parts[0].weight
+        self.bias = bias
+        inputQuantizer = nil  // each part quantizes its own input slice
+        self.parts = parts
+        self.split = split
+        outputs = split == .columns ? parts.reduce(0) { $0 + $1.outputs } : parts[0].outputs
+        inputs = split == .rows ? parts.reduce(0) { $0 + $1.inputs } : parts[0].inputs
     }
 
     /// x quantized as the static activation scheme says, in a buffer `body` may use (row stride
@@ -42,6 +62,9 @@ public final class Linear: @unchecked Sendable {
 
     /// y[m, n] (row stride ldy) = x[m, :] · W[n, :] + b[n] for m < rows, on all workers.
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+        if split != .none {
+            return applyParts(x, rows: m, ldx: ldx, into: y, ldy: ldy) { p, x, ldx, y, ldy in p.apply(x, rows: m, ldx: ldx, into: y, ldy: ldy, pool: pool) }
+        }
         if inputQuantizer != nil {
             return withInput(x, rows: m, ldx: ldx) { qx, ld in applyPlain(qx, rows: m, ldx: ld, into: y, ldy: ldy, pool: pool) }
         }
@@ -64,6 +87,9 @@ public final class Linear: @unchecked Sendable {
     /// The same product on the calling thread only, with worker `w`'s scratch (for callers that
     /// parallelise over something else, such as experts).
     public func applySerial(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, scratch: UnsafeMutablePointer<Float>) {
+        if split != .none {
+            return applyParts(x, rows: m, ldx: ldx, into: y, ldy: ldy) { p, x, ldx, y, ldy in p.applySerial(x, rows: m, ldx: ldx, into: y, ldy: ldy, scratch: scratch) }
+        }
         let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
         withInput(x, rows: m, ldx: ldx) { qx, ld in
             for t in 0..<nTiles { tile(t, qx, rows: m, ldx: ld, y, ldy: ldy, scratch: scratch) }
@@ -99,6 +125,7 @@ public final class Linear: @unchecked Sendable {
 
     /// Rows `ids` of W decoded into consecutive rows of `out` (the embedding lookup).
     public func gatherRows(_ ids: [Int], into out: UnsafeMutablePointer<Float>, ld: Int) {
+        if split != .none { return gatherParts(ids, into: out, ld: ld) }
         for (i, id) in ids.enumerated() {
             weight.dequantize(rows: id..<(id + 1), cols: 0..<inputs, into: out + i * ld, leadingDimension: inputs)
         }

@@ -29,15 +29,22 @@ public final class Model: @unchecked Sendable {
         try self.init(config: TransformerConfig(c), store: checkpoint.weights)
     }
 
-    public init(config c: TransformerConfig, store: TensorStore) throws {
+    /// A model cut by `dsconvert shard` (the folder of its rank-… folders), run rank by rank on
+    /// each rank's own slices (TensorParallelLayout).
+    public convenience init(shardedDirectory directory: String) throws {
+        let layout = try TensorParallelLayout(directory: directory)
+        try self.init(config: TransformerConfig(layout.config), store: try Checkpoint(path: layout.ranks[0]).weights, layout: layout)
+    }
+
+    public init(config c: TransformerConfig, store: TensorStore, layout: TensorParallelLayout? = nil) throws {
         config = c
         self.store = store
-        let r = WeightReader(store: store, block: c.weightBlock)
-        embedding = try Linear(r.matrix("model.embed_tokens.weight", c.vocab, c.hidden))
+        let r = WeightReader(store: store, block: c.weightBlock, layout: layout)
+        embedding = try r.table("model.embed_tokens.weight", c.vocab, c.hidden)
         if c.tiedEmbeddings {
             head = embedding
         } else {
-            head = try Linear(r.matrix("lm_head.weight", c.vocab, c.hidden))
+            head = try r.table("lm_head.weight", c.vocab, c.hidden)
         }
         norm = try r.vector("model.norm.weight", c.hidden)
         layers = try (0..<c.layers).map { l in

@@ -9,6 +9,29 @@ import Tensors
 struct WeightReader {
     let store: TensorStore
     let block: (rows: Int, cols: Int)
+    /// A model cut by `shard`: where each global tensor's slices are (nil: `store` holds it all).
+    var layout: TensorParallelLayout? = nil
+
+    /// The reader of the rank store holding `name` whole (and its name there), for a split model.
+    func holder(of name: String) -> (WeightReader, String)? {
+        guard case let .whole(s, local)? = layout?.placements[name] else { return nil }
+        return (WeightReader(store: s, block: block), local)
+    }
+
+    /// The slices of `name` when a split model cuts it.
+    func parts(of name: String) -> (dim: Int, parts: [TensorParallelLayout.Part])? {
+        guard case let .split(dim, parts)? = layout?.placements[name] else { return nil }
+        return (dim, parts)
+    }
+
+    /// A [rows, cols] table read as a Linear (the embedding, lm_head): its slices when split.
+    func table(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
+        guard let (dim, parts) = parts(of: name) else { return Linear(try matrix(name, rows, cols)) }
+        let pieces = try parts.map { p in
+            Linear(try WeightReader(store: p.store, block: block).matrix(p.name, dim == 0 ? p.length : rows, dim == 1 ? p.length : cols))
+        }
+        return dim == 0 ? Linear(columnParallel: pieces) : Linear(rowParallel: pieces, bias: nil)
+    }
 
     /// The file holding `name` (the store's location when it is not there).
     func file(of name: String) -> String {
@@ -17,6 +40,10 @@ struct WeightReader {
 
     /// A 2-D weight `name` of shape [rows, cols] in any encoding the codec reads.
     func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> StoredWeight {
+        if let (r, local) = holder(of: name) { return try r.matrix(local, rows, cols) }
+        if parts(of: name) != nil {
+            throw EngineError.tensor(name: name, file: store.location, "is split across ranks where the engine reads it whole")
+        }
         let module = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
         guard let info = store.info(name) else {
             // compressed-tensors' pack-quantized format stores sub-byte codes packed into int32
@@ -51,6 +78,19 @@ struct WeightReader {
 
     /// A linear layer `prefix.weight` [outputs, inputs], with `prefix.bias` when `bias` says so.
     func linear(_ prefix: String, _ outputs: Int, _ inputs: Int, bias: Bool = false) throws -> Linear {
+        if let (r, local) = holder(of: prefix + ".weight"), local.hasSuffix(".weight") {
+            return try r.linear(String(local.dropLast(".weight".count)), outputs, inputs, bias: bias)
+        }
+        if let (dim, parts) = parts(of: prefix + ".weight") {
+            // Column-parallel parts carry their slice of the bias; a row-parallel bias is added
+            // once, after the partial sums.
+            let pieces = try parts.map { p -> Linear in
+                let r = WeightReader(store: p.store, block: block)
+                let local = String(p.name.dropLast(".weight".count))
+                return try r.linear(local, dim == 0 ? p.length : outputs, dim == 1 ? p.length : inputs, bias: bias && dim == 0)
+            }
+            return dim == 0 ? Linear(columnParallel: pieces) : Linear(rowParallel: pieces, bias: bias ? try vector(prefix + ".bias", outputs) : nil)
+        }
         let w = try matrix(prefix + ".weight", outputs, inputs)
         let b = bias ? try vector(prefix + ".bias", outputs) : nil
         return Linear(w, bias: b, inputQuantizer: try inputQuantizer(prefix, weight: w))
@@ -81,6 +121,10 @@ struct WeightReader {
 
     /// A 1-D float tensor (norm weight, bias) widened to f32; these are small.
     func vector(_ name: String, _ count: Int, shape: [Int]? = nil) throws -> [Float] {
+        if let (r, local) = holder(of: name) { return try r.vector(local, count, shape: shape) }
+        if let (_, parts) = parts(of: name) {
+            return try parts.flatMap { try WeightReader(store: $0.store, block: block).vector($0.name, $0.length) }
+        }
         guard let info = store.info(name) else {
             throw EngineError.tensor(name: name, file: store.location, "is missing from \(store.location)")
         }
@@ -95,5 +139,5 @@ struct WeightReader {
         return (0..<count).map { FloatFormat.load(base, format, $0) }
     }
 
-    func has(_ name: String) -> Bool { store.info(name) != nil }
+    func has(_ name: String) -> Bool { layout?.placements[name] != nil || store.info(name) != nil }
 }

@@ -12,7 +12,7 @@ extension DSConvert {
         static let configuration = CommandConfiguration(
             abstract: "Run token ids through the model on the CPU and write the logits (to check the engine against another implementation).")
 
-        @Argument(help: "A model directory (weights in any encoding dsconvert reads).")
+        @Argument(help: "A model directory (weights in any encoding dsconvert reads), or a `dsconvert shard` output (its rank-… folders are run as a tensor-parallel split, each rank on its own slices).")
         var model: String
 
         @Option(name: .long, help: "A .safetensors file with token ids (I32 or I64, [B, T] or [T]).")
@@ -30,7 +30,8 @@ extension DSConvert {
         func run() throws {
             try common.apply()
             let tokens = try TokenIds.read(path: ids, key: key)
-            let engine = try Model(checkpoint: load.checkpoint(model))
+            // A `shard` output (rank-… folders) runs rank by rank on each rank's slices.
+            let engine = TensorParallelLayout.rankFolders(model).isEmpty ? try Model(checkpoint: load.checkpoint(model)) : try Model(shardedDirectory: model)
             let cache = KVCache(config: engine.config, batch: tokens.count, capacity: tokens[0].count)
             let pool = WorkerPool(threads: common.threads ?? EngineDefaults.threads)
             let t0 = MonotonicClock.seconds()
