@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard bench-llamacpp test-llamacpp deps-llamacpp fuzz clean
 
 all: build
 
@@ -88,6 +88,28 @@ bench-transport: build
 bench-pack: build deps-pip
 	$(SWIFT) build -c release --product dsconvert-bench
 	$(PYTHON) Scripts/bench_pack.py $(BIN) .build/release/dsconvert-bench
+
+# llama.cpp as a reference (opt-in): llama-cpp-python from PyPI, built from source for this CPU
+# (the first time ~10-15 min on 2 cores; g++ needed), and what llama.cpp's converter imports
+# (torch, transformers, sentencepiece). The converter itself comes from the same release's sdist
+# (Scripts/llamacpp_gguf.py unpacks it into /tmp/dsconvert-llamacpp); nothing of llama.cpp is kept here.
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DGGML_BLAS=OFF -DGGML_CUDA=OFF -DLLAMA_CURL=OFF
+deps-llamacpp: deps-pip
+	@dpkg -s g++ >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq g++; }
+	@$(PYTHON) -c "import llama_cpp" 2>/dev/null || \
+		CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PYTHON) -m pip install --disable-pip-version-check --no-binary llama-cpp-python llama-cpp-python
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS) sentencepiece
+
+# The CPU engine against llama.cpp (F32, BF16 and Q8_0 GGUF) on the samples: prefill 1 x 512 and
+# decode 128, 2 threads, alternating (Scripts/bench_llamacpp.py; BENCH_LARGE=1 adds a 0.63 B qwen2).
+bench-llamacpp: build deps-llamacpp
+	$(SWIFT) build -c release --product dsconvert-bench
+	$(PYTHON) Scripts/bench_llamacpp.py $(BIN)
+
+# llama.cpp reproduces the golden logits, and dsconvert forward agrees with it (Tests/Interop/test_llamacpp.py).
+test-llamacpp: build deps-llamacpp
+	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -s Tests/Interop/test_llamacpp.py
 
 fuzz: deps
 	Scripts/fuzz.sh
