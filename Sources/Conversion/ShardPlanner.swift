@@ -26,6 +26,10 @@ public struct ShardOptions: Sendable {
     /// Whose pipeline split to use: dsconvert's byte-balanced one (what `shard` writes) or an
     /// engine's (what `--plan --emit` models).
     public var stageRule: MemoryFit.StageRule = .balanced
+    /// Quantize on the way (`shard --fp8`): every linear weight `quantize` would quantize is cut
+    /// and quantized to this scheme in the same pass (the DeepSeek block layout: each rank's
+    /// slice and its `weight_scale_inv` grid equal the slice of `quantize` then `shard`).
+    public var quantize: QuantizationScheme?
 
     public static let defaultShardSize = 5_000_000_000
 
@@ -247,13 +251,37 @@ public enum ShardPlanner {
                     continue
                 }
                 let outName = o.layout == .deepseek ? DeepSeekLayout.name(name) : name
-                var plan = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: outName, dtype: info.dtype, shape: info.shape)])
-                if let region { plan = try plan.restricted(to: region, fullShape: info.shape) }
+                let quantizing = o.quantize.flatMap { scheme in quantizes(entry, with: scheme) ? scheme : nil }
+                var plan: TensorPlan
+                if let scheme = quantizing {
+                    if let d = dim, case .block = scheme.target(scaleDType: .f32).scale, p.tp > 1 {
+                        try ParallelPlan.checkBlockAlignment(tensor: name, size: info.shape[d], parts: p.tp, block: scheme.blockSize)
+                    }
+                    let module = String(name.dropLast(".weight".count))
+                    plan = TensorPlan(source: name, action: .quantize(scheme),
+                                      outputs: scheme.outputs(module: module, rows: info.shape[0], cols: info.shape[1], modelDType: ckpt.modelDType))
+                    if let region { plan = try plan.restricted(to: region, fullShape: info.shape) }
+                    if o.layout == .deepseek { for k in plan.outputs.indices { plan.outputs[k].name = DeepSeekLayout.name(plan.outputs[k].name) } }
+                } else {
+                    plan = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: outName, dtype: info.dtype, shape: info.shape)])
+                    if let region { plan = try plan.restricted(to: region, fullShape: info.shape) }
+                }
                 perRank[r].append(plan)
                 ranks[r].bytes += plan.outputs.reduce(0) { $0 + $1.byteCount }
                 ranks[r].tensors.append(RankContents.Slice(
-                    name: outName, global: name, dimension: region?.dimension,
+                    name: plan.outputs[0].name, global: name, dimension: region?.dimension,
                     offset: slice?.offset ?? 0, length: slice?.length ?? (info.shape.first ?? 1), globalShape: info.shape))
+                if let scheme = quantizing {
+                    // The scale grid: its global tensor is the unsharded quantized model's, cut in
+                    // whole blocks along the weight's split dimension.
+                    let grid = scheme.outputs(module: String(name.dropLast(".weight".count)), rows: info.shape[0], cols: info.shape[1], modelDType: ckpt.modelDType)[1]
+                    let b = scheme.blockSize
+                    ranks[r].tensors.append(RankContents.Slice(
+                        name: plan.outputs[1].name, global: grid.name, dimension: region?.dimension,
+                        offset: (slice?.offset ?? 0) / b, length: region == nil ? (grid.shape.first ?? 1) : plan.outputs[1].shape[region!.dimension],
+                        globalShape: grid.shape))
+                    counts["quantized", default: 0] += 1
+                }
                 counts[region == nil ? (holders.count == 1 && p.tp > 1 ? "whole experts" : "replicated") : "sliced", default: 0] += 1
             }
         }
@@ -262,7 +290,13 @@ public enum ShardPlanner {
             if ranks[r].ppStage == p.pp - 1 { ranks[r].layers += mtpLayers.sorted() }
         }
 
-        return Assignment(ranks: ranks, perRank: perRank, counts: counts, quantized: !classes.quantized.isEmpty)
+        return Assignment(ranks: ranks, perRank: perRank, counts: counts, quantized: !classes.quantized.isEmpty || o.quantize != nil)
+    }
+
+    /// Whether `shard --fp8` quantizes this tensor: a plain (BF16, F16, F32) 2-D weight that
+    /// `quantize` quantizes by default.
+    static func quantizes(_ entry: Facts.Entry, with scheme: QuantizationScheme) -> Bool {
+        entry.q == nil && entry.role.quantizedByDefault && entry.info.shape.count == 2 && [.bf16, .f16, .f32].contains(entry.info.dtype)
     }
 
     static func files(_ ckpt: Checkpoint, _ o: ShardOptions, _ a: Assignment) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
@@ -280,13 +314,17 @@ public enum ShardPlanner {
                 files += try layout.files(perRank[r], store: store)
                 extras.append((OutputLayout.join(f, rankFileName), ranks[r].json))
             }
-            config = cfg.json
+            config = o.quantize.map { scheme in
+                var c = cfg.json.setting("quantization_config", scheme.quantizationConfig(ignore: []))
+                if c["torch_dtype"] == nil && c["dtype"] == nil, let t = ckpt.modelDType.torchName { c = c.setting("torch_dtype", .string(t)) }
+                return c
+            } ?? cfg.json
         case .deepseek:
             for r in 0..<n { files.append((DeepSeekLayout.fileName(rank: r, of: n), perRank[r])) }
             config = nil
             extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized)))
         }
-        let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)"
+        let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)" + (o.quantize.map { "; quantize \($0.summary)" } ?? "")
         var plan = PlanBuilder.assemble(ckpt, files: files, format: SafeTensorsFormat(), writesIndex: o.layout == .hf,
                                         config: config, settings: settings, counts: counts)
         plan.extraFiles = extras
@@ -294,7 +332,7 @@ public enum ShardPlanner {
             ("tp", .int(p.tp)), ("pp", .int(p.pp)), ("ep", .int(p.ep)), ("keep_mtp", .bool(o.keepMTP)),
             ("expert_placement", .string(o.placement.rawValue)), ("layout", .string(o.layout.rawValue)),
             ("shard_size", .int(o.shardSize)),
-        ], inputConfig: cfg.json, plan: plan)
+        ] + (o.quantize.map { [("quantize", .string($0.summary))] } ?? []), inputConfig: cfg.json, plan: plan)
         return (plan, ranks)
     }
 

@@ -1,5 +1,6 @@
 import Numerics
 import ArgumentParser
+import Quantization
 import Checkpoint
 import Conversion
 import JSON
@@ -57,6 +58,9 @@ extension DSConvert {
         @Option(name: .long, help: "hf (rank folders, default) or deepseek (DeepSeek-V3 inference/convert.py's files; needs --ep = --tp and --pp 1).")
         var layout: ShardOptions.Layout = .hf
 
+        @Flag(name: .long, help: "Quantize on the way, in the same pass: every linear weight quantize --fp8 quantizes becomes DeepSeek block-128 FP8 (F8_E4M3 + F32 weight_scale_inv), each rank's slice and scale grid equal to quantize --fp8 then shard (the split must fall on 128-blocks).")
+        var fp8 = false
+
         @Flag(name: .long, help: "Plan only: per-GPU memory and KV-cache fit from the headers; writes nothing.")
         var plan = false
 
@@ -100,6 +104,7 @@ extension DSConvert {
                 if tp == nil { throw UsageError.conflict("shard needs --tp") }
                 if emit != nil || gpu != nil || gpuMem != nil { throw UsageError.conflict("--emit, --gpu and --gpu-mem go with --plan") }
             }
+            if plan && fp8 { throw UsageError.conflict("--fp8 writes a quantized split; --plan writes nothing (plan the FP8 checkpoint instead)") }
             if gpu != nil && gpuMem != nil { throw UsageError.conflict("choose one of --gpu or --gpu-mem") }
             if let g = gpu, MemoryFit.preset(g) == nil {
                 throw UsageError.invalid("--gpu", g, "is not a known GPU", allowed: MemoryFit.presets.map(\.name).joined(separator: ", "))
@@ -114,8 +119,9 @@ extension DSConvert {
             let ckpt = try how.checkpoint(input)
             if plan { return try runPlan(ckpt) }
             let tp = self.tp!
-            let options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
+            var options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
                                        layout: layout, shardSize: how.shardSize ?? ShardOptions.defaultShardSize)
+            if fp8 { options.quantize = try QuantizationScheme(format: .fp8) }
             let (plan, _) = try ShardPlanner.plan(ckpt, options)
             try how.run(ckpt, plan, input: input, output: output!, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common)
         }

@@ -57,6 +57,36 @@ final class ShardTests: XCTestCase {
         }
     }
 
+    /// `shard --fp8` quantizes on the way: every rank folder (tensors, scale grids, index,
+    /// config.json with DeepSeek's quantization_config, rank.json) and DeepSeek's layout are byte
+    /// for byte those of `quantize --fp8` then `shard`, and they gather (shard_gather.py) to the
+    /// quantized model; a split that would cut a 128-block is refused before anything is written.
+    func testShardFP8QuantizesOnTheWay() throws {
+        let tmp = try PythonReference.TemporaryDirectory(prefix: "shard-fp8")
+        let bf16 = tmp.appending("syn").path, fp8 = tmp.appending("syn-fp8").path
+        _ = try PythonReference.run("make_shard_model.py", [bf16])
+        try CV.quantize(bf16, fp8)
+        for (i, args) in [["--tp", "2"], ["--tp", "2", "--pp", "2", "--ep", "2", "--keep-mtp"], ["--tp", "2", "--ep", "2", "--layout", "deepseek"]].enumerated() {
+            let a = tmp.appending("a\(i)").path, b = tmp.appending("b\(i)").path
+            try shard(fp8, a, args)
+            try shard(bf16, b, args + ["--fp8"])
+            let files = try FileManager.default.subpathsOfDirectory(atPath: a).filter { !$0.hasPrefix(".dsconvert") }.sorted()
+            XCTAssertEqual(files, try FileManager.default.subpathsOfDirectory(atPath: b).filter { !$0.hasPrefix(".dsconvert") }.sorted(), "\(args)")
+            var compared = 0
+            for f in files where !((try? FileManager.default.attributesOfItem(atPath: a + "/" + f)[.type] as? FileAttributeType) == .typeDirectory) {
+                XCTAssertEqual(try CV.bytes(a + "/" + f), try CV.bytes(b + "/" + f), "\(args): \(f)")
+                compared += 1
+            }
+            XCTAssertGreaterThanOrEqual(compared, 3, "\(args): the rank files, index or model_args, config")
+        }
+        try gather(fp8, tmp.appending("b0").path, tp: 2, layers: [[0, 1]])
+        let out = tmp.appending("refused").path
+        let r = try CLI.run(["shard", CV.deepseek, out, "--tp", "2", "--fp8", "--json"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertEqual(r.code, "shard.block_misaligned", r.stdout)
+        XCTAssertFalse(CV.exists(out))
+    }
+
     /// Quantized inputs split consistently: a block-FP8 checkpoint whose partitions are multiples
     /// of 128 (Tests/Reference/make_shard_model.py, quantized by dsconvert) at TP 2 with EP 1 and
     /// EP 2 and its MTP layer kept (last stage); per-channel FP8 and INT8 of the samples at TP 2.
