@@ -73,10 +73,13 @@ let package = Package(
         // |x| histograms of linear-layer inputs and the amax searches (KL, percentile, min-max):
         // Formats/calibration.md.
         .target(name: "Calibration", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics"], swiftSettings: fast),
+        // `dsconvert calibrate`'s pass: the engine's observer filling those histograms window by
+        // window over a tokenized text.
+        .target(name: "CalibrationRun", dependencies: ["Calibration", "Diagnostics", "Engine", "Eval", "SystemIO"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [
-                "Tokenizer", "DSPack", "Eval", "Calibration",
+                "Tokenizer", "DSPack", "Eval", "Calibration", "CalibrationRun",
                 "Diagnostics", "JSON", "SystemIO", "SafeTensors", "Numerics", "Checkpoint", "Quantization", "Conversion", "Engine", "Tensors", "Sharding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -85,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "dsconvert-bench",
             dependencies: [
-                "SystemIO", "JSON", "Numerics", "Tensors", "Quantization", "Checkpoint", "Engine",
+                "SystemIO", "JSON", "Numerics", "Tensors", "Quantization", "Checkpoint", "Engine", "Eval", "Calibration", "CalibrationRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/Bench",
@@ -105,6 +108,6 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Engine", "Checkpoint", "Tokenizer", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "DSPackTests", dependencies: ["DSPack", "Conversion", "Checkpoint", "Quantization", "Numerics", "JSON", "SystemIO", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ShardingTests", dependencies: ["Sharding", "Diagnostics"], swiftSettings: v5),
-        .testTarget(name: "ConversionTests", dependencies: ["Tokenizer", "dsconvert", "Sharding", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ConversionTests", dependencies: ["Calibration", "Tokenizer", "dsconvert", "Sharding", "Diagnostics", "Conversion", "Quantization", "Checkpoint", "SafeTensors", "Numerics", "CKernels", "SystemIO", "JSON", "TestSupport"], swiftSettings: v5),
     ]
 )

@@ -20,10 +20,29 @@ public struct AbsHistogram: Sendable, Equatable {
     /// Upper edge of bin i (edges[i] in the reference: i × width).
     public func edge(_ i: Int) -> Double { Double(i) * binWidth }
 
+    /// The largest |x| of a batch, or nil when it holds a NaN or an infinity (the caller names
+    /// the layer).
+    public static func absMax(_ values: UnsafeBufferPointer<Float>) -> Float? {
+        var m: Float = 0
+        // v · 0 is 0 for every finite v and NaN for a NaN or an infinity.
+        var probe: Float = 0
+        for v in values {
+            let a = abs(v)
+            probe += v * 0
+            m = a > m ? a : m
+        }
+        return probe == 0 ? m : nil
+    }
+
     /// Adds one batch. Non-finite values are the caller's to reject before (it names the layer).
     public mutating func add(batch values: UnsafeBufferPointer<Float>) {
         var m: Float = 0
         for v in values { m = max(m, abs(v)) }
+        add(batch: values, absMax: m)
+    }
+
+    /// Adds one batch whose largest |x| (`absMax(values)`) is known.
+    public mutating func add(batch values: UnsafeBufferPointer<Float>, absMax m: Float) {
         let batchMax = Double(m)
         if counts.isEmpty {
             guard batchMax > 0 else {

@@ -8,12 +8,16 @@ public struct ObservedInput: Sendable, Equatable {
     public var name: String
     public var consumers: [String]
     public var tokens: Int
+    /// A routed expert's input: the tokens the router sent to that expert (in "all" mode every
+    /// token reaches it for statistics, so `tokens` counts all of them). nil for other inputs.
+    public var routedTokens: Int?
     public var histogram: AbsHistogram
 
-    public init(name: String, consumers: [String], tokens: Int, histogram: AbsHistogram) {
+    public init(name: String, consumers: [String], tokens: Int, routedTokens: Int? = nil, histogram: AbsHistogram) {
         self.name = name
         self.consumers = consumers
         self.tokens = tokens
+        self.routedTokens = routedTokens
         self.histogram = histogram
     }
 }
@@ -50,10 +54,13 @@ public struct HistogramFile: Sendable, Equatable {
         var offset = 0
         for i in inputs {
             let h = i.histogram
-            entries.append(.object([
+            var members: [(String, JSONValue)] = [
                 ("name", .string(i.name)),
                 ("consumers", .array(i.consumers.map { .string($0) })),
                 ("tokens", .int(i.tokens)),
+            ]
+            if let r = i.routedTokens { members.append(("routed_tokens", .int(r))) }
+            entries.append(.object(members + [
                 ("bins", .int(h.counts.count)),
                 ("initial_bins", .int(h.initialBins)),
                 ("bin_width", .double(h.binWidth)),
@@ -140,6 +147,10 @@ public struct HistogramFile: Sendable, Equatable {
                   let width = e["bin_width"]?.doubleValue, let maxSeen = e["max"]?.doubleValue,
                   let offset = e["offset"]?.intValue
             else { throw fail(.header, input: name, at: 16, "header: consumers, tokens, bins, initial_bins, bin_width, max and offset are required") }
+            let routed = e["routed_tokens"]
+            guard routed == nil || (routed?.intValue ?? -1) >= 0 else {
+                throw fail(.header, input: name, at: 16, "header: routed_tokens is a non-negative integer when present")
+            }
             guard offset == expected else {
                 throw fail(.sizeMismatch, input: name, at: 16, "counts at data offset \(offset); they must follow the previous input's, at \(expected)")
             }
@@ -157,7 +168,7 @@ public struct HistogramFile: Sendable, Equatable {
                 guard c.isFinite, c >= 0 else { throw fail(.badValue, input: name, at: at, "bin \(k) holds \(c); counts are finite and non-negative") }
                 counts[k] = c
             }
-            inputs.append(ObservedInput(name: name, consumers: consumers, tokens: tokens,
+            inputs.append(ObservedInput(name: name, consumers: consumers, tokens: tokens, routedTokens: routed?.intValue,
                                         histogram: AbsHistogram(binWidth: width, counts: counts, maxSeen: maxSeen, initialBins: initial)))
         }
         guard expected == dataLength else {

@@ -29,7 +29,7 @@ public enum RangeSelection {
                 skipped.append(Skipped(name: i.name, reason: why))
                 continue
             }
-            out.append(InputRange(name: i.name, consumers: i.consumers, tokens: i.tokens, amax: pick.amax, bin: pick.bin))
+            out.append(InputRange(name: i.name, consumers: i.consumers, tokens: i.tokens, routedTokens: i.routedTokens, amax: pick.amax, bin: pick.bin))
         }
         let ranges = RangesFile(model: file.model, method: method.rawValue, target: target,
                                 percentile: method == .percentile ? percentile : nil,

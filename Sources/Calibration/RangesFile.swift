@@ -6,14 +6,17 @@ public struct InputRange: Sendable, Equatable {
     public var name: String
     public var consumers: [String]
     public var tokens: Int
+    /// A routed expert's input: the tokens the router sent to the expert (ObservedInput).
+    public var routedTokens: Int?
     public var amax: Double
     /// The histogram bin the search chose (nil for min-max).
     public var bin: Int?
 
-    public init(name: String, consumers: [String], tokens: Int, amax: Double, bin: Int?) {
+    public init(name: String, consumers: [String], tokens: Int, routedTokens: Int? = nil, amax: Double, bin: Int?) {
         self.name = name
         self.consumers = consumers
         self.tokens = tokens
+        self.routedTokens = routedTokens
         self.amax = amax
         self.bin = bin
     }
@@ -61,10 +64,13 @@ public struct RangesFile: Sendable, Equatable {
             ("windows", .int(windows)),
             ("expert_mode", .string(expertMode)),
             ("inputs", .array(inputs.map { r in
-                .object([
+                var members: [(String, JSONValue)] = [
                     ("name", .string(r.name)),
                     ("consumers", .array(r.consumers.map { .string($0) })),
                     ("tokens", .int(r.tokens)),
+                ]
+                if let t = r.routedTokens { members.append(("routed_tokens", .int(t))) }
+                return .object(members + [
                     ("amax", .double(r.amax)),
                     ("bin", r.bin.map { .int($0) } ?? .null),
                 ])
@@ -111,7 +117,9 @@ public struct RangesFile: Sendable, Equatable {
                   let tokens = e["tokens"]?.intValue, let amax = e["amax"]?.doubleValue
             else { throw fail(.header, input: name, "consumers, tokens and amax are required") }
             guard amax.isFinite, amax > 0 else { throw fail(.badValue, input: name, "amax \(amax); a range is finite and positive") }
-            inputs.append(InputRange(name: name, consumers: consumers, tokens: tokens, amax: amax, bin: e["bin"]?.intValue))
+            let routed = e["routed_tokens"]
+            guard routed == nil || (routed?.intValue ?? -1) >= 0 else { throw fail(.header, input: name, "routed_tokens is a non-negative integer when present") }
+            inputs.append(InputRange(name: name, consumers: consumers, tokens: tokens, routedTokens: routed?.intValue, amax: amax, bin: e["bin"]?.intValue))
         }
         return RangesFile(model: model, method: method, target: target, percentile: percentile, ctx: ctx, windows: windows, expertMode: mode, inputs: inputs)
     }

@@ -124,7 +124,7 @@ public struct Evaluation {
         return true
     }
 
-    static func readText(_ path: String) throws -> String {
+    public static func readText(_ path: String) throws -> String {
         let bytes = try Sys.readFile(path)
         guard let s = String(validating: bytes, as: UTF8.self) else {
             // The first byte where decoding fails.
