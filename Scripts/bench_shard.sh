@@ -47,13 +47,32 @@ if run 1; then
     "$(echo "$bc_ / $bs" | bc -l)"
 fi
 
+# Peak RSS (KB, /usr/bin/time %M) of "$@", and the peaks of its two parts sampled every 0.2 s from
+# /proc: RssFile (the input's mapped pages: the data) and RssAnon (heap: plan, headers, buffers).
+rss_split() {
+  local out=$DIR/time.out a=0 f=0 x y p
+  /usr/bin/time -f "%M" -o "$out" "$@" >/dev/null 2>&1 &
+  local tp=$!
+  sleep 0.1; p=$(pgrep -P "$tp" | head -1)
+  while [ -n "$p" ] && kill -0 "$p" 2>/dev/null; do
+    read -r x y < <(awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {print a + 0, f + 0}' "/proc/$p/status" 2>/dev/null || echo "0 0")
+    [ "${x:-0}" -gt "$a" ] && a=$x
+    [ "${y:-0}" -gt "$f" ] && f=$y
+    sleep 0.2
+  done
+  wait "$tp" || true
+  echo "$(tail -1 "$out") $a $f"
+}
+
 if run 2; then
-  echo "== 2. peak RSS of shard --tp 8 --ep 8: ~2 GB vs ~16 GB checkpoint (same shapes, 500 MB files)"
+  echo "== 2. peak RSS of shard --tp 8 --ep 8: ~2 GB vs ~16 GB checkpoint (same shapes, 8x the tensors; 500 MB files)"
   BIG=$DIR/v3-32-480
   [ -f "$BIG/config.json" ] || "$BIN" synth --arch deepseek-v3 --scale 1/32 --layers 480 --shard-size 500MB "$BIG" -q
   for d in "$CK" "$BIG"; do
-    r=$(rss_kb "$BIN" shard "$d" "$DIR/mem-out" --tp 8 --ep 8 --threads "$T" -q); rm -rf "$DIR/mem-out"; sync
-    printf "%sB checkpoint: peak RSS %d MB\n" "$(numfmt --to=iec "$(du -sb "$d" | cut -f1)")" $((r / 1024))
+    read -r r a f < <(rss_split "$BIN" shard "$d" "$DIR/mem-out" --tp 8 --ep 8 --threads "$T" -q); rm -rf "$DIR/mem-out"; sync
+    printf "%sB checkpoint (%d tensors): peak RSS %d MB (sampled peaks: mapped input %d MB, heap %d MB)\n" \
+      "$(numfmt --to=iec "$(du -sb "$d" | cut -f1)")" "$(grep -c '"model\.' "$d/model.safetensors.index.json")" \
+      $((r / 1024)) $((f / 1024)) $((a / 1024))
   done
 fi
 

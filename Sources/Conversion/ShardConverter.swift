@@ -36,22 +36,29 @@ final class ShardConverter {
     func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver) throws -> (size: Int, xxh3: UInt64) {
         let specs = plan.tensors.flatMap(\.outputs)
         let writer = try format.makeWriter(path: path, tensors: specs)
-        let pipeline = WritePipeline(writer: writer)
+        let pipeline = WritePipeline(writer: writer, store: store)
         defer { pipeline.drain() }
         do {
             for (k, t) in plan.tensors.enumerated() {
                 if Interrupt.requested { throw Interrupted() }
-                // Read ahead: the next tensor's first bytes load while this one is computed.
-                if k + 1 < plan.tensors.count, let next = store.info(plan.tensors[k + 1].source) {
-                    store.prefetch(plan.tensors[k + 1].source, bytes: 0..<min(next.byteCount, 2 * Self.chunkBytes))
-                }
-                if case .copy = t.action {
-                    try stream(t, pipeline)
+                if case .copy = t.action, t.region.map({ $0.dimension == 0 }) ?? true {
+                    // Kept bytes straight from the mapping, batched with their neighbours.
+                    try batch(t, pipeline)
                 } else {
-                    try transform(t, pipeline)
+                    try flushBatch(pipeline)
+                    // Read ahead: the next tensor's first bytes load while this one is computed.
+                    if k + 1 < plan.tensors.count, let next = store.info(plan.tensors[k + 1].source) {
+                        store.prefetch(plan.tensors[k + 1].source, bytes: 0..<min(next.byteCount, 2 * Self.chunkBytes))
+                    }
+                    if case .copy = t.action {
+                        try stream(t, pipeline)
+                    } else {
+                        try transform(t, pipeline)
+                    }
                 }
                 observer.tensorDone(t.source, inputBytes: inputBytes(t))
             }
+            try flushBatch(pipeline)
             pipeline.drain()
             try pipeline.check()
             // A stop asked for during the last tensor: nothing is renamed into place.
@@ -61,6 +68,9 @@ final class ShardConverter {
             // only in `finish`: the hash is taken again once it has seen every byte.
             pipeline.drain()
         } catch {
+            // A batch not handed over belongs to this file: the next one starts empty.
+            pending.removeAll(keepingCapacity: true)
+            pendingBytes = 0
             pipeline.drain()
             writer.abort()
             throw error
@@ -79,71 +89,100 @@ final class ShardConverter {
     }
 
     private func takeSlot(_ pipeline: WritePipeline) throws -> Int {
+        try flushBatch(pipeline)
         let slot = nextSlot
         nextSlot = (nextSlot + 1) % slots.count
         try pipeline.acquire(slot)
         return slot
     }
 
-    /// A kept tensor (or a region of it), chunk by chunk: contiguous runs go to the writer
-    /// straight from the store's mapping; the runs of a region along an inner dimension are
-    /// gathered into a scratch slot first.
+    /// Kept bytes waiting to go to the writer in one submission: pieces straight from the store's
+    /// mapping (no scratch is held), in file order. The writer thread writes pieces that are
+    /// adjacent in memory with one system call, so the whole experts of a rank, or consecutive
+    /// replicated tensors, cost one write of up to a chunk rather than one per tensor.
+    private var pending: [(String, UnsafeRawBufferPointer)] = []
+    private var pendingBytes = 0
+
+    /// A kept tensor, or a region of it along dim 0 (contiguous runs): its pieces join the batch,
+    /// which is handed to the writer once it holds a chunk.
+    private func batch(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
+        let view = try store.view(t.source)
+        let name = t.outputs[0].name
+        if view.info.byteCount == 0 {
+            pending.append((name, view.bytes))
+            return
+        }
+        let elementSize = max(1, view.info.byteCount / max(1, view.info.elementCount))
+        let region = t.region ?? TensorRegion(dimension: 0, range: 0..<(view.shape.first ?? 1))
+        let shape = view.shape.isEmpty ? [1] : view.shape
+        try region.forEachRun(shape: shape, elementSize: elementSize) { start, length in
+            var off = start
+            while off < start + length {
+                let end = min(start + length, off + Self.chunkBytes - pendingBytes)
+                pending.append((name, UnsafeRawBufferPointer(rebasing: view.bytes[off..<end])))
+                pendingBytes += end - off
+                off = end
+                if pendingBytes >= Self.chunkBytes { try flushBatch(pipeline) }
+            }
+        }
+    }
+
+    /// Hands the batch to the writer (queued without waiting: the bytes are the mapping's); its
+    /// runs of adjacent bytes are prefetched first. A write error stops the queue and is
+    /// reported at the next slot or drain.
+    private func flushBatch(_ pipeline: WritePipeline) throws {
+        guard !pending.isEmpty else { return }
+        if Interrupt.requested { throw Interrupted() }
+        var run: UnsafeRawBufferPointer?
+        for (_, b) in pending where b.count > 0 {
+            if let r = run, r.baseAddress! + r.count == b.baseAddress! {
+                run = UnsafeRawBufferPointer(start: r.baseAddress, count: r.count + b.count)
+            } else {
+                if let r = run { store.prefetch(mapped: r) }
+                run = b
+            }
+        }
+        if let r = run { store.prefetch(mapped: r) }
+        pipeline.submit(nil, pending) {}
+        pending.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+    }
+
+    /// A kept region along an inner dimension: its runs are gathered into a scratch slot first.
     private func stream(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
         let view = try store.view(t.source)
         let name = t.outputs[0].name
         let elementSize = max(1, view.info.byteCount / max(1, view.info.elementCount))
-        let region = t.region ?? TensorRegion(dimension: 0, range: 0..<(view.shape.first ?? 1))
+        let region = t.region!
         let shape = view.shape.isEmpty ? [1] : view.shape
-        if view.info.byteCount == 0 {
-            pipeline.submit(nil, [(name, view.bytes)]) {}
-            return
-        }
-        if region.dimension == 0 {
-            try region.forEachRun(shape: shape, elementSize: elementSize) { start, length in
-                var off = start
-                while off < start + length {
-                    if Interrupt.requested { throw Interrupted() }
-                    let end = min(start + length, off + Self.chunkBytes)
-                    let range = off..<end
-                    store.prefetch(t.source, bytes: range)
-                    // Queued without waiting (the bytes are the mapping's, no scratch is held);
-                    // a write error stops the queue and is reported at the next slot or drain.
-                    pipeline.submit(nil, [(name, UnsafeRawBufferPointer(rebasing: view.bytes[range]))]) { [store] in
-                        store.release(t.source, bytes: range)
-                    }
-                    off = end
-                }
-            }
-            return
-        }
         // Inner-dimension region: batches of whole runs up to a chunk (a run larger than a chunk
         // is split; runs are contiguous in the output, so pieces may cut anywhere).
-        var pending: [(Int, Int)] = []
-        var pendingBytes = 0
+        // (The input pages the gathers touch leave the resident set with the writer's periodic
+        // `releaseAll`, not run by run: a run is often a fraction of a page.)
+        var runs: [(Int, Int)] = []
+        var runBytes = 0
         func flush() throws {
-            guard pendingBytes > 0 else { return }
+            guard runBytes > 0 else { return }
+            if Interrupt.requested { throw Interrupted() }
             let slot = try takeSlot(pipeline)
-            let buf = regionScratch[slot].reserve(pendingBytes)
+            let buf = regionScratch[slot].reserve(runBytes)
             var at = 0
-            for (off, len) in pending {
+            for (off, len) in runs {
                 (buf + at).copyMemory(from: view.bytes.baseAddress! + off, byteCount: len)
                 at += len
             }
-            let touched = pending
-            pipeline.submit(slot, [(name, UnsafeRawBufferPointer(start: buf, count: pendingBytes))]) { [store] in
-                for (off, len) in touched { store.release(t.source, bytes: off..<(off + len)) }
-            }
-            pending.removeAll(keepingCapacity: true)
-            pendingBytes = 0
+            pipeline.submit(slot, [(name, UnsafeRawBufferPointer(start: buf, count: runBytes))]) {}
+            runs.removeAll(keepingCapacity: true)
+            runBytes = 0
         }
         try region.forEachRun(shape: shape, elementSize: elementSize) { start, length in
             var off = start
             while off < start + length {
-                let take = min(start + length - off, Self.chunkBytes - pendingBytes)
-                pending.append((off, take))
-                pendingBytes += take
+                let take = min(start + length - off, Self.chunkBytes - runBytes)
+                runs.append((off, take))
+                runBytes += take
                 off += take
-                if pendingBytes == Self.chunkBytes { try flush() }
+                if runBytes == Self.chunkBytes { try flush() }
             }
         }
         try flush()
@@ -342,10 +381,14 @@ final class ShardConverter {
     }
 }
 
-/// A serial writer thread fed with the byte ranges of one tensor at a time; each submission
-/// belongs to a scratch slot that may not be reused until its bytes are written.
+/// A serial writer thread fed with byte ranges (pieces of one or more tensors) at a time; each
+/// submission belongs to a scratch slot that may not be reused until its bytes are written.
+/// Pieces adjacent in memory are written with one call (`TensorFileWriter.write(run:_:)`), and
+/// every `releaseEvery` bytes written the store's mapped pages leave the resident set, so the
+/// input pages a run touches stay bounded by that window.
 private final class WritePipeline: @unchecked Sendable {
     let writer: TensorFileWriter
+    let store: any TensorStore
     let queue = DispatchQueue(label: "dsconvert.shard-writer")
     /// Created at 0 and signalled once: libdispatch traps when a semaphore is destroyed below its
     /// initial value, which an error path (a slot acquired, never written) would otherwise do.
@@ -357,9 +400,13 @@ private final class WritePipeline: @unchecked Sendable {
     private(set) var hash: UInt64 = 0
     private let hasher = XXH3.Stream()
     private var error: Error?
+    /// Bytes written since the store's pages were last released (writer thread only).
+    private var sinceRelease = 0
+    static var releaseEvery = 64 << 20
 
-    init(writer: TensorFileWriter) {
+    init(writer: TensorFileWriter, store: any TensorStore) {
         self.writer = writer
+        self.store = store
         writer.observer = { [unowned self] in self.hasher.update($0) }
     }
 
@@ -382,7 +429,7 @@ private final class WritePipeline: @unchecked Sendable {
             defer { if let slot { free[slot].signal() } }
             guard error == nil else { return }
             do {
-                for (name, bytes) in pieces.items { try writer.write(name, bytes) }
+                try write(pieces.items)
                 done()
             } catch {
                 self.error = error
@@ -390,9 +437,41 @@ private final class WritePipeline: @unchecked Sendable {
         }
     }
 
-    /// Waits for every submitted write.
+    /// Writes `items` in order, each maximal group of pieces adjacent in memory in one call.
+    private func write(_ items: [(String, UnsafeRawBufferPointer)]) throws {
+        var i = 0
+        var total = 0
+        while i < items.count {
+            let first = items[i].1
+            var end = first.baseAddress.map { $0 + first.count }
+            var j = i + 1
+            // Empty pieces (zero-size tensors) join any group.
+            while j < items.count, let e = end, items[j].1.count == 0 || items[j].1.baseAddress == e {
+                end = e + items[j].1.count
+                j += 1
+            }
+            if j == i + 1 {
+                try writer.write(items[i].0, first)
+            } else {
+                let bytes = UnsafeRawBufferPointer(start: first.baseAddress, count: end! - first.baseAddress!)
+                try writer.write(run: items[i..<j].map { (name: $0.0, count: $0.1.count) }, bytes)
+            }
+            total += end.map { $0 - first.baseAddress! } ?? 0
+            i = j
+        }
+        sinceRelease += total
+        if sinceRelease >= Self.releaseEvery {
+            store.releaseAll()
+            sinceRelease = 0
+        }
+    }
+
+    /// Waits for every submitted write, then drops the store's pages from the resident set.
     func drain() {
-        queue.sync { hash = hasher.digest }
+        queue.sync {
+            hash = hasher.digest
+            if sinceRelease > 0 { store.releaseAll(); sinceRelease = 0 }
+        }
     }
 
     func check() throws {

@@ -218,6 +218,9 @@ public final class DSPackFile: TensorStore, @unchecked Sendable {
         if let t = range(name) { mapping.release((t.lowerBound + r.lowerBound)..<(t.lowerBound + r.upperBound)) }
     }
 
+    public func releaseAll() { mapping.advise(.dontNeed) }
+    public func prefetch(mapped bytes: UnsafeRawBufferPointer) { mapping.advise(.willNeed, mapped: bytes) }
+
     public func sideFilePath(_ name: String) -> String { location + "#" + name }
 
     /// An embedded file's bytes, checked against its XXH3-64.

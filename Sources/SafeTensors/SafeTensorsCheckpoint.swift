@@ -259,6 +259,17 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         f.mapping.release((r.lowerBound + range.lowerBound)..<(r.lowerBound + range.upperBound))
     }
 
+    public func releaseAll() {
+        for f in mappingLock.withLock({ Array(mapped.values) }) { f.mapping.advise(.dontNeed) }
+    }
+
+    public func prefetch(mapped bytes: UnsafeRawBufferPointer) {
+        for f in mappingLock.withLock({ Array(mapped.values) }) where f.mapping.contains(bytes) {
+            f.mapping.advise(.willNeed, mapped: bytes)
+            return
+        }
+    }
+
     private func advise(_ names: [String], _ advice: MappedFile.Advice) {
         for n in names {
             guard let loc = locations[n], let f = try? file(shard: loc.shard) else { continue }

@@ -149,6 +149,48 @@ public final class SafeTensorsWriter: TensorFileWriter {
         }
     }
 
+    /// Several pieces, adjacent in memory, in one write: checked as `write` checks each piece
+    /// (nothing is written when one fails), then emitted at once.
+    public func write(run pieces: [(name: String, count: Int)], _ bytes: UnsafeRawBufferPointer) throws {
+        try checkOpen(pieces.first?.name)
+        precondition(pieces.reduce(0) { $0 + $1.count } == bytes.count, "a run's pieces must add up to its bytes")
+        var cur = current, inCur = writtenInCurrent
+        var completed: [Int] = []
+        for (name, count) in pieces {
+            if inCur == 0, cur < specs.count, specs[cur].name != name {
+                var i = cur
+                while i < specs.count && specs[i].byteCount == 0 && specs[i].name != name { i += 1 }
+                if i < specs.count && specs[i].name == name {
+                    completed += Array(cur..<i)
+                    cur = i
+                }
+            }
+            guard cur < specs.count else {
+                throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "all tensors were already written")
+            }
+            let spec = specs[cur]
+            guard spec.name == name else {
+                var e = cur
+                if inCur == 0 { while e < specs.count && specs[e].byteCount == 0 { e += 1 } }
+                throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "written out of order: expected '\((e < specs.count ? specs[e] : spec).name)' next")
+            }
+            guard inCur + count <= spec.byteCount else {
+                throw SafeTensorsError(.writerMisuse, file: path, tensor: name, "\(inCur + count) bytes written, tensor has \(spec.byteCount)")
+            }
+            inCur += count
+            if inCur == spec.byteCount {
+                completed.append(cur)
+                cur += 1
+                inCur = 0
+            }
+        }
+        try startIfNeeded()
+        try emit(bytes)
+        current = cur
+        writtenInCurrent = inCur
+        for k in completed { tensorCompleted?(k) }
+    }
+
     private func advancePastCompleted() {
         while current < specs.count && writtenInCurrent == specs[current].byteCount {
             tensorCompleted?(current)

@@ -58,6 +58,19 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, a)
     }
 
+    /// True when `bytes` lies within the mapping.
+    public func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base, let p = bytes.baseAddress else { return false }
+        return p >= base && p + bytes.count <= base + size
+    }
+
+    /// `advise` for bytes of the mapping given by address (nothing when they are not in it).
+    public func advise(_ advice: Advice, mapped bytes: UnsafeRawBufferPointer) {
+        guard let base, contains(bytes), let p = bytes.baseAddress else { return }
+        let start = p - base
+        advise(advice, start..<(start + bytes.count))
+    }
+
     /// Drops the pages wholly inside `range` from the resident set (data stays in the page cache).
     public func release(_ range: Range<Int>) {
         guard let base else { return }

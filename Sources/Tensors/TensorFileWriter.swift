@@ -18,10 +18,27 @@ public protocol TensorFileWriter: AnyObject {
     var tensorCompleted: ((Int) -> Void)? { get set }
     /// Appends `bytes` to tensor `name`, which must be the tensor in progress or the next one.
     func write(_ name: String, _ bytes: UnsafeRawBufferPointer) throws
+    /// Writes consecutive pieces whose bytes lie one after another in memory: `bytes` is the
+    /// concatenation of the pieces (`count` bytes of tensor `name` each), exactly as `write` of
+    /// each piece in turn would lay them out, but in one go (one system call, one observer call).
+    /// Nothing is written when a piece is out of order or too large.
+    func write(run pieces: [(name: String, count: Int)], _ bytes: UnsafeRawBufferPointer) throws
     /// Completes the file and renames it into place (`durable`: fsync file and directory).
     func finish(durable: Bool) throws
     /// Removes the temporary; the final path is never touched.
     func abort()
+}
+
+extension TensorFileWriter {
+    /// Piece by piece (a format without a faster way).
+    public func write(run pieces: [(name: String, count: Int)], _ bytes: UnsafeRawBufferPointer) throws {
+        precondition(pieces.reduce(0) { $0 + $1.count } == bytes.count, "a run's pieces must add up to its bytes")
+        var at = 0
+        for (name, count) in pieces {
+            try write(name, UnsafeRawBufferPointer(rebasing: bytes[at..<(at + count)]))
+            at += count
+        }
+    }
 }
 
 /// A file format the converter can write (safetensors, dspack): how big a file of these

@@ -57,6 +57,14 @@ public protocol TensorStore: AnyObject, Sendable {
     /// first byte), so a large tensor can be streamed in chunks with bounded resident memory.
     func prefetch(_ name: String, bytes range: Range<Int>)
     func release(_ name: String, bytes range: Range<Int>)
+    /// Drops every page of the store's mappings from this process's resident set (the data stays
+    /// in the page cache; views stay valid and fault pages back in). A long streaming run calls
+    /// it every few tens of MB, so that its resident memory stays bounded by that window
+    /// whatever pages its reads touched (partial pages at tensor edges, strided regions).
+    func releaseAll()
+    /// `prefetch` for bytes of views: `bytes` lies within one file's mapping (a view's bytes, or
+    /// the bytes of several views adjacent in one file); anything else is ignored.
+    func prefetch(mapped bytes: UnsafeRawBufferPointer)
     /// Names of the side files a model carries with its weights (config.json, tokenizer.json,
     /// generation_config.json, ...): files beside a safetensors checkpoint, embedded in a pack.
     var sideFileNames: [String] { get }

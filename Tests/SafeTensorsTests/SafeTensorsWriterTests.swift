@@ -84,6 +84,56 @@ final class SafeTensorsWriterTests: XCTestCase {
         XCTAssertEqual(try leftovers(dir), ["out.safetensors"])
     }
 
+    func testRunOfAdjacentPiecesWritesWhatPieceByPieceWrites() throws {
+        let dir = try STTemporaryDirectory()
+        // Piece by piece, the reference.
+        let one = dir.file("one.safetensors")
+        let w1 = try SafeTensorsWriter(path: one, tensors: specs)
+        for spec in specs { try w1.write(spec.name, data(spec)) }
+        try w1.finish()
+        // The same bytes as runs: a's first 5 bytes alone, then a's rest + z (empty) + b in one
+        // run, then s; each run is one observer call, completions in order.
+        let run = dir.file("run.safetensors")
+        let w2 = try SafeTensorsWriter(path: run, tensors: specs)
+        var calls: [Int] = []
+        var completed: [Int] = []
+        w2.observer = { calls.append($0.count) }
+        w2.tensorCompleted = { completed.append($0) }
+        let a = data(specs[0]), b = data(specs[2])
+        let head = Array(a[0..<5])
+        try head.withUnsafeBytes { try w2.write(run: [(name: "a", count: 5)], $0) }
+        let middle = Array(a[5...]) + b
+        try middle.withUnsafeBytes { try w2.write(run: [(name: "a", count: 11), (name: "z", count: 0), (name: "b", count: 3)], $0) }
+        XCTAssertEqual(completed, [0, 1, 2])
+        XCTAssertEqual(w2.nextTensor?.name, "s")
+        // A run with a piece out of order or too long writes nothing of it.
+        let s = data(specs[3])
+        let bad = s + [9, 9]
+        try bad.withUnsafeBytes { buf in
+            assertMisuse(try w2.write(run: [(name: "s", count: 2), (name: "a", count: 2)], buf), tensor: "a", "all tensors were already written")
+        }
+        XCTAssertEqual(w2.nextTensor?.name, "s", "the refused run wrote nothing")
+        try s.withUnsafeBytes { try w2.write(run: [(name: "s", count: 2)], $0) }
+        try w2.finish()
+        XCTAssertEqual(calls.count, 4, "header, then one call per run")
+        XCTAssertEqual(try Sys.readFile(run), try Sys.readFile(one))
+    }
+
+    func testRunOutOfOrderNamesTheExpectedTensor() throws {
+        let dir = try STTemporaryDirectory()
+        let w = try SafeTensorsWriter(path: dir.file("o.safetensors"), tensors: specs)
+        let bytes = data(specs[0]) + data(specs[3])
+        try bytes.withUnsafeBytes { buf in
+            assertMisuse(try w.write(run: [(name: "a", count: 16), (name: "s", count: 2)], buf), tensor: "s", "expected 'b'")
+        }
+        XCTAssertEqual(w.nextTensor?.name, "a", "nothing of the refused run was written")
+        try w.write("a", data(specs[0]))
+        let four: [UInt8] = [1, 2, 3, 4]
+        try four.withUnsafeBytes { buf in
+            assertMisuse(try w.write(run: [(name: "b", count: 4)], buf), tensor: "b", "4 bytes written, tensor has 3")
+        }
+    }
+
     func testZeroSizeTensorsMayBeWrittenOrLeftOut() throws {
         let dir = try STTemporaryDirectory()
         let layouts: [[TensorSpec]] = [
