@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["Diagnostics", "JSON", "SystemIO"], swiftSettings: checked),
         // dsconvert eval's statistics: per-token KL / top-1 / log-likelihoods from logits, the
         // summaries llama.cpp's perplexity reports (Sources/Eval).
-        .target(name: "Eval", dependencies: ["Diagnostics", "JSON", "SystemIO", "Checkpoint", "Engine", "Tokenizer"], swiftSettings: v5),
+        .target(name: "Eval", dependencies: ["Diagnostics", "JSON", "SystemIO", "Checkpoint", "Engine", "EngineKernels", "Tokenizer"], swiftSettings: v5),
         // The .dspack format (Formats/dspack.md): a checksummed, 4096-aligned single-file pack.
         .target(name: "DSPack", dependencies: ["Diagnostics", "JSON", "SystemIO", "Tensors", "Numerics", "CCrypto", "CZstd"], swiftSettings: checked),
         // Debian's libxxhash-dev (XXH3-64, XXH64) and OpenSSL libcrypto (SHA-256).

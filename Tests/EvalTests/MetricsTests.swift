@@ -69,4 +69,40 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(ppl.difference, d("ppl_difference"), accuracy: 1e-8 * d("ref_ppl"))
         XCTAssertEqual(ppl.correlation, d("correlation"), accuracy: 1e-10)
     }
+
+    /// The vectorised log-sum-exp and KL (a 4-lane double exp) against the same sums in Float80
+    /// with libm's expl / logl (64-bit significands, so the reference's own rounding is ~2000×
+    /// below the tolerances): every length 1 ... 40 (the vector loop, its tail and rows shorter
+    /// than one vector), rows spanning 0 to −800 below their maximum (terms under e^−708 flushed
+    /// to zero, far below a sum's rounding) and a maximum that is not first.
+    func testLogSumExpAndKLMatchLibm() {
+        var rng = STRandom(seed: 7)
+        func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+        for n in 1...40 {
+            for spread in [1.0, 30.0, 800.0] {
+                let r = (0..<n).map { _ in Float(uniform() * -spread + 3) }
+                let c = r.map { $0 + Float(uniform() * 0.5 - 0.25) }
+                func reference(_ x: [Float]) -> (Float80, Int) {
+                    var m = x[0], arg = 0
+                    for i in 1..<x.count where x[i] > m { m = x[i]; arg = i }
+                    var s: Float80 = 0
+                    for v in x { s += expl(Float80(v) - Float80(m)) }
+                    return (Float80(m) + logl(s), arg)
+                }
+                let (lr, ar) = reference(r), (lc, ac) = reference(c)
+                var kl: Float80 = 0
+                for i in 0..<n { kl += expl(Float80(r[i]) - lr) * ((Float80(r[i]) - lr) - (Float80(c[i]) - lc)) }
+                let got = r.withUnsafeBufferPointer { LogSoftmax.logSumExp($0) }
+                XCTAssertEqual(got.0, Double(lr), accuracy: 1e-15 * max(1, abs(Double(lr))), "n \(n) spread \(spread)")
+                XCTAssertEqual(got.1, ar)
+                let s = r.withUnsafeBufferPointer { rp in c.withUnsafeBufferPointer { cp in TokenScore.compare(ref: rp, cand: cp, target: n - 1) } }
+                // A few ulps of the operands (the subtraction rounds once more than Float80 does).
+                let refLP = Double(Float80(r[n - 1]) - lr), candLP = Double(Float80(c[n - 1]) - lc)
+                XCTAssertEqual(s.refLogP, refLP, accuracy: 1e-15 * (1 + abs(Double(lr)) + abs(refLP)))
+                XCTAssertEqual(s.candLogP, candLP, accuracy: 1e-15 * (1 + abs(Double(lc)) + abs(candLP)))
+                XCTAssertEqual(s.kl, max(Double(kl), 0), accuracy: 1e-15 + 1e-12 * Double(kl), "n \(n) spread \(spread)")
+                XCTAssertEqual(s.sameTop1, ar == ac)
+            }
+        }
+    }
 }

@@ -44,6 +44,16 @@ void ek_attention(int nq, int p0, int dk, int dv, float scale,
 /// Floats of scratch ek_attention needs: the packed keys and one block of score rows.
 size_t ek_attention_scratch(int nq, int p0, int dk);
 
+/// log sum_i e^x[i] over n >= 1 floats, in double (max-shifted, so no exponential overflows),
+/// and in *argmax the first index of the largest x[i].
+double ek_log_sum_exp(const float *x, int n, int *argmax);
+
+/// One scored position of dsconvert eval, two logit rows of n >= 1 entries: their log-sum-exps
+/// (as ek_log_sum_exp), KL(softmax(ref) || softmax(cand)) in nats and each row's first argmax,
+/// all in double.
+void ek_compare_rows(const float *ref, const float *cand, int n, double *lse_ref, double *lse_cand,
+                     double *kl, int *arg_ref, int *arg_cand);
+
 /// Atomically adds 1 to *counter and returns its previous value (work distribution).
 long ek_fetch_add(long *counter, long value);
 
