@@ -102,7 +102,7 @@ deps-llamacpp: deps-pip
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(INTEROP_PKGS) sentencepiece
 
 # The CPU engine against llama.cpp (F32, BF16 and Q8_0 GGUF) on the samples: prefill 1 x 512 and
-# decode 128, 2 threads, alternating (Scripts/bench_llamacpp.py; BENCH_LARGE=1 adds a 0.63 B qwen2).
+# decode 128, 2 threads, alternating (Scripts/bench_llamacpp.py; BENCH_LARGE=1 adds a 0.49 B qwen2).
 bench-llamacpp: build deps-llamacpp
 	$(SWIFT) build -c release --product dsconvert-bench
 	$(PYTHON) Scripts/bench_llamacpp.py $(BIN)

@@ -1,7 +1,7 @@
 """CPU engine against llama.cpp (llama-cpp-python) on the same models, prompt and thread count.
 
 usage: bench_llamacpp.py DSCONVERT [MODEL_DIR ...]   (default: the three samples)
-       BENCH_LARGE=1 adds a synthetic qwen2 of 0.63 B parameters (`synth --arch qwen2 --scale 1/4`)
+       BENCH_LARGE=1 adds a random qwen2 of 0.49 B parameters with Qwen2.5-0.5B's shapes (synthetic_qwen2)
        (dsconvert-bench is taken from DSCONVERT's folder; `make bench-llamacpp` installs the rest)
 
 For each model: llama.cpp's own converter (Scripts/llamacpp_gguf.py) makes F32, BF16 and Q8_0
@@ -87,15 +87,50 @@ def llama_measure(path, ids_npy, repeats):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def synthetic_qwen2(binary):
-    """A random qwen2 of 0.63 B parameters (synth --scale 1/4), with the samples' tokenizer for the converter."""
-    d = os.path.join(WORK, "qwen2-synth-1of4")
-    if not os.path.isfile(os.path.join(d, "config.json")):
-        subprocess.run([binary, "synth", "--arch", "qwen2", "--scale", "1/4", d, "--quiet"], check=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        if not os.path.exists(os.path.join(d, f)):
-            with open(os.path.join(ROOT, "Samples", f), "rb") as src, open(os.path.join(d, f), "wb") as dst:
-                dst.write(src.read())
+# Qwen2.5-0.5B's published shapes. `dsconvert synth --arch qwen2 --scale 1/4` (the 0.63 B model of
+# bench_engine's earlier row) keeps 28 heads x 128 while dividing the width to 896, and llama.cpp's
+# qwen2 graph requires heads x head_dim = hidden, so that model does not load there.
+QWEN2_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+             "num_key_value_heads": 2, "vocab_size": 151936}
+
+
+def synthetic_qwen2():
+    """A random qwen2 of 0.49 B parameters (Qwen2.5-0.5B's shapes, tied embeddings; BF16 N(0, 0.02),
+    norms 1), seeded, with the samples' tokenizer for the converter; made once in WORK."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    d = os.path.join(WORK, "qwen2-0.5b-synthetic")
+    if os.path.isfile(os.path.join(d, "config.json")):
+        return d
+    os.makedirs(d, exist_ok=True)
+    c = QWEN2_05B
+    h, f, hd = c["hidden_size"], c["intermediate_size"], c["hidden_size"] // c["num_attention_heads"]
+    kv = c["num_key_value_heads"] * hd
+    g = torch.Generator().manual_seed(0)
+
+    def w(*shape):
+        return (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
+
+    t = {"model.embed_tokens.weight": w(c["vocab_size"], h), "model.norm.weight": torch.ones(h, dtype=torch.bfloat16)}
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        t.update({p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                  p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                  p + "self_attn.q_proj.weight": w(h, h), p + "self_attn.q_proj.bias": w(h),
+                  p + "self_attn.k_proj.weight": w(kv, h), p + "self_attn.k_proj.bias": w(kv),
+                  p + "self_attn.v_proj.weight": w(kv, h), p + "self_attn.v_proj.bias": w(kv),
+                  p + "self_attn.o_proj.weight": w(h, h),
+                  p + "mlp.gate_proj.weight": w(f, h), p + "mlp.up_proj.weight": w(f, h), p + "mlp.down_proj.weight": w(h, f)})
+    save_torch(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        with open(os.path.join(ROOT, "Samples", name), "rb") as src, open(os.path.join(d, name), "wb") as dst:
+            dst.write(src.read())
+    cfg = dict(c, architectures=["Qwen2ForCausalLM"], model_type="qwen2", hidden_act="silu", rms_norm_eps=1e-6,
+               rope_theta=1000000.0, max_position_embeddings=32768, tie_word_embeddings=True, torch_dtype="bfloat16",
+               bos_token_id=0, eos_token_id=c["vocab_size"] - 1, attention_dropout=0.0, use_cache=True)
+    with open(os.path.join(d, "config.json"), "w", encoding="utf-8") as fh:
+        json.dump(cfg, fh, indent=2)
     return d
 
 
@@ -111,7 +146,7 @@ def main(argv):
     bench = os.path.join(os.path.dirname(binary), "dsconvert-bench")
     models = argv[1:] or [os.path.join(ROOT, "Samples", n) for n in ("deepseek-v3-tiny", "qwen2-tiny", "llama-tiny")]
     if os.environ.get("BENCH_LARGE") == "1":
-        models.append(synthetic_qwen2(binary))
+        models.append(synthetic_qwen2())
     ids = held_out_ids(PROMPT)
     import llama_cpp
     try:
