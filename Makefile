@@ -49,6 +49,10 @@ test: deps
 # Interop tier (opt-in, ~5 GB of torch): compressed-tensors, torch and transformers as references.
 test-interop: build
 	$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PKGS) $(INTEROP_PKGS)
+	# NVIDIA ModelOpt's histogram calibrator (the KL / percentile / MSE reference) without its GPU stack.
+	$(PYTHON) -c "import modelopt.torch.quantization.calib.histogram" 2>/dev/null || \
+		{ $(PYTHON) -m pip install -q --disable-pip-version-check --no-deps nvidia-modelopt && \
+		  $(PYTHON) -m pip install -q --disable-pip-version-check omegaconf pulp nvidia-ml-py; }
 	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q Tests/Interop
 
 bench: build deps-pip
