@@ -23,15 +23,17 @@ public struct AbsHistogram: Sendable, Equatable {
     /// The largest |x| of a batch, or nil when it holds a NaN or an infinity (the caller names
     /// the layer).
     public static func absMax(_ values: UnsafeBufferPointer<Float>) -> Float? {
-        var m: Float = 0
-        // v · 0 is 0 for every finite v and NaN for a NaN or an infinity.
-        var probe: Float = 0
-        for v in values {
-            let a = abs(v)
-            probe += v * 0
-            m = a > m ? a : m
+        // |x|'s bits (sign cleared) order as |x| does, and a NaN or an infinity has bits ≥
+        // 0x7F800000: one integer max (it vectorises) gives both the maximum and the check.
+        guard let base = values.baseAddress else { return 0 }
+        var mb: UInt32 = 0
+        base.withMemoryRebound(to: UInt32.self, capacity: values.count) { u in
+            for k in 0..<values.count {
+                let a = u[k] & 0x7FFF_FFFF
+                mb = a > mb ? a : mb
+            }
         }
-        return probe == 0 ? m : nil
+        return mb < 0x7F80_0000 ? Float(bitPattern: mb) : nil
     }
 
     /// Adds one batch. Non-finite values are the caller's to reject before (it names the layer).

@@ -1,3 +1,5 @@
+import Numerics
+
 /// Turns histograms into ranges with one method (Formats/calibration.md): the step
 /// `calibrate` and `calibrate --from-histograms` share.
 public enum RangeSelection {
@@ -14,16 +16,23 @@ public enum RangeSelection {
     public static func ranges(_ file: HistogramFile, method: Method, target: CalibrationTarget, percentile: Double = 99.99) -> (RangesFile, [Skipped]) {
         var out: [InputRange] = []
         var skipped: [Skipped] = []
-        for i in file.inputs {
-            let h = i.histogram
-            var pick: (bin: Int?, amax: Double)?
+        // The searches are independent per input: run them on Parallel.threads (--threads), keep
+        // the file's order.
+        let picks = UnsafeMutableBufferPointer<(bin: Int?, amax: Double)?>.allocate(capacity: file.inputs.count)
+        picks.initialize(repeating: nil)
+        defer { picks.deallocate() }
+        Parallel.forEach(file.inputs.count) { k in
+            let h = file.inputs[k].histogram
             switch method {
-            case .kl: pick = AmaxSearch.entropy(h, target: target).map { ($0.bin, $0.amax) }
-            case .mse: pick = AmaxSearch.mse(h, target: target).map { ($0.bin, $0.amax) }
-            case .percentile: pick = AmaxSearch.percentile(h, percentile).map { ($0.bin, $0.amax) }
-            case .minmax: pick = h.maxSeen > 0 ? (nil, h.maxSeen) : nil
+            case .kl: picks[k] = AmaxSearch.entropy(h, target: target).map { ($0.bin, $0.amax) }
+            case .mse: picks[k] = AmaxSearch.mse(h, target: target).map { ($0.bin, $0.amax) }
+            case .percentile: picks[k] = AmaxSearch.percentile(h, percentile).map { ($0.bin, $0.amax) }
+            case .minmax: picks[k] = h.maxSeen > 0 ? (nil, h.maxSeen) : nil
             }
-            guard let pick, pick.amax > 0 else {
+        }
+        for (k, i) in file.inputs.enumerated() {
+            let h = i.histogram
+            guard let pick = picks[k], pick.amax > 0 else {
                 let why = h.counts.isEmpty ? "no non-zero value was observed"
                     : "\(h.counts.count) bins: \(method.rawValue) needs more than 128 (the searches start at bin 128) or a positive range"
                 skipped.append(Skipped(name: i.name, reason: why))

@@ -85,4 +85,18 @@ final class AmaxSearchTests: XCTestCase {
         XCTAssertEqual(h.maxSeen, 6.5)
         XCTAssertEqual(AmaxSearch.minmax(h), 6.5)
     }
+
+    /// absMax: the largest |x| (hand-checked), nil for a NaN or an infinity anywhere.
+    func testAbsMaxAndNonFinite() {
+        func m(_ v: [Float]) -> Float? { v.withUnsafeBufferPointer { AbsHistogram.absMax($0) } }
+        XCTAssertEqual(m([1, -3, 2.5]), 3)
+        XCTAssertEqual(m([-0.0, 0]), 0)
+        XCTAssertEqual(m([]), 0)
+        XCTAssertEqual(m([Float.greatestFiniteMagnitude, -1]), Float.greatestFiniteMagnitude)
+        XCTAssertEqual(m([1e-45, 0]), 1e-45)
+        XCTAssertNil(m([1, .nan, 2]))
+        XCTAssertNil(m([1, 2, -.nan]))
+        XCTAssertNil(m([-.infinity]))
+        XCTAssertNil(m(Array(repeating: 0.5, count: 1000) + [.infinity]))
+    }
 }

@@ -1,0 +1,5 @@
+import sys
+
+from .collect import main
+
+sys.exit(main())
