@@ -47,6 +47,21 @@ public final class KVCache: @unchecked Sendable {
     /// Forgets every position.
     public func reset() { length = 0 }
 
+    /// Makes every sequence of this cache the first `n` positions of sequence `b` of `source`
+    /// (a cache of the same model): several continuations of one prefix then run as one batch,
+    /// the prefix computed once.
+    public func fill(prefixOf source: KVCache, sequence b: Int = 0, count n: Int) {
+        precondition(source.layers == layers && source.keyWidth == keyWidth && source.valueWidth == valueWidth)
+        precondition(b >= 0 && b < source.batch && n >= 0 && n <= source.length && n <= capacity)
+        for l in 0..<layers {
+            for d in 0..<batch {
+                keys(l, d).update(from: source.keys(l, b), count: n * keyWidth)
+                values(l, d).update(from: source.values(l, b), count: n * valueWidth)
+            }
+        }
+        length = n
+    }
+
     /// Forgets the positions from `n` on: the next forward continues at position n (eval scores
     /// several continuations of one cached prefix).
     public func truncate(to n: Int) {

@@ -10,8 +10,8 @@ public final class Linear: @unchecked Sendable {
     public static let tileCols = 256
     /// Scratch a worker needs: the decoded tile and its packed copy.
     public static let scratchFloats = 2 * tileRows * tileCols
-    /// Rows of x a work item takes at most (more rows share one decoded tile per item).
-    static let rowChunk = 192
+    /// Rows of x a work item takes at least when `apply` splits the rows between workers.
+    static let minChunkRows = 32
 
     public let weight: StoredWeight
     public let bias: [Float]?
@@ -73,7 +73,9 @@ public final class Linear: @unchecked Sendable {
 
     private func applyPlain(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
         let nTiles = (outputs + Linear.tileRows - 1) / Linear.tileRows
-        let mChunks = max(1, (m + Linear.rowChunk - 1) / Linear.rowChunk)
+        // A work item decodes its tile once for all its rows, so rows are split only as far as
+        // it takes to give every worker two items (narrow weights: a router, a 128-row q_a).
+        let mChunks = max(1, min((2 * pool.threads + nTiles - 1) / nTiles, m / Linear.minChunkRows))
         let chunk = (m + mChunks - 1) / mChunks
         pool.run(nTiles * mChunks) { item, w in
             let t = item % nTiles, c = item / nTiles

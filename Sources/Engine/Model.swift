@@ -64,11 +64,14 @@ public final class Model: @unchecked Sendable {
         }
     }
 
-    /// Which positions' logits to compute.
-    public enum Logits: Sendable { case all, last }
+    /// Which positions' logits to compute: every new position, each sequence's last, or the
+    /// listed rows b × T + t (eval's multiple choice: a batch of choices padded to one length
+    /// needs neither the padding's logits nor those before a choice's first token).
+    public enum Logits: Sendable, Equatable { case all, last, rows([Int]) }
 
     /// Runs `tokens[b]` (the same count for every sequence) after the cache's positions and
-    /// returns logits: rows b × T + t for `.all`, row b for `.last`, each `vocab` wide.
+    /// returns logits: rows b × T + t for `.all`, row b for `.last`, row i for the i-th listed
+    /// row of `.rows`, each `vocab` wide.
     /// `observer` sees the input of every quantized linear layer (ActivationObserver.swift); the
     /// logits are the same with or without one.
     public func forward(_ tokens: [[Int]], cache: KVCache, logits want: Logits = .all, pool: WorkerPool,
@@ -76,6 +79,9 @@ public final class Model: @unchecked Sendable {
         let c = config
         guard tokens.count == cache.batch, let t = tokens.first?.count, t > 0, tokens.allSatisfy({ $0.count == t }) else {
             throw EngineError.input("a forward call needs \(cache.batch) sequence(s) of the same, non-zero length")
+        }
+        if case let .rows(r) = want, let bad = r.first(where: { $0 < 0 || $0 >= cache.batch * t }) {
+            throw EngineError.input("logits row \(bad) asked for, outside the \(cache.batch * t) new positions")
         }
         for (b, seq) in tokens.enumerated() {
             if let (i, bad) = seq.enumerated().first(where: { $0.1 < 0 || $0.1 >= c.vocab }) {
@@ -114,7 +120,12 @@ public final class Model: @unchecked Sendable {
             ek_axpy(Int32(m * d), 1, y.data, x.data)
         }
         cache.length = start + t
-        let rows: [Int] = want == .all ? Array(0..<m) : (0..<cache.batch).map { $0 * t + t - 1 }
+        let rows: [Int]
+        switch want {
+        case .all: rows = Array(0..<m)
+        case .last: rows = (0..<cache.batch).map { $0 * t + t - 1 }
+        case let .rows(r): rows = r
+        }
         let final = Matrix(rows: rows.count, cols: d)
         for (i, r) in rows.enumerated() {
             norm.withUnsafeBufferPointer { w in ek_rmsnorm(x.row(r), w.baseAddress!, Int32(d), c.rmsEps, final.row(i)) }

@@ -142,8 +142,20 @@ EK_CLONES void ek_axpy(int n, float a, const float *x, float *y) {
 }
 
 EK_CLONES void ek_rmsnorm(const float *x, const float *w, int n, float eps, float *out) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    // Σ x² in double, four lanes at a time (two accumulators), then the scalar tail.
+    typedef double v4d_ __attribute__((vector_size(32)));
+    typedef float v4f_ __attribute__((vector_size(16), aligned(4)));
+    v4d_ s0 = {0}, s1 = {0};
+    int i0 = 0;
+    for (; i0 + 8 <= n; i0 += 8) {
+        v4d_ a = __builtin_convertvector(*(const v4f_ *)(x + i0), v4d_);
+        v4d_ b = __builtin_convertvector(*(const v4f_ *)(x + i0 + 4), v4d_);
+        s0 += a * a;
+        s1 += b * b;
+    }
+    v4d_ s = s0 + s1;
+    double ss = (s[0] + s[2]) + (s[1] + s[3]);
+    for (int i = i0; i < n; i++) ss += (double)x[i] * x[i];
     float var = (float)(ss / n);
     float r = 1.0f / sqrtf(var + eps);
     for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);

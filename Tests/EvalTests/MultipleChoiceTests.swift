@@ -83,25 +83,29 @@ final class MultipleChoiceTests: XCTestCase {
         XCTAssertEqual(r.accuracyNormalized.fraction, 2.0 / 3, accuracy: 1e-15)
     }
 
-    /// The evaluator runs the shared prefix once and cuts the cache back between choices; each
-    /// score must equal the sum over a plain forward pass of the whole sequence.
+    /// The evaluator runs the shared prefix once and the choices after it as one padded batch;
+    /// each score must equal the sum over a plain forward pass of the whole sequence (GQA and
+    /// MLA caches; the items' choices have different lengths, so the padding is exercised).
     func testSharedPrefixScoresEqualWholePasses() throws {
-        let dir = STFixtures.samplesDirectory + "/qwen2-tiny"
-        let model = try Model(checkpoint: Checkpoint(path: dir))
-        let tok = try Tokenizer.load(path: dir + "/tokenizer.json")
-        let items = try MultipleChoiceItem.read(path: STFixtures.samplesDirectory + "/eval_mc.jsonl").prefix(3)
-        let tasks = try items.map { try MultipleChoiceTask($0, tokenizer: tok, file: "eval_mc.jsonl") }
-        let pool = WorkerPool(threads: 2)
-        let got = try MultipleChoiceEvaluator(model: model, pool: pool).run(tasks)
-        for (i, task) in tasks.enumerated() {
-            for (c, (seq, start)) in zip(task.sequences, task.choiceStart).enumerated() {
-                let cache = KVCache(config: model.config, batch: 1, capacity: seq.count)
-                let logits = try model.forward([Array(seq.dropLast())], cache: cache, pool: pool)
-                var sum = 0.0
-                for t in start ..< seq.count {
-                    sum += LogSoftmax.logProbability(UnsafeBufferPointer(start: logits.row(t - 1), count: model.config.vocab), target: seq[t])
+        for name in ["qwen2-tiny", "deepseek-v3-tiny"] {
+            let dir = STFixtures.samplesDirectory + "/" + name
+            let model = try Model(checkpoint: Checkpoint(path: dir))
+            let tok = try Tokenizer.load(path: dir + "/tokenizer.json")
+            let items = try MultipleChoiceItem.read(path: STFixtures.samplesDirectory + "/eval_mc.jsonl").prefix(3)
+            let tasks = try items.map { try MultipleChoiceTask($0, tokenizer: tok, file: "eval_mc.jsonl") }
+            XCTAssert(tasks.contains { Set($0.sequences.map(\.count)).count > 1 }, "\(name): no item with choices of different lengths")
+            let pool = WorkerPool(threads: 2)
+            let got = try MultipleChoiceEvaluator(model: model, pool: pool).run(tasks)
+            for (i, task) in tasks.enumerated() {
+                for (c, (seq, start)) in zip(task.sequences, task.choiceStart).enumerated() {
+                    let cache = KVCache(config: model.config, batch: 1, capacity: seq.count)
+                    let logits = try model.forward([Array(seq.dropLast())], cache: cache, pool: pool)
+                    var sum = 0.0
+                    for t in start ..< seq.count {
+                        sum += LogSoftmax.logProbability(UnsafeBufferPointer(start: logits.row(t - 1), count: model.config.vocab), target: seq[t])
+                    }
+                    XCTAssertEqual(got.scores[i][c], sum, accuracy: 1e-4 * max(1, abs(sum)), "\(name) item \(i) choice \(c)")
                 }
-                XCTAssertEqual(got.scores[i][c], sum, accuracy: 1e-4 * max(1, abs(sum)), "item \(i) choice \(c)")
             }
         }
     }
