@@ -8,7 +8,11 @@ per-channel INT8 W8A8), runs `dsconvert eval CAND --ref BF16 --text Samples/eval
 (perplexity, ppl ratio, mean and p99 KL, same top-1, Δp RMS, multiple-choice accuracy raw and
 normalised, for the BF16 reference and each candidate). Only the standard library is used.
 
-usage: eval_table.py [DSCONVERT] [--models a,b] [--schemes a,b] [--work DIR] [--json FILE]
+With `--schemes static-int8-kl,...` (or `--static`: all of them) it also measures static W8A8:
+each sample is calibrated on Samples/calib.txt (`dsconvert calibrate --method kl|percentile|mse|
+minmax --target int8|fp8`) and quantized with `--act static --ranges` before the eval.
+
+usage: eval_table.py [DSCONVERT] [--models a,b] [--schemes a,b | --static] [--work DIR] [--json FILE]
 """
 import argparse
 import json
@@ -27,6 +31,17 @@ SCHEMES = {
     "fp8-tensor": (["--fp8", "--granularity", "tensor"], "FP8 per tensor"),
     "int8": (["--int8"], "INT8 per channel (W8A8 dynamic)"),
 }
+# Static activations: `dsconvert calibrate REF --text Samples/calib.txt --method M --target T`
+# (calibration text never overlaps eval.txt), then `quantize ... --act static --ranges`.
+STATIC = {
+    "int8": (["--int8"], "INT8 W8A8 static"),
+    "fp8": (["--fp8", "--granularity", "tensor"], "FP8 static (per tensor)"),
+}
+METHODS = ["kl", "percentile", "mse", "minmax"]
+for t, (flags, label) in STATIC.items():
+    for m in METHODS:
+        SCHEMES[f"static-{t}-{m}"] = (flags + ["--act", "static"], f"{label}, {m}", (m, t))
+DEFAULT_SCHEMES = ["fp8-block", "fp8-channel", "fp8-tensor", "int8"]
 
 
 def run(cmd):
@@ -52,11 +67,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dsconvert", nargs="?", default=os.path.join(ROOT, ".build/release/dsconvert"))
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--schemes", default=",".join(SCHEMES))
+    ap.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES))
+    ap.add_argument("--static", action="store_true", help="the static W8A8 schemes (every calibration method, INT8 and FP8)")
     ap.add_argument("--work", help="folder for the quantized models (default: a temporary one, removed)")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", help="also write every eval report here")
     a = ap.parse_args()
+    if a.static:
+        a.schemes = ",".join(k for k in SCHEMES if k.startswith("static-"))
     work = a.work or tempfile.mkdtemp(prefix="dsconvert-eval-table-")
     reports = {}
     rows = []
@@ -66,8 +84,16 @@ def main():
             ref = os.path.join(ROOT, "Samples", m)
             first = True
             for s in a.schemes.split(","):
-                flags, label = SCHEMES[s]
+                flags, label, *calib = SCHEMES[s]
                 out = os.path.join(work, f"{m}-{s}")
+                if calib:
+                    method, target = calib[0]
+                    ranges = os.path.join(work, f"{m}-{method}-{target}.ranges.json")
+                    if not os.path.exists(ranges):
+                        print(f"calibrate {m} {method} {target} ...", file=sys.stderr, flush=True)
+                        run([a.dsconvert, "calibrate", ref, "--text", os.path.join(ROOT, "Samples/calib.txt"),
+                             "--method", method, "--target", target, "-o", ranges, "-q"])
+                    flags = flags + ["--ranges", ranges]
                 if not os.path.exists(os.path.join(out, "config.json")):
                     run([a.dsconvert, "quantize", *flags, ref, out, "-q"])
                 print(f"eval {m} {s} ...", file=sys.stderr, flush=True)
