@@ -41,6 +41,9 @@ METHODS = ["kl", "percentile", "mse", "minmax"]
 for t, (flags, label) in STATIC.items():
     for m in METHODS:
         SCHEMES[f"static-{t}-{m}"] = (flags + ["--act", "static"], f"{label}, {m}", (m, t))
+# The INT8-style KL (128 uniform levels) used for an FP8 checkpoint: the comparison the FP8-aware
+# KL is for (its ranges are relabelled --target fp8, which quantize otherwise refuses on purpose).
+SCHEMES["static-fp8-kl-int8grid"] = (STATIC["fp8"][0] + ["--act", "static"], "FP8 static (per tensor), kl on the INT8 grid", ("kl", "int8", "fp8"))
 DEFAULT_SCHEMES = ["fp8-block", "fp8-channel", "fp8-tensor", "int8"]
 
 
@@ -87,12 +90,19 @@ def main():
                 flags, label, *calib = SCHEMES[s]
                 out = os.path.join(work, f"{m}-{s}")
                 if calib:
-                    method, target = calib[0]
+                    method, target, *relabel = calib[0]
                     ranges = os.path.join(work, f"{m}-{method}-{target}.ranges.json")
                     if not os.path.exists(ranges):
                         print(f"calibrate {m} {method} {target} ...", file=sys.stderr, flush=True)
                         run([a.dsconvert, "calibrate", ref, "--text", os.path.join(ROOT, "Samples/calib.txt"),
                              "--method", method, "--target", target, "-o", ranges, "-q"])
+                    if relabel:
+                        with open(ranges) as f:
+                            r = json.load(f)
+                        r["target"] = relabel[0]
+                        ranges = ranges.replace(".ranges.json", f"-as-{relabel[0]}.ranges.json")
+                        with open(ranges, "w") as f:
+                            json.dump(r, f)
                     flags = flags + ["--ranges", ranges]
                 if not os.path.exists(os.path.join(out, "config.json")):
                     run([a.dsconvert, "quantize", *flags, ref, out, "-q"])

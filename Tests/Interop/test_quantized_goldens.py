@@ -27,12 +27,18 @@ def test_committed_quantized_goldens_are_current(converter, tmp_path):
     bias = tmp_path / "bias-ds"
     subprocess.run([sys.executable, str(SCRIPT), "--bias-copy", str(SAMPLES / "deepseek-v3-tiny"), str(bias)], check=True)
     pairs.append(f"bias-ds={bias}")
-    out = tmp_path / "goldens.safetensors"
+    assert_fixture_current(pairs, "quantized_golden_logits.safetensors", tmp_path)
+
+
+def assert_fixture_current(pairs, fixture, tmp_path):
+    """The script's output for NAME=DIR `pairs` equals Tests/Fixtures/`fixture`: the same keys,
+    logits within 1e-5, everything else (ids, biases) identical."""
+    out = tmp_path / fixture
     subprocess.run([sys.executable, str(SCRIPT), str(out), *pairs], check=True, capture_output=True)
-    now, committed = load_file(str(out)), load_file(str(ROOT / "Tests" / "Fixtures" / "quantized_golden_logits.safetensors"))
+    now, committed = load_file(str(out)), load_file(str(ROOT / "Tests" / "Fixtures" / fixture))
     assert sorted(now) == sorted(committed)
     for k in committed:
-        if k.endswith("/logits"):
+        if "/logits" in k:
             assert np.abs(now[k] - committed[k]).max() <= 1e-5, k
         else:
             assert np.array_equal(now[k], committed[k]), k
@@ -64,12 +70,4 @@ def test_committed_static_goldens_and_ranges_are_current(converter, tmp_path):
         ranges = ROOT / "Tests" / "Fixtures" / "static_ranges" / f"{sample}-{target}.json"
         out = converter.run(["quantize", *args, "--act", "static", "--ranges", str(ranges), str(SAMPLES / sample), str(converter.base / name)], name)
         pairs.append(f"{name}={out}")
-    out = tmp_path / "static.safetensors"
-    subprocess.run([sys.executable, str(SCRIPT), str(out), *pairs], check=True, capture_output=True)
-    now, committed = load_file(str(out)), load_file(str(ROOT / "Tests" / "Fixtures" / "static_golden_logits.safetensors"))
-    assert sorted(now) == sorted(committed)
-    for k in committed:
-        if "/logits" in k:
-            assert np.abs(now[k] - committed[k]).max() <= 1e-5, k
-        else:
-            assert np.array_equal(now[k], committed[k]), k
+    assert_fixture_current(pairs, "static_golden_logits.safetensors", tmp_path)
