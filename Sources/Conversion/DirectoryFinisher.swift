@@ -166,7 +166,7 @@ public enum DirectoryFinisher {
                 observer.note("\(dir) also holds \(strays.count) .safetensors file(s) this conversion did not write (\(strays.prefix(3).joined(separator: ", "))\(strays.count > 3 ? ", …" : "")); delete them, or some loaders will read them too")
             }
             if let config {
-                try AtomicFile.write(Array(JSONWriter.pretty(config).utf8), to: dir + "/" + ModelConfig.fileName)
+                try AtomicFile.write(JSONWriter.prettyBytes(config), to: dir + "/" + ModelConfig.fileName)
                 written.append(OutputLayout.join(f, ModelConfig.fileName))
             }
             for name in side.copy {
@@ -175,7 +175,7 @@ public enum DirectoryFinisher {
             }
         }
         for f in plan.extraFiles {
-            try AtomicFile.write(Array(JSONWriter.pretty(f.json).utf8), to: out + "/" + f.name)
+            try AtomicFile.write(JSONWriter.prettyBytes(f.json), to: out + "/" + f.name)
             written.append(f.name)
         }
         if !side.notCopied.isEmpty {

@@ -108,7 +108,7 @@ struct PlanFile {
         self.files = files
     }
 
-    private var bytes: [UInt8] { Array(JSONWriter.pretty(json).utf8) }
+    private var bytes: [UInt8] { JSONWriter.prettyBytes(json) }
 
     /// Writes the plan, replacing any other.
     func write(_ folder: OutputFolder) throws {

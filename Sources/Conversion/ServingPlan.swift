@@ -89,8 +89,16 @@ public struct ServingPlan: Sendable {
     public static func smallest(_ ckpt: Checkpoint, options: Options, facts given: ShardPlanner.Facts? = nil) -> ServingPlan? {
         guard let facts = try given ?? (try? ShardPlanner.Facts(ckpt)) else { return nil }
         let experts = ckpt.config?.routedExperts
+        // A world too small for the weights alone is passed over without planning it: some rank
+        // holds at least the kept bytes / n (see `keptBytes`), more than the usable memory.
+        let usable = MemoryFit.budget(gpuBytes: options.gpu.bytes, utilisation: options.utilisation, reserve: options.reserve, weights: 0, kvPerToken: 0).usable
+        let kept = facts.keptBytes(layerCount: ckpt.config?.layerCount ?? 0, keepMTP: options.keepMTP)
         var n = 1
         while n <= 256 {
+            if kept / n >= usable {
+                n *= 2
+                continue
+            }
             var candidates: [(Int, Int)] = [(min(n, 8), n / min(n, 8))]
             if n > 8 { candidates.append((n, 1)) }
             for (tp, pp) in candidates {

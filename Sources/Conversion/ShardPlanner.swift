@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import JSON
+import Numerics
 import Quantization
 import SafeTensors
 import Sharding
@@ -114,18 +115,34 @@ public enum ShardPlanner {
         /// Per tensor in store order: what every split decision reads from it.
         let entries: [Entry]
 
-        struct Entry {
-            var name: String
-            var info: TensorInfo
-            var role: TensorRole
+        /// A class: every plan of the memory-fit search walks all entries, and a reference is
+        /// passed along with one retain where a struct of strings and arrays took a dozen.
+        final class Entry {
+            let name: String
+            let info: TensorInfo
+            let role: TensorRole
             /// The quantized weight this tensor is (or is a scale of).
-            var q: QuantizedWeight?
+            let q: QuantizedWeight?
             /// The weight whose split decides this tensor's.
-            var governing: String
-            var expertIndex: Int?
+            let governing: String
+            let expertIndex: Int?
             /// `ShardRules.splitDim` of the governing weight with EP 1 and with EP > 1.
-            var dimEP1: Int?
-            var dimEP: Int?
+            let dimEP1: Int?
+            let dimEP: Int?
+
+            init(name: String, info: TensorInfo, role: TensorRole, q: QuantizedWeight?, governing: String, expertIndex: Int?, dimEP1: Int?, dimEP: Int?) {
+                self.name = name; self.info = info; self.role = role; self.q = q; self.governing = governing
+                self.expertIndex = expertIndex; self.dimEP1 = dimEP1; self.dimEP = dimEP
+            }
+        }
+
+        /// Tensor data bytes of the entries `keepMTP` keeps: no rank of any plan holds less than
+        /// this divided by the world size (every kept tensor is held whole or in slices that
+        /// partition it).
+        func keptBytes(layerCount: Int, keepMTP: Bool) -> Int {
+            entries.reduce(0) { sum, e in
+                keepMTP || (e.role.layer.map { $0 < layerCount } ?? true) ? sum + e.info.byteCount : sum
+            }
         }
 
         public init(_ ckpt: Checkpoint) throws {
@@ -135,18 +152,30 @@ public enum ShardPlanner {
             var owner: [String: QuantizedWeight] = [:]
             for q in classes.quantized.values { for t in q.parameterTensors { owner[t.name] = q } }
             let store = ckpt.weights
-            entries = store.tensorNames.map { name in
-                let info = store.info(name)!, role = ckpt.roles[name]!
-                let q = owner[name] ?? classes.quantized[name]
-                let governing = q?.weight.name ?? name
-                // A routed expert's scale grid goes where the expert's weight goes.
-                let governingRole = ckpt.roles[governing] ?? role
-                let rank = (q?.weight.shape ?? info.shape).count
-                return Entry(name: name, info: info, role: role, q: q, governing: governing,
-                             expertIndex: governingRole.kind == .expert ? governingRole.expert : nil,
-                             dimEP1: ShardRules.splitDim(name: governing, rank: rank, expertParallel: 1),
-                             dimEP: ShardRules.splitDim(name: governing, rank: rank, expertParallel: 2))
+            let names = store.tensorNames
+            let owners = owner
+            // Entries are independent of each other: made on every core, in slices of the names.
+            let out = UnsafeMutableBufferPointer<Entry>.allocate(capacity: names.count)
+            defer { out.deallocate() }
+            Parallel.forEachChunk(count: names.count, minChunk: 4096) { range in
+                for i in range {
+                    let name = names[i]
+                    let info = store.info(name)!, role = ckpt.roles[name]!
+                    let q = owners[name] ?? classes.quantized[name]
+                    let governing = q?.weight.name ?? name
+                    // A routed expert's scale grid goes where the expert's weight goes.
+                    let governingRole = governing == name ? role : ckpt.roles[governing] ?? role
+                    let rank = (q?.weight.shape ?? info.shape).count
+                    let split = ShardRules.role(of: governing)
+                    (out.baseAddress! + i).initialize(to: Entry(
+                        name: name, info: info, role: role, q: q, governing: governing,
+                        expertIndex: governingRole.kind == .expert ? governingRole.expert : nil,
+                        dimEP1: ShardRules.splitDim(role: split, name: governing, rank: rank, expertParallel: 1),
+                        dimEP: ShardRules.splitDim(role: split, name: governing, rank: rank, expertParallel: 2)))
+                }
             }
+            entries = Array(out)
+            out.baseAddress!.deinitialize(count: names.count)
         }
     }
 
@@ -208,7 +237,11 @@ public enum ShardPlanner {
                                 folder: o.layout == .hf ? folder(rank: r, of: n) : "")
         }
         var perRank: [[TensorPlan]] = Array(repeating: [], count: n)
-        var expertSets: [Set<Int>] = Array(repeating: [], count: n)
+        // Per rank, the routed experts it holds tensors of (flags for the config's experts, a set
+        // for any other index).
+        let expertCount = max(0, experts ?? 0)
+        var expertFlags: [[Bool]] = Array(repeating: Array(repeating: false, count: expertCount), count: n)
+        var otherExperts: [Set<Int>] = Array(repeating: [], count: n)
         var mtpLayers: Set<Int> = []
         var counts: [String: Int] = [:]
 
@@ -217,9 +250,10 @@ public enum ShardPlanner {
             let expertIndex = entry.expertIndex
             let s = stage(of: role)
             if isMTP(role.layer) { mtpLayers.insert(role.layer!) }
-            var holders = Array(0..<p.tp)
+            var holders = 0..<p.tp
             if let e = expertIndex, p.ep > 1 {
-                holders = [o.placement.rank(of: e, experts: experts ?? 0, ep: p.ep)]
+                let r = o.placement.rank(of: e, experts: experts ?? 0, ep: p.ep)
+                holders = r..<(r + 1)
             }
             // The weight's split dimension; its quantization tensors are cut to match.
             // The governing weight's split dimension (a quantization tensor is cut to match).
@@ -243,7 +277,9 @@ public enum ShardPlanner {
                     }
                     if let reg = region { slice = SliceRange(offset: reg.range.lowerBound, length: reg.range.count) }
                 }
-                if let e = expertIndex { expertSets[r].insert(e) }
+                if let e = expertIndex {
+                    if e >= 0 && e < expertCount { expertFlags[r][e] = true } else { otherExperts[r].insert(e) }
+                }
                 if role.kind == .embedding && role.layer == nil { ranks[r].holdsEmbedding = true }
                 if role.kind == .lmHead && role.layer == nil { ranks[r].holdsHead = true }
                 if sizesOnly {
@@ -286,7 +322,7 @@ public enum ShardPlanner {
             }
         }
         for r in 0..<n {
-            ranks[r].experts = expertSets[r].sorted()
+            ranks[r].experts = (expertFlags[r].indices.filter { expertFlags[r][$0] } + otherExperts[r]).sorted()
             if ranks[r].ppStage == p.pp - 1 { ranks[r].layers += mtpLayers.sorted() }
         }
 

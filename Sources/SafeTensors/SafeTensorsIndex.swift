@@ -63,6 +63,6 @@ public struct SafeTensorsIndex: Sendable {
             ("metadata", .object(meta)),
             ("weight_map", .object(sortedMap.map { ($0.0, .string($0.1)) })),
         ])
-        return Array(JSONWriter.pretty(value).utf8)
+        return JSONWriter.prettyBytes(value)
     }
 }

@@ -72,7 +72,7 @@ public final class SafeTensorsWriter: TensorFileWriter {
             ])))
             offset = end
         }
-        var json = Array(JSONWriter.compact(.object(members)).utf8)
+        var json = JSONWriter.compactBytes(.object(members))
         while json.count % 8 != 0 { json.append(0x20) }
         var out: [UInt8] = []
         out.reserveCapacity(8 + json.count)
@@ -272,7 +272,7 @@ struct SafeTensorsSizer: TensorFileSizer {
     }
 
     static func memberLength(_ key: String, _ value: JSONValue) -> Int {
-        JSONWriter.compact(.object([(key, value)])).utf8.count - 2  // without the braces
+        JSONWriter.compactLength(.object([(key, value)])) - 2  // without the braces
     }
 
     mutating func append(_ s: TensorSpec) {

@@ -35,15 +35,18 @@ public enum ShardRules {
     static let rowSuffixes = ["o_proj", "down_proj", "w2"]
 
     /// The role of a tensor named `name` (the `.weight`, `.bias` or scale suffix stripped).
+    /// The name's components are views into it (no strings are made): the memory-fit search
+    /// classifies every tensor of a 92k-tensor checkpoint.
     public static func role(of name: String) -> SplitRole {
-        let module = moduleName(name)
-        let parts = module.split(separator: ".").map(String.init)
-        let last = parts.last ?? module
+        let module = moduleSubstring(name)
+        let parts = module.utf8.split(separator: 0x2E)
+        func part(_ i: Int) -> Substring { module[parts[i].startIndex..<parts[i].endIndex] }
+        let last = parts.isEmpty ? module : part(parts.count - 1)
         let inner: SplitRole.InnerRole
-        if columnSuffixes.contains(last) { inner = .column }
-        else if rowSuffixes.contains(last) { inner = .row }
+        if columnSuffixes.contains(where: { last == $0 }) { inner = .column }
+        else if rowSuffixes.contains(where: { last == $0 }) { inner = .row }
         else { inner = .replicated }
-        if let i = parts.firstIndex(of: "experts"), i + 1 < parts.count, let idx = Int(parts[i + 1]) {
+        if let i = parts.firstIndex(where: { $0.elementsEqual("experts".utf8) }), i + 1 < parts.count, let idx = Int(part(i + 1)) {
             return .expert(index: idx, inner: inner)
         }
         switch inner {
@@ -51,6 +54,16 @@ public enum ShardRules {
         case .row: return .row
         case .replicated: return .replicated
         }
+    }
+
+    static let moduleSuffixes = [".weight_scale_inv", ".weight_scale", ".input_scale", ".weight", ".bias", ".e_score_correction_bias"]
+
+    /// `moduleName` as a view into `name`.
+    static func moduleSubstring(_ name: String) -> Substring {
+        for suffix in moduleSuffixes where name.hasSuffix(suffix) {
+            return name.dropLast(suffix.count)
+        }
+        return name[...]
     }
 
     /// Which part of its module a tensor is, from its final name component and rank.
@@ -64,17 +77,16 @@ public enum ShardRules {
     }
 
     /// The module a tensor belongs to: its name without the final `.weight`/`.bias`/scale part.
-    public static func moduleName(_ name: String) -> String {
-        for suffix in [".weight_scale_inv", ".weight_scale", ".input_scale", ".weight", ".bias", ".e_score_correction_bias"] where name.hasSuffix(suffix) {
-            return String(name.dropLast(suffix.count))
-        }
-        return name
-    }
+    public static func moduleName(_ name: String) -> String { String(moduleSubstring(name)) }
 
     /// The dimension of a tensor that tensor parallelism splits, or nil when it is replicated.
     /// For an expert's tensor, `expertParallel` > 1 means it is held whole (nil).
     public static func splitDim(name: String, rank: Int, expertParallel: Int) -> Int? {
-        let r = role(of: name)
+        splitDim(role: role(of: name), name: name, rank: rank, expertParallel: expertParallel)
+    }
+
+    /// `splitDim` for a tensor whose role (`role(of: name)`) is known already.
+    public static func splitDim(role r: SplitRole, name: String, rank: Int, expertParallel: Int) -> Int? {
         let inner: SplitRole.InnerRole
         switch r {
         case .column: inner = .column

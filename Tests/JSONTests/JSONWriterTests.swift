@@ -47,6 +47,15 @@ final class JSONWriterTests: XCTestCase {
         }
     }
 
+    func testBytesAndLengthAreTheSameText() throws {
+        for c in cases {
+            let v = try JSONParser.parse(c.source)
+            XCTAssertEqual(JSONWriter.compactBytes(v), Array(c.compact.utf8), c.source)
+            XCTAssertEqual(JSONWriter.prettyBytes(v), Array(c.pretty.utf8), c.source)
+            XCTAssertEqual(JSONWriter.compactLength(v), c.compact.utf8.count, c.source)
+        }
+    }
+
     func testRoundTrip() throws {
         for c in cases {
             let v = try JSONParser.parse(c.source)

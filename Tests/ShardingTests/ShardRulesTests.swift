@@ -43,6 +43,24 @@ final class ShardRulesTests: XCTestCase {
         XCTAssertEqual(ShardRules.role(of: "model.layers.3.mlp.experts.17.up_proj.weight"), .expert(index: 17, inner: .column))
     }
 
+    /// Names split on "." with empty components dropped: the first "experts" component decides,
+    /// and only when a number follows it; the last component decides column / row.
+    func testRolesOfUnusualNames() {
+        let cases: [(String, SplitRole)] = [
+            ("model..layers.3..mlp.experts..5.down_proj.weight", .expert(index: 5, inner: .row)),
+            ("experts.2.w1.weight", .expert(index: 2, inner: .column)),
+            ("model.experts.x.experts.3.w2.weight", .row),
+            ("model.layers.0.mlp.experts.weight", .replicated),
+            ("model.layers.0.mlp.experts.7", .expert(index: 7, inner: .replicated)),
+            ("lm_head.", .column),
+            (".o_proj.weight", .row),
+            ("", .replicated),
+            ("w3", .column),
+        ]
+        for (name, role) in cases { XCTAssertEqual(ShardRules.role(of: name), role, name) }
+        XCTAssertEqual(ShardRules.moduleName("model.layers.1.mlp.gate.e_score_correction_bias"), "model.layers.1.mlp.gate")
+    }
+
     func testExpertPlacement() {
         XCTAssertEqual((0..<8).map { ExpertPlacement.contiguous.rank(of: $0, experts: 8, ep: 4) }, [0, 0, 1, 1, 2, 2, 3, 3])
         XCTAssertEqual((0..<8).map { ExpertPlacement.roundRobin.rank(of: $0, experts: 8, ep: 4) }, [0, 1, 2, 3, 0, 1, 2, 3])
