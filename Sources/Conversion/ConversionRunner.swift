@@ -157,7 +157,8 @@ public final class ConversionRunner {
             verified.insert(shard.name)
         }
         if options.jobs == 1 {
-            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true)
+            // The plan this run wrote (a single run holds the folder alone, so it is still the file's).
+            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true, planned: planFile)
             report.finalized = true
             report.copiedFiles = fin.copied
             report.notCopied = fin.notCopied

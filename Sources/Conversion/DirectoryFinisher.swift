@@ -50,14 +50,18 @@ public enum DirectoryFinisher {
         try finish(outputDirectory: out, alreadyVerified: alreadyVerified, observer: observer, lockHeld: false)
     }
 
-    /// `lockHeld`: the caller (a single run) holds the folder's exclusive lock already.
-    static func finish(outputDirectory out: String, alreadyVerified: Set<String>, observer: ConversionObserver, lockHeld: Bool) throws -> Result {
+    /// `lockHeld`: the caller (a single run) holds the folder's exclusive lock already. `planned`:
+    /// the plan that caller wrote to the folder, given instead of reading (and parsing) it back —
+    /// for a shard plan it holds every rank.json, and a second copy of those would be the run's
+    /// peak memory.
+    static func finish(outputDirectory out: String, alreadyVerified: Set<String>, observer: ConversionObserver, lockHeld: Bool,
+                       planned: PlanFile? = nil) throws -> Result {
         let folder = OutputFolder(out)
         let state = folder.state
         guard Sys.isDirectory(state) else { throw ConversionError.notAConversionDirectory(out) }
         let lock = lockHeld ? nil : try FolderLock.acquire(folder, jobs: nil, jobIndex: 0, observer: observer)
         defer { lock?.release() }
-        guard let plan = try PlanFile.read(folder) else { throw ConversionError.notAConversionDirectory(out) }
+        guard let plan = try planned ?? PlanFile.read(folder) else { throw ConversionError.notAConversionDirectory(out) }
         let shards = plan.shards, settings = plan.settings, input = plan.inputDirectory
         // The input folder is where the side files are copied from (and the inputs the shards were
         // made from): it must be there before anything is checked further or written.
