@@ -39,9 +39,9 @@ final class LatentAttention: @unchecked Sendable {
     func forward(_ h: Matrix, _ s: ForwardStep, into out: Matrix) {
         let m = s.rows, l = dims
         let qk = l.qkDim, kvWidth = l.nopeDim + l.valueDim
-        let qm = Matrix(rows: m, cols: heads * qk)
+        let qm = Matrix(rows: m, cols: heads * qk, uninitialized: ())
         if let qa {
-            let a = Matrix(rows: m, cols: qa.outputs)
+            let a = Matrix(rows: m, cols: qa.outputs, uninitialized: ())
             qa.apply(h.data, rows: m, ldx: h.cols, into: a.data, ldy: a.cols, pool: s.pool)
             rmsNormRows(a.data, rows: m, width: a.cols, ldx: a.cols, weight: qaNorm, eps: eps, into: a.data, ldo: a.cols)
             s.observation(layer: layer)?.all(.queryLatent(layer: layer), a.data, width: a.cols, ld: a.cols)
@@ -49,7 +49,7 @@ final class LatentAttention: @unchecked Sendable {
         } else {
             qb.apply(h.data, rows: m, ldx: h.cols, into: qm.data, ldy: qm.cols, pool: s.pool)
         }
-        let ckv = Matrix(rows: m, cols: l.kvLoraRank + l.ropeDim)
+        let ckv = Matrix(rows: m, cols: l.kvLoraRank + l.ropeDim, uninitialized: ())
         kva.apply(h.data, rows: m, ldx: h.cols, into: ckv.data, ldy: ckv.cols, pool: s.pool)
         for b in 0..<s.batch {
             let latent = s.cache.keys(layer, b), rope = s.cache.values(layer, b)
@@ -74,7 +74,7 @@ final class LatentAttention: @unchecked Sendable {
         let total = s.start + s.tokens
         var keys: [Matrix] = [], values: [Matrix] = []
         for b in 0..<s.batch {
-            let kv = Matrix(rows: total, cols: heads * kvWidth)
+            let kv = Matrix(rows: total, cols: heads * kvWidth, uninitialized: ())
             kvb.apply(s.cache.keys(layer, b), rows: total, ldx: l.kvLoraRank, into: kv.data, ldy: kv.cols, pool: s.pool)
             let k = Matrix(rows: total, cols: heads * qk)
             let rope = s.cache.values(layer, b)

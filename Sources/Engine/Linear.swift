@@ -104,9 +104,11 @@ public final class Linear: @unchecked Sendable {
         let n0 = t * Linear.tileRows, n1 = min(outputs, n0 + Linear.tileRows)
         let nb = n1 - n0
         let yt = y + n0
+        // Without a bias the first input block's product is stored rather than added, so y is
+        // never zeroed first (it may be uninitialised).
         if let b = bias {
             for i in 0..<m { for j in 0..<nb { yt[i * ldy + j] = b[n0 + j] } }
-        } else {
+        } else if inputs == 0 {
             for i in 0..<m { (yt + i * ldy).update(repeating: 0, count: nb) }
         }
         let decoded = scratch, packed = scratch + Linear.tileRows * Linear.tileCols
@@ -114,12 +116,13 @@ public final class Linear: @unchecked Sendable {
         while k0 < inputs {
             let k1 = min(inputs, k0 + Linear.tileCols)
             let kb = k1 - k0
+            let set: Int32 = k0 == 0 && bias == nil ? 1 : 0
             weight.dequantize(rows: n0..<n1, cols: k0..<k1, into: decoded, leadingDimension: kb)
             if m >= 4 {
                 ek_pack_tile(decoded, Int32(nb), Int32(kb), Int32(kb), packed)
-                ek_gemm_packed(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), packed, yt, Int32(ldy))
+                ek_gemm_packed(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), packed, yt, Int32(ldy), set)
             } else {
-                ek_gemm_rows(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), decoded, Int32(kb), yt, Int32(ldy))
+                ek_gemm_rows(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), decoded, Int32(kb), yt, Int32(ldy), set)
             }
             k0 = k1
         }

@@ -15,7 +15,7 @@ final class MLP: @unchecked Sendable {
     /// observer's) sees down_proj's input, silu(gate) · up, with its row stride.
     func forward(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, into out: UnsafeMutablePointer<Float>, ldo: Int, pool: WorkerPool,
                  hidden: ((UnsafePointer<Float>, Int) -> Void)? = nil) {
-        let g = Matrix(rows: m, cols: intermediate), u = Matrix(rows: m, cols: intermediate)
+        let g = Matrix(rows: m, cols: intermediate, uninitialized: ()), u = Matrix(rows: m, cols: intermediate, uninitialized: ())
         gate.apply(x, rows: m, ldx: ldx, into: g.data, ldy: g.cols, pool: pool)
         up.apply(x, rows: m, ldx: ldx, into: u.data, ldy: u.cols, pool: pool)
         ek_silu_mul(g.data, u.data, Int32(m * intermediate))
@@ -33,7 +33,7 @@ final class MLP: @unchecked Sendable {
 
     /// down_proj's input, silu(gate(x)) · up(x), on the calling thread.
     func hiddenSerial(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, scratch: UnsafeMutablePointer<Float>) -> Matrix {
-        let g = Matrix(rows: m, cols: intermediate), u = Matrix(rows: m, cols: intermediate)
+        let g = Matrix(rows: m, cols: intermediate, uninitialized: ()), u = Matrix(rows: m, cols: intermediate, uninitialized: ())
         gate.applySerial(x, rows: m, ldx: ldx, into: g.data, ldy: g.cols, scratch: scratch)
         up.applySerial(x, rows: m, ldx: ldx, into: u.data, ldy: u.cols, scratch: scratch)
         ek_silu_mul(g.data, u.data, Int32(m * intermediate))

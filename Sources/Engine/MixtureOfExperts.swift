@@ -69,7 +69,7 @@ final class MixtureOfExperts: @unchecked Sendable {
     /// statistics only, after the routed computation, which is left as it is.
     func forward(_ h: Matrix, pool: WorkerPool, into out: Matrix, observing seen: LayerObservation? = nil) {
         let m = h.rows, hidden = h.cols, k = spec.perToken
-        let logits = Matrix(rows: m, cols: spec.routed)
+        let logits = Matrix(rows: m, cols: spec.routed, uninitialized: ())
         router.apply(h.data, rows: m, ldx: hidden, into: logits.data, ldy: logits.cols, pool: pool)
         var assigned = [[(token: Int, slot: Int, weight: Float)]](repeating: [], count: spec.routed)
         for t in 0..<m {
@@ -90,7 +90,7 @@ final class MixtureOfExperts: @unchecked Sendable {
         let active = assigned.indices.filter { !assigned[$0].isEmpty }
         pool.run(active.count) { item, w in
             let e = active[item], list = assigned[e]
-            let x = Matrix(rows: list.count, cols: hidden), y = Matrix(rows: list.count, cols: hidden)
+            let x = Matrix(rows: list.count, cols: hidden, uninitialized: ()), y = Matrix(rows: list.count, cols: hidden, uninitialized: ())
             for (i, a) in list.enumerated() { x.row(i).update(from: h.row(a.token), count: hidden) }
             var hiddenSeen: ((UnsafePointer<Float>, Int) -> Void)?
             if routedOnly, let seen {

@@ -130,7 +130,7 @@ public final class Model: @unchecked Sendable {
         for (i, r) in rows.enumerated() {
             norm.withUnsafeBufferPointer { w in ek_rmsnorm(x.row(r), w.baseAddress!, Int32(d), c.rmsEps, final.row(i)) }
         }
-        let out = Matrix(rows: rows.count, cols: c.vocab)
+        let out = Matrix(rows: rows.count, cols: c.vocab, uninitialized: ())
         head.apply(final.data, rows: rows.count, ldx: d, into: out.data, ldy: c.vocab, pool: pool)
         return out
     }

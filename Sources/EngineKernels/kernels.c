@@ -62,7 +62,7 @@ EK_CLONES void ek_pack_tile(const float *w, int nb, int kb, int ldw, float *pack
 /// One MR' x 16 block: y[i][0..cols) += sum_k x[i][k] * p[k][0..16). With mr a constant (the
 /// switch below) the 2·mr accumulators, both panel vectors and the broadcast stay in the 16 ymm
 /// registers: per k, two panel loads, mr broadcasts straight from memory and 2·mr FMAs.
-EK_INLINE void micro(const int mr, int kb, const float *x, int ldx, const float *p, float *y, int ldy, int cols) {
+EK_INLINE void micro(const int mr, int kb, const float *x, int ldx, const float *p, float *y, int ldy, int cols, int set) {
     v8 c0[MR], c1[MR];
     const float *xr[MR];
     for (int i = 0; i < mr; i++) { c0[i] = splat8(0.0f); c1[i] = splat8(0.0f); xr[i] = x + (size_t)i * ldx; }
@@ -92,18 +92,26 @@ EK_INLINE void micro(const int mr, int kb, const float *x, int ldx, const float 
     if (cols == NR) {
         for (int i = 0; i < mr; i++) {
             float *yr = y + (size_t)i * ldy;
-            store8(yr, load8(yr) + c0[i]);
-            store8(yr + 8, load8(yr + 8) + c1[i]);
+            if (set) {
+                store8(yr, c0[i]);
+                store8(yr + 8, c1[i]);
+            } else {
+                store8(yr, load8(yr) + c0[i]);
+                store8(yr + 8, load8(yr + 8) + c1[i]);
+            }
         }
     } else {
         for (int i = 0; i < mr; i++) {
             float *yr = y + (size_t)i * ldy;
-            for (int j = 0; j < cols; j++) yr[j] += j < 8 ? c0[i][j] : c1[i][j - 8];
+            for (int j = 0; j < cols; j++) {
+                float v = j < 8 ? c0[i][j] : c1[i][j - 8];
+                yr[j] = set ? v : yr[j] + v;
+            }
         }
     }
 }
 
-EK_CLONES void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float *packed, float *y, int ldy) {
+EK_CLONES void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float *packed, float *y, int ldy, int set) {
     int panels = (nb + NR - 1) / NR;
     for (int m0 = 0; m0 < M; m0 += MR) {
         int mr = M - m0 < MR ? M - m0 : MR;
@@ -114,12 +122,12 @@ EK_CLONES void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, co
             const float *pp = packed + (size_t)p * kb * NR;
             float *yp = ym + p * NR;
             switch (mr) {
-            case 6: micro(6, kb, xm, ldx, pp, yp, ldy, cols); break;
-            case 5: micro(5, kb, xm, ldx, pp, yp, ldy, cols); break;
-            case 4: micro(4, kb, xm, ldx, pp, yp, ldy, cols); break;
-            case 3: micro(3, kb, xm, ldx, pp, yp, ldy, cols); break;
-            case 2: micro(2, kb, xm, ldx, pp, yp, ldy, cols); break;
-            default: micro(1, kb, xm, ldx, pp, yp, ldy, cols); break;
+            case 6: micro(6, kb, xm, ldx, pp, yp, ldy, cols, set); break;
+            case 5: micro(5, kb, xm, ldx, pp, yp, ldy, cols, set); break;
+            case 4: micro(4, kb, xm, ldx, pp, yp, ldy, cols, set); break;
+            case 3: micro(3, kb, xm, ldx, pp, yp, ldy, cols, set); break;
+            case 2: micro(2, kb, xm, ldx, pp, yp, ldy, cols, set); break;
+            default: micro(1, kb, xm, ldx, pp, yp, ldy, cols, set); break;
             }
         }
     }
@@ -127,10 +135,14 @@ EK_CLONES void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, co
 
 EK_CLONES float ek_dot(const float *a, const float *b, int n) { return dot_inline(a, b, n); }
 
-EK_CLONES void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {
+EK_CLONES void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy, int set) {
     for (int n = 0; n < nb; n++) {
         const float *wr = w + (size_t)n * ldw;
-        for (int m = 0; m < M; m++) y[(size_t)m * ldy + n] += dot_inline(x + (size_t)m * ldx, wr, kb);
+        for (int m = 0; m < M; m++) {
+            float d = dot_inline(x + (size_t)m * ldx, wr, kb);
+            float *yp = y + (size_t)m * ldy + n;
+            *yp = set ? d : *yp + d;
+        }
     }
 }
 

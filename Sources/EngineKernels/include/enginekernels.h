@@ -13,12 +13,13 @@
 /// (packed[p][k][16]); rows past nb are zero.
 void ek_pack_tile(const float *w, int nb, int kb, int ldw, float *packed);
 
-/// y[m][n] += sum_k x[m][k] * w[n][k] for m < M, n < nb, k < kb, with w packed by ek_pack_tile.
-/// x has row stride ldx, y row stride ldy.
-void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float *packed, float *y, int ldy);
+/// y[m][n] += sum_k x[m][k] * w[n][k] for m < M, n < nb, k < kb, with w packed by ek_pack_tile
+/// (with set != 0, y[m][n] = the sum: y need not be initialised). x has row stride ldx, y row
+/// stride ldy.
+void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float *packed, float *y, int ldy, int set);
 
 /// Same product with w row-major (row stride ldw), for a few rows of x (decode).
-void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
+void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy, int set);
 
 /// sum_k a[k] * b[k].
 float ek_dot(const float *a, const float *b, int n);
