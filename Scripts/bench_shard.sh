@@ -8,7 +8,7 @@
 #   3. `shard --plan` on the real 671B FP8 layout (synth --scale 1 --sparse --fp8: headers only)
 #   4. where the time of section 1's shard goes: `perf record -g` and the share of the samples
 #      under each phase (checkpoint open, planning, the rank files, the finishing files), the
-#      writer thread's write(2) and hashing (needs perf; BENCH_SECTIONS="1 3 4")
+#      writer thread's write(2) and XXH3 hashing (needs perf; BENCH_SECTIONS="1 3 4")
 # Env: BENCH_DIR (default /tmp/dsconvert-bench-shard), BENCH_THREADS (default 2),
 #      BENCH_SECTIONS (default "1 3"), BENCH_REPEAT (default 3).
 set -euo pipefail
@@ -98,7 +98,7 @@ if run 4; then
     "planning (ShardPlanner.plan)" "$(share 'ShardPlannerO4plan')" \
     "rank files (ShardConverter.convert, main)" "$(share 'ShardConverterC7convert')" \
     "writer thread: write(2) of the rank files" "$(share 'AtomicFileC5write')" \
-    "writer thread: XXH64 of the rank files" "$(share 'XXH64V6update')" \
+    "writer thread: XXH3 of the rank files" "$(share "XXH3_64bits_update")" \
     "plan.json" "$(share 'PlanFileV5write')" \
     "finishing: indexes, rank.json, side files" "$(share 'DirectoryFinisherO6finish')"
 fi
