@@ -124,12 +124,11 @@ extension Linear {
                 col += p.outputs
             }
         case .rows:
+            // Rank 0's partial product goes straight into y; every later rank's is added to it.
+            each(parts[0], x, ldx, y, ldy)
             let partial = Matrix(rows: m, cols: outputs)
-            var col = 0
-            for (r, p) in parts.enumerated() {
-                if r == 0 {
-                    for i in 0..<m { (y + i * ldy).update(repeating: 0, count: outputs) }
-                }
+            var col = parts[0].inputs
+            for p in parts.dropFirst() {
                 each(p, x + col, ldx, partial.data, partial.cols)
                 for i in 0..<m {
                     let dst = y + i * ldy, src = partial.data + i * partial.cols

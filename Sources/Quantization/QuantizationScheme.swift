@@ -100,13 +100,10 @@ public struct QuantizationScheme: Sendable, Equatable {
     /// epsilon. `dtype` is the model dtype (BF16, F16 or F32).
     public func inputScale(amax: Double, dtype: DType) -> Float {
         let q = Float(amax) / (format == .fp8 ? 448 : 127.5)
-        var out = [UInt8](repeating: 0, count: 4)
-        var back: Float = 0
         let f = dtype.floatFormat ?? .f32
-        withUnsafeBytes(of: q) { src in
-            out.withUnsafeMutableBytes { FloatFormat.convert(src.baseAddress!, from: .f32, to: $0.baseAddress!, f, count: 1) }
-        }
-        out.withUnsafeBytes { b in withUnsafeMutableBytes(of: &back) { FloatFormat.convert(b.baseAddress!, from: f, to: $0.baseAddress!, .f32, count: 1) } }
+        var stored = [UInt8](repeating: 0, count: 4)
+        withUnsafeBytes(of: q) { src in stored.withUnsafeMutableBytes { FloatFormat.convert(src.baseAddress!, from: .f32, to: $0.baseAddress!, f, count: 1) } }
+        let back = stored.withUnsafeBytes { FloatFormat.load($0.baseAddress!, f, 0) }
         if back == 0 {
             switch f {
             case .bf16: return 0.0078125   // torch.finfo(torch.bfloat16).eps
