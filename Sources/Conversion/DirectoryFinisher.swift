@@ -39,6 +39,8 @@ public enum DirectoryFinisher {
         /// The settings (words and digest) every shard was verified to be made with.
         public var settings: String
         public var settingsDigest: String
+        /// The shards are packs that embed config.json and the side files: nothing was written beside them.
+        public var embedsModelFiles = false
     }
 
     /// Verifies every planned shard against its record (hashing those not in `alreadyVerified`)
@@ -193,6 +195,6 @@ public enum DirectoryFinisher {
             Sys.unlink(state + "/" + n)
         }
         return Result(shards: shards.count, totalSize: total, copied: side.copy, notCopied: side.notCopied,
-                      settings: settings, settingsDigest: plan.settingsDigest)
+                      settings: settings, settingsDigest: plan.settingsDigest, embedsModelFiles: embeds)
     }
 }

@@ -35,7 +35,7 @@ final class ShardConverter {
     /// Converts `plan` into `path`; returns the file size and XXH3-64 of what was written.
     func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver) throws -> (size: Int, xxh3: UInt64) {
         let specs = plan.tensors.flatMap(\.outputs)
-        let writer = try format.makeWriter(path: path, tensors: specs)
+        let writer = try format.makeWriter(path: path, output: plan.name, tensors: specs)
         let pipeline = WritePipeline(writer: writer, store: store)
         defer { pipeline.drain() }
         do {

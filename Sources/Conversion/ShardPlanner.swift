@@ -1,4 +1,5 @@
 import Checkpoint
+import DSPack
 import Foundation
 import JSON
 import Numerics
@@ -18,7 +19,17 @@ public struct ShardOptions: Sendable {
         case deepseek
     }
 
+    /// What each rank's files are (hf layout).
+    public enum Format: String, Sendable, CaseIterable {
+        /// A safetensors set per rank folder, with index, config.json, side files and rank.json.
+        case safetensors
+        /// One `rank-…/model.dspack` per rank, embedding config.json, the side files and
+        /// rank.json, its metadata naming the plan and the rank (Formats/dspack.md §6).
+        case dspack
+    }
+
     public var parallel: ParallelPlan
+    public var format: Format = .safetensors
     public var keepMTP: Bool
     public var placement: ExpertPlacement
     public var layout: Layout
@@ -198,6 +209,9 @@ public enum ShardPlanner {
             layers: layerCount, attentionHeads: heads, kvHeads: cfg.kvHeadCount ?? heads, vocab: cfg.vocabSize ?? 0,
             intermediate: cfg.intermediateSize ?? 0, moeIntermediate: cfg.moeIntermediateSize, routedExperts: experts))
         if o.layout == .deepseek { try DeepSeekLayout.check(ckpt, o) }
+        if o.layout == .deepseek && o.format == .dspack {
+            throw QuantizationError.invalidOption("--layout deepseek writes DeepSeek's safetensors files (model{i}-mp{T}.safetensors); --format dspack goes with --layout hf (one pack per rank folder)")
+        }
 
         let classes = facts.classes
 
@@ -346,6 +360,12 @@ public enum ShardPlanner {
         case .hf:
             for r in 0..<n {
                 let f = ranks[r].folder
+                if o.format == .dspack {
+                    // One pack per rank folder; its rank.json is embedded (PackedOutput.prepareRanks).
+                    let layout = OutputLayout(format: DSPackFormat(), chunking: .single, folderRule: "rank", folder: { _ in f })
+                    files += try layout.files(perRank[r], store: store)
+                    continue
+                }
                 let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
                 files += try layout.files(perRank[r], store: store)
                 extras.append((OutputLayout.join(f, rankFileName), ranks[r].json))
@@ -361,14 +381,18 @@ public enum ShardPlanner {
             extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized)))
         }
         let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)" + (o.quantize.map { "; quantize \($0.summary)" } ?? "")
-        var plan = PlanBuilder.assemble(ckpt, files: files, format: SafeTensorsFormat(), writesIndex: o.layout == .hf,
-                                        config: config, settings: settings, counts: counts)
+        let packs = o.format == .dspack
+        var plan = PlanBuilder.assemble(ckpt, files: files, format: packs ? DSPackFormat() : SafeTensorsFormat(),
+                                        writesIndex: o.layout == .hf && !packs, config: config, settings: settings + (packs ? "; one .dspack per rank" : ""),
+                                        counts: counts)
         plan.extraFiles = extras
         plan.settingsDigest = SettingsDigest.compute(command: "shard", options: [
             ("tp", .int(p.tp)), ("pp", .int(p.pp)), ("ep", .int(p.ep)), ("keep_mtp", .bool(o.keepMTP)),
             ("expert_placement", .string(o.placement.rawValue)), ("layout", .string(o.layout.rawValue)),
             ("shard_size", .int(o.shardSize)),
-        ] + (o.quantize.map { [("quantize", .string($0.summary))] } ?? []), inputConfig: cfg.json, plan: plan)
+        ] + (o.quantize.map { [("quantize", .string($0.summary))] } ?? []) + (packs ? [("format", .string("dspack"))] : []),
+            inputConfig: cfg.json, plan: plan)
+        if packs { plan = try PackedOutput.prepareRanks(plan, checkpoint: ckpt, ranks: ranks, options: o) }
         return (plan, ranks)
     }
 

@@ -32,6 +32,9 @@ public struct DSPackError: DiagnosticError {
         case writerMisuse = "writer_misuse"
         /// Not in §11: a signing or public key file that is not an Ed25519 PEM key.
         case keyInvalid = "key_invalid"
+        /// Not in §11: packs checked together (`verify DIR`) that are not exactly the ranks of one
+        /// parallel plan (§6).
+        case planMismatch = "plan_mismatch"
     }
 
     public var kind: Code
@@ -57,7 +60,7 @@ public struct DSPackError: DiagnosticError {
 
     public var category: ErrorCategory {
         switch kind {
-        case .checksumMismatch, .signatureInvalid, .unsigned, .keyMismatch: return .verification
+        case .checksumMismatch, .signatureInvalid, .unsigned, .keyMismatch, .planMismatch: return .verification
         case .io: return underlying?.category ?? .io
         default: return .input
         }

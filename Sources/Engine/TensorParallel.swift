@@ -3,7 +3,7 @@ import Foundation
 import JSON
 import Tensors
 
-/// A model cut by `dsconvert shard` (OUT/rank-…/, each with rank.json), run as the ranks would
+/// A model cut by `dsconvert shard` (OUT/rank-…/, each with rank.json or a pack embedding it), run as the ranks would
 /// run it: each weight matrix is read from the rank folders that hold its slices, never put back
 /// together. A column-parallel weight (split on its output dimension) computes each rank's slice
 /// of the output, concatenated; a row-parallel one (split on its input dimension) computes each
@@ -27,30 +27,43 @@ public struct TensorParallelLayout: Sendable {
     }
 
     public let placements: [String: Placement]
-    /// The rank folders, in rank order.
+    /// Each rank's checkpoint path (its folder, or the pack in it), in rank order.
     public let ranks: [String]
     public let config: ModelConfig
 
-    /// The rank folders `rank-XXXXX-of-NNNNN` of `directory`; empty when it holds none.
+    /// The rank folders `rank-XXXXX-of-NNNNN` of `directory` (each with rank.json, or with a
+    /// `model.dspack` that embeds it: `shard --format dspack`); empty when it holds none.
     public static func rankFolders(_ directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix("rank-") && FileManager.default.fileExists(atPath: directory + "/" + $0 + "/rank.json") }
-            .sorted().map { directory + "/" + $0 }
+        return names.filter { n in
+            n.hasPrefix("rank-") && ["rank.json", packName].contains { FileManager.default.fileExists(atPath: directory + "/" + n + "/" + $0) }
+        }.sorted().map { directory + "/" + $0 }
     }
+
+    /// A rank's pack (`shard --format dspack`).
+    public static let packName = "model.dspack"
 
     public init(directory: String) throws {
         let folders = Self.rankFolders(directory)
         guard !folders.isEmpty else { throw EngineError.config(path: directory, "holds no rank-…/rank.json folders (`dsconvert shard` output)") }
-        ranks = folders
         var found: [String: [(Part, dim: Int?, global: [Int])]] = [:]
         var first: ModelConfig?
+        var roots: [String] = []
         for folder in folders {
-            let ckpt = try Checkpoint(path: folder)
-            guard let c = ckpt.config else { throw EngineError.config(path: folder + "/config.json", "missing: every rank folder carries the model's config.json") }
+            // A folder of loose files (safetensors + rank.json), or one pack embedding rank.json.
+            let pack = folder + "/" + Self.packName
+            let packed = !FileManager.default.fileExists(atPath: folder + "/rank.json") && FileManager.default.fileExists(atPath: pack)
+            let root = packed ? pack : folder
+            roots.append(root)
+            let ckpt = try Checkpoint(path: root)
+            guard let c = ckpt.config else { throw EngineError.config(path: ckpt.weights.sideFilePath("config.json"), "missing: every rank carries the model's config.json") }
             if first == nil { first = c }
-            let path = folder + "/rank.json"
+            let path = ckpt.weights.sideFilePath("rank.json")
             let json: JSONValue
-            do { json = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: path)))) } catch {
+            do {
+                guard let bytes = try ckpt.weights.sideFile("rank.json") else { throw EngineError.config(path: path, "missing") }
+                json = try JSONParser.parse(bytes)
+            } catch let e as EngineError { throw e } catch {
                 throw EngineError.config(path: path, "cannot be read as JSON: \(error)")
             }
             guard json["format"]?.stringValue == "dsconvert-rank", let tensors = json["tensors"]?.objectMembers else {
@@ -70,6 +83,7 @@ public struct TensorParallelLayout: Sendable {
             }
         }
         config = first!
+        ranks = roots
         var placements: [String: Placement] = [:]
         for (global, holders) in found {
             let dims = Set(holders.map { $0.dim ?? -1 })

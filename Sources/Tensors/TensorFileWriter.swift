@@ -55,6 +55,10 @@ public protocol TensorFileFormat: Sendable {
     func makeSizer() -> TensorFileSizer
     /// A writer for `tensors` at `path`.
     func makeWriter(path: String, tensors: [TensorSpec]) throws -> TensorFileWriter
+    /// A writer for the plan's output `output` (its relative name, e.g.
+    /// `rank-00001-of-00002/model.dspack`) at `path`: a format whose files differ by output (a
+    /// pack per rank, each embedding its own rank.json) chooses by it; others ignore it.
+    func makeWriter(path: String, output: String, tensors: [TensorSpec]) throws -> TensorFileWriter
     /// True for a format whose files carry the model's other files themselves (a .dspack embeds
     /// config.json and the tokenizer): a conversion then writes no index, config.json or copies
     /// beside them.
@@ -63,6 +67,9 @@ public protocol TensorFileFormat: Sendable {
 
 extension TensorFileFormat {
     public var embedsModelFiles: Bool { false }
+    public func makeWriter(path: String, output: String, tensors: [TensorSpec]) throws -> TensorFileWriter {
+        try makeWriter(path: path, tensors: tensors)
+    }
 }
 
 /// The size of a file of some format as tensors are appended to it.

@@ -29,6 +29,27 @@ enum ExitStatus {
     /// Prints `error` (one line on standard error; with `json` also the error object on standard
     /// output) and exits with its status. Help and version requests exit 0 as ArgumentParser does.
     static func exit(with error: Error, json: Bool) -> Never {
+        let (v, status, text) = describe(error)
+        if json {
+            print(JSONWriter.pretty(.object([("error", v)])), terminator: "")
+            fflush(stdout)
+        }
+        printError(text)
+        Foundation.exit(status)
+    }
+
+    /// Exits with `error` after printing `report` with the error object as its `error` member: a
+    /// command whose `--json` report is printed even when it fails (verify) prints one document.
+    static func exit(with error: Error, report: [(String, JSONValue)]) -> Never {
+        let (v, status, text) = describe(error)
+        print(JSONWriter.pretty(.object(report + [("error", v)])), terminator: "")
+        fflush(stdout)
+        printError(text)
+        Foundation.exit(status)
+    }
+
+    /// The error object `--json` prints, the exit status and the line for standard error.
+    private static func describe(_ error: Error) -> (JSONValue, Int32, String) {
         let d: Diagnostic
         let status: Int32
         var text: String
@@ -48,19 +69,14 @@ enum ExitStatus {
             text = DSConvert.fullMessage(for: error)
             if !text.lowercased().hasPrefix("error") { text = "error: " + text }
         }
-        if json {
-            let v = JSONValue.object([("error", .object([
-                ("code", .string(d.code)),
-                ("exit_status", .int(Int(status))),
-                ("message", .string(d.message)),
-                ("file", d.file.map { .string($0) } ?? .null),
-                ("tensor", d.tensor.map { .string($0) } ?? .null),
-                ("offset", d.offset.map { .int($0) } ?? .null),
-            ]))])
-            print(JSONWriter.pretty(v), terminator: "")
-            fflush(stdout)
-        }
-        printError(text)
-        Foundation.exit(status)
+        let v = JSONValue.object([
+            ("code", .string(d.code)),
+            ("exit_status", .int(Int(status))),
+            ("message", .string(d.message)),
+            ("file", d.file.map { .string($0) } ?? .null),
+            ("tensor", d.tensor.map { .string($0) } ?? .null),
+            ("offset", d.offset.map { .int($0) } ?? .null),
+        ])
+        return (v, status, text)
     }
 }

@@ -23,7 +23,8 @@ extension DSConvert {
                     ("copied_files", .array(r.copied.map { .string($0) })), ("not_copied", .array(r.notCopied.map { .string($0) })),
                 ])), terminator: "")
             } else if !common.quiet {
-                printError("\(output): \(r.shards) shards verified, \(formatBytes(r.totalSize)) of tensors; index, config.json and \(r.copied.count) other file(s) written")
+                printError("\(output): \(r.shards) shards verified, \(formatBytes(r.totalSize)) of tensors; "
+                           + (r.embedsModelFiles ? "packs embed config.json and the side files, nothing written beside them" : "index, config.json and \(r.copied.count) other file(s) written"))
             }
         }
     }

@@ -22,7 +22,9 @@ extension DSConvert {
             dim 0, row-parallel ones (o_proj, down_proj) on dim 1, everything else is replicated; with --ep > 1 \
             routed experts are held whole by one rank. A block-FP8 weight_scale_inv grid is cut with its weight \
             (a cut inside a 128-block is refused before anything is written). --layout deepseek writes DeepSeek-V3's \
-            inference/convert.py layout (model{i}-mp{T}.safetensors, its names, model_args.json).
+            inference/convert.py layout (model{i}-mp{T}.safetensors, its names, model_args.json). --format dspack \
+            writes one rank-…/model.dspack per rank instead of its safetensors set (config.json, side files and \
+            rank.json embedded; `dsconvert forward OUT` and `verify` read it as they read the folders).
 
             --plan (no OUT; headers only, nothing written) prints per GPU the weight bytes, KV-cache bytes per \
             token (MLA: kv_lora_rank + qk_rope_head_dim per layer, replicated on every TP rank; GQA: K and V of the \
@@ -57,6 +59,9 @@ extension DSConvert {
 
         @Option(name: .long, help: "hf (rank folders, default) or deepseek (DeepSeek-V3 inference/convert.py's files; needs --ep = --tp and --pp 1).")
         var layout: ShardOptions.Layout = .hf
+
+        @Option(name: .long, help: "Rank files: safetensors (default: each rank folder a safetensors set with index, config.json, side files and rank.json) or dspack (one rank-…/model.dspack per rank embedding config.json, the side files and rank.json, its metadata naming the plan and the rank; Formats/dspack.md §6).")
+        var format: OutputFormat = .safetensors
 
         @Flag(name: .long, help: "Quantize on the way, in the same pass: every linear weight quantize --fp8 quantizes becomes DeepSeek block-128 FP8 (F8_E4M3 + F32 weight_scale_inv), each rank's slice and scale grid equal to quantize --fp8 then shard (the split must fall on 128-blocks).")
         var fp8 = false
@@ -104,6 +109,11 @@ extension DSConvert {
                 if tp == nil { throw UsageError.conflict("shard needs --tp") }
                 if emit != nil || gpu != nil || gpuMem != nil { throw UsageError.conflict("--emit, --gpu and --gpu-mem go with --plan") }
             }
+            if format == .dspack {
+                if plan { throw UsageError.conflict("--format dspack chooses what shard writes; --plan writes nothing") }
+                if layout == .deepseek { throw UsageError.conflict("--layout deepseek writes DeepSeek's own safetensors files (model{i}-mp{T}.safetensors): --format dspack goes with --layout hf") }
+                if how.shardSize != nil { throw UsageError.conflict("--shard-size applies to --format safetensors: a rank's .dspack is one file (rank-…/model.dspack)") }
+            }
             if plan && fp8 { throw UsageError.conflict("--fp8 writes a quantized split; --plan writes nothing (plan the FP8 checkpoint instead)") }
             if gpu != nil && gpuMem != nil { throw UsageError.conflict("choose one of --gpu or --gpu-mem") }
             if let g = gpu, MemoryFit.preset(g) == nil {
@@ -122,6 +132,7 @@ extension DSConvert {
             var options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
                                        layout: layout, shardSize: how.shardSize ?? ShardOptions.defaultShardSize)
             if fp8 { options.quantize = try QuantizationScheme(format: .fp8) }
+            options.format = format == .dspack ? .dspack : .safetensors
             let (plan, _) = try ShardPlanner.plan(ckpt, options)
             try how.run(ckpt, plan, input: input, output: output!, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common)
         }

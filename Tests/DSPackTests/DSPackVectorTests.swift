@@ -32,7 +32,7 @@ final class DSPackVectorTests: XCTestCase {
         let v = try Self.manifest()
         XCTAssertGreaterThanOrEqual(v.count, 40)
         let codes = Set(v.compactMap(\.code))
-        for c in DSPackError.Code.allCases where ![.io, .missingTensor, .writerMisuse, .transportInvalid, .keyInvalid].contains(c) {
+        for c in DSPackError.Code.allCases where ![.io, .missingTensor, .writerMisuse, .transportInvalid, .keyInvalid, .planMismatch].contains(c) {
             XCTAssertTrue(codes.contains(c.rawValue), "no vector for \(c.rawValue)")
         }
         for x in v where x.file != "empty.dspack" {

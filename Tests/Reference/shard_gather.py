@@ -5,7 +5,14 @@ usage: shard_gather.py SOURCE_DIR OUT_DIR SPEC.json
 
 SPEC: {"tp": T, "pp": P, "ep": E, "placement": "contiguous" | "round-robin", "keep_mtp": bool,
        "layers": [[...layers of stage 0...], ...]  (hand-written expectation, MTP layers included),
-       "block": 128}
+       "block": 128, "format": "safetensors" | "dspack"}
+
+With "format": "dspack" (`shard --format dspack`) each rank folder holds exactly model.dspack,
+read with the Python reader of Formats/python/dspack (every checksum verified): rank.json,
+config.json and the side files come from its embedded files, the tensors from its entries, and
+its metadata.parallel names the plan and the rank as Formats/dspack.md §6 says
+(world_size = T*P, rank = stage*T + tp_rank, ep_rank the TP rank with EP > 1, else 0); every
+other check below is the same.
 
 Checked, from the files alone (safetensors.numpy.load_file, each folder through its own index):
 - OUT holds exactly rank-{r:05d}-of-{n:05d} for r < T*P; each has rank.json, config.json equal to
@@ -75,6 +82,42 @@ def load_dir(d):
     return out
 
 
+class PackRank:
+    """One rank of `shard --format dspack`: its folder holds exactly model.dspack."""
+
+    def __init__(self, path):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Formats", "python"))
+        import dspack  # noqa: E402  (Formats/python/dspack, the spec's reference reader)
+        on_disk = sorted(f for f in os.listdir(path) if not f.startswith("."))
+        if on_disk != ["model.dspack"]:
+            problem(f"{path}: holds {on_disk}, expected only model.dspack")
+        self.pack = dspack.open(os.path.join(path, "model.dspack"))
+        self.pack.verify()
+
+    def read(self, name):
+        return self.pack.file(name) if name in self.pack.file_names() else None
+
+    def tensors(self):
+        return {n: np.array(self.pack.array(n)) for n in self.pack.names()}
+
+
+class FolderRank:
+    """One rank folder of the safetensors layout."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def read(self, name):
+        p = os.path.join(self.path, name)
+        if not os.path.exists(p):
+            return None
+        with open(p, "rb") as f:
+            return f.read()
+
+    def tensors(self):
+        return load_dir(self.path)
+
+
 def module_and_param(name):
     for suffix in ("weight_scale_inv", "weight_scale", "input_scale", "weight", "bias", "e_score_correction_bias"):
         if name.endswith("." + suffix):
@@ -125,26 +168,40 @@ def main(argv):
         problem(f"{out_dir} holds {got_dirs}, expected {want_dirs}")
         return
 
+    packed = spec.get("format", "safetensors") == "dspack"
     pieces = {}  # global name -> [(rank, dim, offset, length, array)]
     copies = {}  # global name -> number of whole copies
+    infos = []
     for r, d in enumerate(want_dirs):
         path = os.path.join(out_dir, d)
-        with open(os.path.join(path, "rank.json")) as f:
-            info = json.load(f)
+        rank = PackRank(path) if packed else FolderRank(path)
+        raw = rank.read("rank.json")
+        if raw is None:
+            problem(f"{d}: no rank.json")
+            continue
+        info = json.loads(raw)
+        infos.append(info)
         s, t = r // tp, r % tp
+        if packed:
+            par = rank.pack.metadata.get("parallel", {})
+            want = {"world_size": n, "rank": r, "tp_size": tp, "tp_rank": t, "pp_size": pp, "pp_rank": s,
+                    "ep_size": ep, "ep_rank": t if ep > 1 else 0, "expert_placement": placement}
+            for key, v in want.items():
+                if par.get(key) != v:
+                    problem(f"{d}/model.dspack: metadata.parallel.{key} {par.get(key)}, expected {v}")
         for key, want in (("rank", r), ("tp_rank", t), ("pp_stage", s), ("ep_rank", t if ep > 1 else 0)):
             if info.get(key) != want:
                 problem(f"{d}/rank.json: {key} {info.get(key)}, expected {want}")
         if info.get("layers") != stage_layers[s]:
             problem(f"{d}/rank.json: layers {info.get('layers')}, expected {stage_layers[s]}")
-        with open(os.path.join(path, "config.json")) as f:
-            if json.load(f) != config:
-                problem(f"{d}/config.json differs from the source's")
+        cfg = rank.read("config.json")
+        if cfg is None or json.loads(cfg) != config:
+            problem(f"{d}/config.json differs from the source's (or is missing)")
         for fn in side:
-            with open(os.path.join(src_dir, fn), "rb") as a, open(os.path.join(path, fn), "rb") as b:
-                if a.read() != b.read():
-                    problem(f"{d}/{fn} differs from the source's")
-        tensors = load_dir(path)
+            with open(os.path.join(src_dir, fn), "rb") as a:
+                if a.read() != rank.read(fn):
+                    problem(f"{d}/{fn} differs from the source's (or is missing)")
+        tensors = rank.tensors()
         listed = info.get("tensors", {})
         if set(listed) != set(tensors):
             problem(f"{d}: rank.json lists {len(listed)} tensors, the files hold {len(tensors)}: {sorted(set(listed) ^ set(tensors))[:5]}")
@@ -202,9 +259,8 @@ def main(argv):
 
     # Gather the split tensors and compare; count every source tensor's holders.
     held = set()
-    for r, d in enumerate(want_dirs):
-        with open(os.path.join(out_dir, d, "rank.json")) as f:
-            held |= {e["global"] for e in json.load(f)["tensors"].values()}
+    for info in infos:
+        held |= {e["global"] for e in info["tensors"].values()}
     for g, ps in pieces.items():
         src = source[g]
         dim = ps[0][1]
