@@ -24,6 +24,9 @@ public final class Checkpoint: @unchecked Sendable {
     public let roles: [String: TensorRole]
     /// Tensors the layout does not explain, in checkpoint order.
     public let unknownTensors: [String]
+    /// The rank's manifest when this checkpoint is one rank of a `dsconvert shard` output
+    /// (rank.json beside the tensors, or embedded in the pack); its shapes are slices.
+    public let rank: RankManifest?
 
     /// Opens a directory (or a single .safetensors file, or a .dspack). Reads config.json and
     /// headers only; with `verify` also every checksum a .dspack holds (see `openStore`).
@@ -87,6 +90,7 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.roles = roles
         self.unknownTensors = unknown
+        rank = try RankManifest.read(from: store)
     }
 
     /// Throws unless the checkpoint has a config with a known architecture, every tensor fits it and

@@ -128,6 +128,27 @@ struct ConfigValidator {
                 return nil
             }
         }
+        // A rank of a shard output stores slices and a part of the layers and experts: its
+        // shapes are checked as the global shapes its rank.json gives (each slice against them),
+        // and a missing layer, expert or lm_head is another rank's.
+        var globalShapes: [String: [Int]] = [:]
+        if let rank = checkpoint.rank {
+            for (name, slice) in rank.tensors {
+                globalShapes[name] = slice.globalShape
+                guard let info = w.info(name) else {
+                    out.append(.configMismatch(path: rank.path, key: "tensors", value: name, tensor: name, "is listed in rank.json but not stored in this rank"))
+                    continue
+                }
+                if info.shape != slice.localShape {
+                    out.append(.configMismatch(path: rank.path, key: "tensors", value: name, tensor: name,
+                                               "is stored with shape \(info.shape), but rank.json makes it \(slice.localShape) (a slice of \(slice.global) \(slice.globalShape))"))
+                }
+            }
+            if let stray = w.tensorNames.first(where: { globalShapes[$0] == nil }) {
+                out.append(.configMismatch(path: rank.path, key: "tensors", value: stray, tensor: stray, "is stored in this rank but rank.json does not list it"))
+            }
+        }
+        let partial = checkpoint.rank != nil
         for name in w.tensorNames {
             guard let role = checkpoint.roles[name], let info = w.info(name) else { continue }
             if let l = role.layer {
@@ -136,7 +157,7 @@ struct ConfigValidator {
                     mtpLayers.insert(l)
                 }
             }
-            let shape = info.shape
+            let shape = globalShapes[name] ?? info.shape
             let isWeight = role.parameter == "weight"
             switch role.kind {
             case .norm where isWeight:
@@ -195,18 +216,18 @@ struct ConfigValidator {
             let regular = layers.subtracting(mtpStored)
             func example(_ l: Int) -> String? { w.tensorNames.first { checkpoint.roles[$0]?.layer == l } }
             if let extra = regular.sorted().first(where: { $0 >= n }) {
-                mismatch("num_hidden_layers", example(extra), "the checkpoint stores decoder layer \(extra) (layers \(Self.ranges(regular.sorted())))\(mtpStored.isEmpty ? "" : " besides the MTP layer(s) \(Self.ranges(mtpStored.sorted()))"), more than \(n)")
-            } else if let missing = (0..<n).first(where: { !regular.contains($0) }) {
-                mismatch("num_hidden_layers", nil, "the checkpoint has no layer \(missing) (it stores layers \(Self.ranges(regular.sorted())))")
+                mismatch("num_hidden_layers", example(extra), "the checkpoint stores decoder layer \(extra) (layers \(IndexRanges.text(regular.sorted())))\(mtpStored.isEmpty ? "" : " besides the MTP layer(s) \(IndexRanges.text(mtpStored.sorted()))"), more than \(n)")
+            } else if !partial, let missing = (0..<n).first(where: { !regular.contains($0) }) {
+                mismatch("num_hidden_layers", nil, "the checkpoint has no layer \(missing) (it stores layers \(IndexRanges.text(regular.sorted())))")
             } else if let bad = mtpStored.sorted().first(where: { $0 < n || $0 >= n + mtp }) {
-                mismatch("num_hidden_layers", example(bad), "the multi-token-prediction layer is stored at index \(bad), but num_hidden_layers = \(n) and num_nextn_predict_layers = \(mtp) put MTP layers at \(mtp == 0 ? "none" : Self.ranges(Array(n..<(n + mtp))))")
+                mismatch("num_hidden_layers", example(bad), "the multi-token-prediction layer is stored at index \(bad), but num_hidden_layers = \(n) and num_nextn_predict_layers = \(mtp) put MTP layers at \(mtp == 0 ? "none" : IndexRanges.text(Array(n..<(n + mtp))))")
             }
         }
         if let n = size("n_routed_experts") {
-            for (l, experts) in expertsByLayer.sorted(by: { $0.key < $1.key }) where experts.count != n || experts.max()! != n - 1 {
+            for (l, experts) in expertsByLayer.sorted(by: { $0.key < $1.key }) where partial ? experts.max()! >= n : experts.count != n || experts.max()! != n - 1 {
                 let beyond = experts.filter { $0 >= n }.min()
                 let tensor = beyond.flatMap { e in w.tensorNames.first { checkpoint.roles[$0]?.layer == l && checkpoint.roles[$0]?.expert == e } } ?? firstExpertTensor[l]
-                mismatch("n_routed_experts", tensor, "layer \(l) stores \(experts.count) experts (indices \(Self.ranges(experts.sorted()))), not \(n)")
+                mismatch("n_routed_experts", tensor, "layer \(l) stores \(experts.count) experts (indices \(IndexRanges.text(experts.sorted()))), not \(n)")
                 break
             }
         }
@@ -234,22 +255,9 @@ struct ConfigValidator {
 
         // 5. Tied embeddings.
         let tied = config.json["tie_word_embeddings"]?.boolValue ?? false
-        if !tied && !hasLMHead && w.tensorCount > 0 {
+        if !tied && !hasLMHead && w.tensorCount > 0 && !partial {
             mismatch("tie_word_embeddings", nil, (config.json["tie_word_embeddings"] == nil ? "absent (\(architecture.rawValue)'s default is false)" : "false") + ", but the checkpoint has no lm_head.weight: transformers would initialise the output projection at random")
         }
         return out
-    }
-
-    /// `0-3, 5, 7-9` for a sorted list.
-    static func ranges(_ xs: [Int]) -> String {
-        var parts: [String] = []
-        var i = 0
-        while i < xs.count {
-            var j = i
-            while j + 1 < xs.count && xs[j + 1] == xs[j] + 1 { j += 1 }
-            parts.append(i == j ? "\(xs[i])" : "\(xs[i])-\(xs[j])")
-            i = j + 1
-        }
-        return parts.joined(separator: ", ")
     }
 }

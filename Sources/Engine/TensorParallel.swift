@@ -58,28 +58,14 @@ public struct TensorParallelLayout: Sendable {
             let ckpt = try Checkpoint(path: root)
             guard let c = ckpt.config else { throw EngineError.config(path: ckpt.weights.sideFilePath("config.json"), "missing: every rank carries the model's config.json") }
             if first == nil { first = c }
-            let path = ckpt.weights.sideFilePath("rank.json")
-            let json: JSONValue
-            do {
-                guard let bytes = try ckpt.weights.sideFile("rank.json") else { throw EngineError.config(path: path, "missing") }
-                json = try JSONParser.parse(bytes)
-            } catch let e as EngineError { throw e } catch {
-                throw EngineError.config(path: path, "cannot be read as JSON: \(error)")
+            guard let manifest = ckpt.rank else {
+                throw EngineError.config(path: ckpt.weights.sideFilePath(RankManifest.fileName), "is not a dsconvert rank.json (format \(RankManifest.formatName) with a tensors object)")
             }
-            guard json["format"]?.stringValue == "dsconvert-rank", let tensors = json["tensors"]?.objectMembers else {
-                throw EngineError.config(path: path, "is not a dsconvert rank.json (format dsconvert-rank with a tensors object)")
-            }
-            for (local, e) in tensors {
-                guard let global = e["global"]?.stringValue, let shape = e["global_shape"]?.arrayValue?.compactMap(\.intValue) else {
-                    throw EngineError.config(path: path, "tensor '\(local)' lacks global or global_shape")
-                }
-                let dim = e["split_dim"]?.intValue
-                let offset = e["offset"]?.intValue ?? 0
-                let length = e["length"]?.intValue ?? (dim.map { shape[$0] } ?? 0)
+            for (local, s) in manifest.tensors {
                 guard ckpt.weights.info(local) != nil else {
-                    throw EngineError.tensor(name: local, file: path, "is listed in rank.json but not stored in \(folder)")
+                    throw EngineError.tensor(name: local, file: manifest.path, "is listed in rank.json but not stored in \(folder)")
                 }
-                found[global, default: []].append((Part(store: ckpt.weights, name: local, offset: offset, length: length), dim, shape))
+                found[s.global, default: []].append((Part(store: ckpt.weights, name: local, offset: s.offset, length: s.length), s.splitDim, s.globalShape))
             }
         }
         config = first!

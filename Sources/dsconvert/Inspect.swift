@@ -85,6 +85,11 @@ extension DSConvert {
                 ("config_problems", .array(problems.map { .string("\($0)") })),
                 ("unindexed_files", .array(ckpt.weights.unindexedFiles.map { .string($0) })),
                 ("shard_of_index", ckpt.partOfIndex.map { .string($0.indexPath) } ?? .null),
+                ("rank", ckpt.rank.map { r in .object([
+                    ("rank", .int(r.rank)), ("tp_rank", .int(r.tpRank)), ("pp_stage", .int(r.ppStage)), ("ep_rank", .int(r.epRank)),
+                    ("layers", .array(r.layers.map { .int($0) })), ("experts", .array(r.experts.map { .int($0) })),
+                    ("sliced_tensors", .int(r.tensors.filter { $0.slice.splitDim != nil }.count)),
+                ]) } ?? .null),
             ]
             if !summary {
                 members.append(("tensors", .array(names.map { n in
@@ -104,6 +109,11 @@ extension DSConvert {
             print("checkpoint    \(path)  (\(s.shardCount) file\(s.shardCount == 1 ? "" : "s"), \(formatBytes(s.totalFileBytes)))")
             if let part = ckpt.partOfIndex {
                 print("part of       \(part.indexPath): this file is 1 of \(part.shardCount) shards (\(grouped(s.tensorCount)) of \(grouped(part.tensorCount)) tensors); inspect \(ckpt.directory) for the whole model (quantize and dequantize refuse a lone shard)")
+            }
+            if let r = ckpt.rank {
+                let sliced = r.tensors.filter { $0.slice.splitDim != nil }.count
+                print("rank          \(r.rank) (tp_rank \(r.tpRank), pp_stage \(r.ppStage), ep_rank \(r.epRank)) of a dsconvert shard output: "
+                      + "layers \(IndexRanges.text(r.layers))\(r.experts.isEmpty ? "" : ", experts \(IndexRanges.text(r.experts))"); \(grouped(sliced)) tensors are slices, checked against rank.json's global shapes")
             }
             if let c = ckpt.config {
                 let arch = ckpt.architecture?.rawValue ?? "unsupported (model_type \(c.modelType ?? "missing"))"
