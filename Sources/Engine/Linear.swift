@@ -28,6 +28,14 @@ public final class Linear: @unchecked Sendable {
     /// Static activation quantization (a W8A8 checkpoint's `input_scale`): applied to x first.
     public let inputQuantizer: ActivationQuantizer?
 
+    /// How a product with fewer than `packedMinRows` rows of x (decode) reads W: straight from
+    /// its stored bytes where a kernel decodes the encoding in registers (BF16; E4M3 with
+    /// multiplied tensor, channel or block scales and no zero point), else through the f32 tile.
+    enum RowsPath { case tile, bf16, e4m3(srows: Int32, sstride: Int, scols: Int32) }
+    let rowsPath: RowsPath
+    /// Rows of x from which a tile is packed for the register-blocked kernel.
+    static let packedMinRows = 4
+
     public init(_ weight: StoredWeight, bias: [Float]? = nil, inputQuantizer: ActivationQuantizer? = nil) {
         self.weight = weight
         self.bias = bias
@@ -36,6 +44,24 @@ public final class Linear: @unchecked Sendable {
         inputs = weight.cols
         parts = []
         split = .none
+        rowsPath = Linear.rowsPath(weight)
+    }
+
+    static func rowsPath(_ w: StoredWeight) -> RowsPath {
+        let e = w.encoding
+        guard w.cols <= Int(Int32.max) else { return .tile }
+        switch e.element {
+        case .bf16: return .bf16
+        case .e4m3 where e.convention == .multiply && !e.hasZeroPoint:
+            switch e.scale {
+            case .tensor: return .e4m3(srows: 1, sstride: 0, scols: Int32(w.cols))
+            case .channel: return .e4m3(srows: 1, sstride: 1, scols: Int32(w.cols))
+            case let .block(br, bc) where br <= Int(Int32.max) && bc <= Int(Int32.max):
+                return .e4m3(srows: Int32(br), sstride: w.scaleRowLength, scols: Int32(bc))
+            default: return .tile
+            }
+        default: return .tile
+        }
     }
 
     init(parts: [Linear], split: Split, bias: [Float]? = nil) {
@@ -47,6 +73,7 @@ public final class Linear: @unchecked Sendable {
         self.split = split
         outputs = split == .columns ? parts.reduce(0) { $0 + $1.outputs } : parts[0].outputs
         inputs = split == .rows ? parts.reduce(0) { $0 + $1.inputs } : parts[0].inputs
+        rowsPath = .tile  // the parts run their own products
     }
 
     /// x quantized as the static activation scheme says, in a buffer `body` may use (row stride
@@ -111,6 +138,22 @@ public final class Linear: @unchecked Sendable {
         } else if inputs == 0 {
             for i in 0..<m { (yt + i * ldy).update(repeating: 0, count: nb) }
         }
+        if m < Linear.packedMinRows && inputs > 0 {
+            let set: Int32 = bias == nil ? 1 : 0
+            let raw = weight.data.bytes.baseAddress!
+            switch rowsPath {
+            case .tile: break
+            case .bf16:
+                let w = raw.assumingMemoryBound(to: UInt16.self) + n0 * inputs
+                return ek_gemm_rows_bf16(Int32(m), Int32(nb), Int32(inputs), x, Int32(ldx), w, inputs, yt, Int32(ldy), set)
+            case let .e4m3(srows, sstride, scols):
+                let w = raw.assumingMemoryBound(to: UInt8.self) + n0 * inputs
+                return weight.scaleValues.withUnsafeBufferPointer { s in
+                    ek_gemm_rows_e4m3(Int32(m), Int32(nb), Int32(inputs), x, Int32(ldx), w, inputs, s.baseAddress!,
+                                      Int32(n0), srows, sstride, scols, yt, Int32(ldy), set)
+                }
+            }
+        }
         let decoded = scratch, packed = scratch + Linear.tileRows * Linear.tileCols
         var k0 = 0
         while k0 < inputs {
@@ -118,7 +161,7 @@ public final class Linear: @unchecked Sendable {
             let kb = k1 - k0
             let set: Int32 = k0 == 0 && bias == nil ? 1 : 0
             weight.dequantize(rows: n0..<n1, cols: k0..<k1, into: decoded, leadingDimension: kb)
-            if m >= 4 {
+            if m >= Linear.packedMinRows {
                 ek_pack_tile(decoded, Int32(nb), Int32(kb), Int32(kb), packed)
                 ek_gemm_packed(Int32(m), Int32(nb), Int32(kb), x + k0, Int32(ldx), packed, yt, Int32(ldy), set)
             } else {

@@ -192,3 +192,116 @@ EK_CLONES void ek_silu_mul(float *g, const float *u, int n) {
 }
 
 long ek_fetch_add(long *counter, long value) { return __atomic_fetch_add(counter, value, __ATOMIC_RELAXED); }
+
+// ---------------------------------------------------------------- products on stored weights
+// Decode (a few rows of x) reads each weight element once: widening it to an f32 tile first
+// would write and re-read a copy of every weight. These kernels decode 8 elements at a time in
+// registers and multiply them straight away.
+
+typedef unsigned short v8h __attribute__((vector_size(16), aligned(1)));
+typedef unsigned char v8b __attribute__((vector_size(8), aligned(1)));
+typedef unsigned int v8ui __attribute__((vector_size(32)));
+
+/// The 8 BF16 values at p as f32 (exact: BF16 is the top half of the f32's bits).
+#define WIDEN8_BF16(p) ((v8)(__builtin_convertvector(*(const v8h *)(p), v8ui) << 16))
+/// The 8 E4M3FN codes at p as f32, exactly: the 7 exponent-and-mantissa bits placed at the top
+/// of an f32's (exponent 0 + e, mantissa m) and multiplied by 2^120 re-bias 7 -> 127, which also
+/// turns e = 0 (an f32 subnormal) into the E4M3 subnormal m × 2^-9; 0x7F / 0xFF are NaN.
+#define DECODE8_E4M3(p) ({                                                              \
+    v8ui c_ = __builtin_convertvector(*(const v8b *)(p), v8ui);                         \
+    v8ui em_ = c_ & 0x7F;                                                               \
+    v8 f_ = (v8)((em_ << 20) | ((c_ & 0x80) << 24)) * 0x1p120f;                         \
+    v8i nan_ = (v8i)(em_ == 0x7F);                                                      \
+    (v8)(((v8i)f_ & ~nan_) | (nan_ & 0x7FC00000));                                      \
+})
+
+EK_INLINE float e4m3_scalar(unsigned c) {
+    unsigned em = c & 0x7F;
+    union { unsigned u; float f; } v = { (em << 20) | ((c & 0x80u) << 24) };
+    return em == 0x7F ? NAN : v.f * 0x1p120f;
+}
+
+/// y[i][n] (+)= sum_k x[i][k] * W[n][k] for i < mr (a constant: the accumulators stay in
+/// registers), W BF16 (kind 0) or E4M3 codes times their scale (kind 1), each row read once.
+EK_INLINE void rows_stored(const int mr, const int kind, int nb, int kb, const float *x, int ldx,
+                           const void *w, long ldw, const float *scales, int n0, int srows, long sstride,
+                           int scols, float *y, int ldy, int set) {
+    const int width = kind == 0 ? 2 : 1;
+    for (int n = 0; n < nb; n++) {
+        const unsigned char *wr = (const unsigned char *)w + (size_t)n * ldw * width;
+        const float *srow = kind == 1 ? scales + (size_t)((n0 + n) / srows) * sstride : 0;
+        v8 a0[3], a1[3];
+        float tail[3];
+        for (int i = 0; i < mr; i++) { a0[i] = splat8(0.0f); a1[i] = splat8(0.0f); tail[i] = 0; }
+        for (int k0 = 0; k0 < kb; k0 += scols) {
+            int k1 = kb - k0 < scols ? kb : k0 + scols;
+            float s = kind == 1 ? srow[k0 / scols] : 1.0f;
+            int k = k0;
+            for (; k + 16 <= k1; k += 16) {
+                v8 w0, w1;
+                if (kind == 0) {
+                    w0 = WIDEN8_BF16(wr + 2 * k);
+                    w1 = WIDEN8_BF16(wr + 2 * k + 16);
+                } else {
+                    w0 = DECODE8_E4M3(wr + k) * s;
+                    w1 = DECODE8_E4M3(wr + k + 8) * s;
+                }
+                for (int i = 0; i < mr; i++) {
+                    const float *xr = x + (size_t)i * ldx + k;
+                    a0[i] += load8(xr) * w0;
+                    a1[i] += load8(xr + 8) * w1;
+                }
+            }
+            for (; k + 8 <= k1; k += 8) {
+                v8 w0 = kind == 0 ? WIDEN8_BF16(wr + 2 * k) : DECODE8_E4M3(wr + k) * s;
+                for (int i = 0; i < mr; i++) a0[i] += load8(x + (size_t)i * ldx + k) * w0;
+            }
+            for (; k < k1; k++) {
+                float v;
+                if (kind == 0) {
+                    unsigned short h;
+                    __builtin_memcpy(&h, wr + 2 * k, 2);
+                    union { unsigned u; float f; } b = { (unsigned)h << 16 };
+                    v = b.f;
+                } else {
+                    v = e4m3_scalar(wr[k]) * s;
+                }
+                for (int i = 0; i < mr; i++) tail[i] += x[(size_t)i * ldx + k] * v;
+            }
+        }
+        for (int i = 0; i < mr; i++) {
+            v8 a = a0[i] + a1[i];
+            float d = hsum8(a) + tail[i];
+            float *yp = y + (size_t)i * ldy + n;
+            *yp = set ? d : *yp + d;
+        }
+    }
+}
+
+EK_CLONES void ek_gemm_rows_bf16(int M, int nb, int kb, const float *x, int ldx, const uint16_t *w, long ldw,
+                                 float *y, int ldy, int set) {
+    for (int m0 = 0; m0 < M; m0 += 3) {
+        const float *xm = x + (size_t)m0 * ldx;
+        float *ym = y + (size_t)m0 * ldy;
+        switch (M - m0 < 3 ? M - m0 : 3) {
+        case 3: rows_stored(3, 0, nb, kb, xm, ldx, w, ldw, 0, 0, 1, 0, kb, ym, ldy, set); break;
+        case 2: rows_stored(2, 0, nb, kb, xm, ldx, w, ldw, 0, 0, 1, 0, kb, ym, ldy, set); break;
+        default: rows_stored(1, 0, nb, kb, xm, ldx, w, ldw, 0, 0, 1, 0, kb, ym, ldy, set); break;
+        }
+    }
+}
+
+EK_CLONES void ek_gemm_rows_e4m3(int M, int nb, int kb, const float *x, int ldx, const uint8_t *w, long ldw,
+                                 const float *scales, int n0, int srows, long sstride, int scols,
+                                 float *y, int ldy, int set) {
+    if (scols <= 0 || scols > kb) scols = kb > 0 ? kb : 1;
+    for (int m0 = 0; m0 < M; m0 += 3) {
+        const float *xm = x + (size_t)m0 * ldx;
+        float *ym = y + (size_t)m0 * ldy;
+        switch (M - m0 < 3 ? M - m0 : 3) {
+        case 3: rows_stored(3, 1, nb, kb, xm, ldx, w, ldw, scales, n0, srows, sstride, scols, ym, ldy, set); break;
+        case 2: rows_stored(2, 1, nb, kb, xm, ldx, w, ldw, scales, n0, srows, sstride, scols, ym, ldy, set); break;
+        default: rows_stored(1, 1, nb, kb, xm, ldx, w, ldw, scales, n0, srows, sstride, scols, ym, ldy, set); break;
+        }
+    }
+}

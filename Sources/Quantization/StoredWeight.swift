@@ -94,6 +94,11 @@ public struct StoredWeight: @unchecked Sendable {
         if case let .block(_, bc) = layout { scaleCols = (cols + bc - 1) / bc } else { scaleCols = 1 }
     }
 
+    /// The scales widened to f32 (row-major over the scale tensor) and that tensor's row length,
+    /// for kernels that apply them while reading the codes; empty for an unscaled weight.
+    public var scaleValues: [Float] { scales }
+    public var scaleRowLength: Int { scaleCols }
+
     static func widen(_ v: TensorView) -> [Float] {
         let n = v.info.elementCount
         var out = [Float](repeating: 0, count: n)

@@ -34,6 +34,76 @@ final class EngineKernelTests: XCTestCase {
         }
     }
 
+    /// ek_gemm_rows_bf16 / ek_gemm_rows_e4m3 (the decode products that read stored weights) on
+    /// 1 to 5 rows of x, widths that are not multiples of 8 or 16, partial scale blocks, blocks
+    /// narrower than a vector and not a multiple of 8, channel- and tensor-like blocks, a call
+    /// that starts inside a block row (n0), storing and accumulating, strides wider than rows.
+    func testRowsOnStoredWeights() throws {
+        // (kind, M, N, K, block rows, block cols)
+        let cases: [(String, Int, Int, Int, Int, Int)] = [
+            ("bf16", 1, 70, 256, 1, 1), ("bf16", 2, 33, 37, 1, 1), ("bf16", 3, 9, 203, 1, 1), ("bf16", 5, 17, 8, 1, 1),
+            ("e4m3", 1, 130, 300, 128, 128), ("e4m3", 2, 50, 77, 16, 24), ("e4m3", 3, 40, 64, 1, 64),
+            ("e4m3", 4, 20, 45, 1000, 1000), ("e4m3", 1, 7, 5, 2, 3),
+        ]
+        for (i, c) in cases.enumerated() { try checkRows(kind: c.0, m: c.1, n: c.2, k: c.3, br: c.4, bc: c.5, seed: 20 + i) }
+    }
+
+    /// An E4M3 NaN code (0x7F, 0xFF) makes its row's products NaN, as the tile decoder's NaN does.
+    func testRowsE4M3NaN() {
+        let k = 40
+        var w = [UInt8](repeating: 0x38, count: 2 * k)  // 1.0
+        w[k + 33] = 0xFF
+        let x = [Float](repeating: 1, count: k), s: [Float] = [0.5]
+        var y = [Float](repeating: 0, count: 2)
+        ek_gemm_rows_e4m3(1, 2, Int32(k), x, Int32(k), w, k, s, 0, 1, 0, Int32(k), &y, 2, 1)
+        XCTAssertEqual(y[0], Float(k) * 0.5)
+        XCTAssertTrue(y[1].isNaN)
+    }
+
+    func checkRows(kind: String, m: Int, n: Int, k: Int, br: Int, bc: Int, seed: Int) throws {
+        let dir = try PythonReference.TemporaryDirectory(prefix: "rows-ref")
+        try PythonReference.run("engine_kernels_reference.py", ["rows", dir.path, kind, "\(m)", "\(n)", "\(k)", "\(br)", "\(bc)", "\(seed)"])
+        let x = try PythonReference.load(dir.url, "x.bin", as: Float.self, count: m * k)
+        let expected = try PythonReference.load(dir.url, "out.bin", as: Float.self, count: m * n)
+        let mag = try PythonReference.load(dir.url, "abs.bin", as: Float.self, count: m * n)
+        let ldx = k + 3, ldy = n + 2
+        var xs = [Float](repeating: .nan, count: m * ldx)
+        for r in 0..<m { for c in 0..<k { xs[r * ldx + c] = x[r * k + c] } }
+        let scaleCols = (k + bc - 1) / bc
+        let w16 = kind == "bf16" ? try PythonReference.load(dir.url, "w.bin", as: UInt16.self, count: n * k) : []
+        let w8 = kind == "bf16" ? [] : try PythonReference.load(dir.url, "w.bin", as: UInt8.self, count: n * k)
+        let s = try PythonReference.load(dir.url, "scales.bin", as: Float.self)
+        // Two calls, rows [0, n0) and [n0, n): the second starts inside a block row.
+        let n0 = n / 3
+        for set in [Int32(1), 0] {
+            var y = [Float](repeating: .nan, count: m * ldy)
+            if set == 0 { for r in 0..<m { for c in 0..<n { y[r * ldy + c] = 1 } } }
+            for (lo, hi) in [(0, n0), (n0, n)] where hi > lo {
+                y.withUnsafeMutableBufferPointer { yb in
+                    let yp = yb.baseAddress! + lo
+                    if kind == "bf16" {
+                        w16.withUnsafeBufferPointer { wb in
+                            ek_gemm_rows_bf16(Int32(m), Int32(hi - lo), Int32(k), xs, Int32(ldx), wb.baseAddress! + lo * k, k, yp, Int32(ldy), set)
+                        }
+                    } else {
+                        w8.withUnsafeBufferPointer { wb in
+                            ek_gemm_rows_e4m3(Int32(m), Int32(hi - lo), Int32(k), xs, Int32(ldx), wb.baseAddress! + lo * k, k, s,
+                                              Int32(lo), Int32(br), scaleCols, Int32(bc), yp, Int32(ldy), set)
+                        }
+                    }
+                }
+            }
+            for r in 0..<m {
+                for c in 0..<n {
+                    let want = expected[r * n + c] + (set == 0 ? 1 : 0)
+                    let tol = 1e-5 * (mag[r * n + c] + (set == 0 ? 1 : 0)) + 1e-30
+                    XCTAssertLessThanOrEqual(abs(y[r * ldy + c] - want), tol, "\(kind) M \(m) N \(n) K \(k) block \(br)x\(bc) set \(set): y[\(r)][\(c)] = \(y[r * ldy + c]), expected \(want)")
+                }
+                for c in n..<ldy { XCTAssertTrue(y[r * ldy + c].isNaN, "wrote past row \(r)'s \(n) outputs") }
+            }
+        }
+    }
+
     func check(nq: Int, p0: Int, dk: Int, dv: Int, seed: Int) throws {
         let dir = try PythonReference.TemporaryDirectory(prefix: "attention-ref")
         try PythonReference.run("engine_kernels_reference.py", ["attention", dir.path, "\(nq)", "\(p0)", "\(dk)", "\(dv)", "\(seed)"])

@@ -9,6 +9,13 @@ by numpy in float64 and written as raw little-endian float32 files:
   python3 engine_kernels_reference.py silu OUTDIR N SEED
       g.bin, u.bin [N] and out.bin [N] = silu(g) * u = g / (1 + e^-g) * u; g spans
       -120 .. 120 (both tails of the sigmoid, where e^-g overflows float32), u is normal(0, 1).
+  python3 engine_kernels_reference.py rows OUTDIR KIND M N K BR BC SEED
+      x.bin [M, K] f32 normal(0, 1); w.bin [N, K] the stored weight: KIND bf16 (uint16 codes of
+      normal(0, 1) draws rounded to BF16) or e4m3 (uint8 codes drawn uniformly from every
+      non-NaN E4M3FN code, so zeros, subnormals and 448 all occur); for e4m3 scales.bin, f32, one
+      per BR x BC block ([ceil(N/BR), ceil(K/BC)], log-uniform over 2^-12 .. 2^4); out.bin [M, N]
+      = x . W^T in float64 where W = decoded code x scale rounded to f32 (the weight value the
+      engine's tile decoder writes), and abs.bin [M, N] = |x| . |W|^T (the error scale).
 """
 import os
 import sys
@@ -45,11 +52,38 @@ def silu(out, n, seed):
     write(out, (("g", g), ("u", u), ("out", r)))
 
 
+def rows(out, kind, m, n, k, br, bc, seed):
+    import ml_dtypes
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    if kind == "bf16":
+        wb = rng.standard_normal((n, k)).astype(ml_dtypes.bfloat16)
+        codes = wb.view(np.uint16)
+        w = wb.astype(np.float32)
+        scales = np.ones((1, 1), dtype=np.float32)
+    else:
+        allowed = np.array([c for c in range(256) if c & 0x7F != 0x7F], dtype=np.uint8)
+        codes = rng.choice(allowed, size=(n, k))
+        value = codes.view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+        scales = np.exp2(rng.uniform(-12, 4, ((n + br - 1) // br, (k + bc - 1) // bc))).astype(np.float32)
+        full = np.repeat(np.repeat(scales, br, axis=0), bc, axis=1)[:n, :k]
+        w = value * full  # float32 product, one rounding
+    ref = x.astype(np.float64) @ w.astype(np.float64).T
+    mag = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+    os.makedirs(out, exist_ok=True)
+    x.astype("<f4").tofile(os.path.join(out, "x.bin"))
+    codes.astype("<u2" if kind == "bf16" else "u1").tofile(os.path.join(out, "w.bin"))
+    scales.astype("<f4").tofile(os.path.join(out, "scales.bin"))
+    write(out, (("out", ref), ("abs", mag)))
+
+
 def main(argv):
     if argv[0] == "attention":
         attention(argv[1], *map(int, argv[2:7]))
     elif argv[0] == "silu":
         silu(argv[1], *map(int, argv[2:4]))
+    elif argv[0] == "rows":
+        rows(argv[1], argv[2], *map(int, argv[3:9]))
     else:
         raise SystemExit(f"unknown reference {argv[0]!r}")
     return 0

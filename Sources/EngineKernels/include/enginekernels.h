@@ -21,6 +21,20 @@ void ek_gemm_packed(int M, int nb, int kb, const float *x, int ldx, const float 
 /// Same product with w row-major (row stride ldw), for a few rows of x (decode).
 void ek_gemm_rows(int M, int nb, int kb, const float *x, int ldx, const float *w, int ldw, float *y, int ldy, int set);
 
+/// The same product reading a BF16 weight straight from its stored rows (row stride ldw
+/// elements): each element is widened in registers as it is used, no f32 copy of W.
+void ek_gemm_rows_bf16(int M, int nb, int kb, const float *x, int ldx, const uint16_t *w, long ldw,
+                       float *y, int ldy, int set);
+
+/// The same on E4M3FN codes, each decoded and multiplied by its scale (code value × scale in f32,
+/// exactly what the tile decoder writes) before the product. Row n of this call is weight row
+/// n0 + n; the scale of (row r, column k) is scales[(r / srows) * sstride + k / scols]: a tensor
+/// scale is srows 1, sstride 0, scols >= kb; a channel scale srows 1, sstride 1; block scales
+/// srows and scols the block, sstride the scale tensor's row length.
+void ek_gemm_rows_e4m3(int M, int nb, int kb, const float *x, int ldx, const uint8_t *w, long ldw,
+                       const float *scales, int n0, int srows, long sstride, int scols,
+                       float *y, int ldy, int set);
+
 /// sum_k a[k] * b[k].
 float ek_dot(const float *a, const float *b, int n);
 
