@@ -75,7 +75,7 @@ let package = Package(
         .target(name: "Calibration", dependencies: ["Diagnostics", "JSON", "SystemIO", "Numerics"], swiftSettings: fast),
         // `dsconvert calibrate`'s pass: the engine's observer filling those histograms window by
         // window over a tokenized text.
-        .target(name: "CalibrationRun", dependencies: ["Calibration", "Diagnostics", "Engine", "Eval", "SystemIO"], swiftSettings: fast),
+        .target(name: "CalibrationRun", dependencies: ["Calibration", "Checkpoint", "Diagnostics", "Engine", "Eval", "Numerics", "SystemIO", "Tensors"], swiftSettings: fast),
         .executableTarget(
             name: "dsconvert",
             dependencies: [

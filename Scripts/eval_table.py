@@ -10,7 +10,8 @@ normalised, for the BF16 reference and each candidate). Only the standard librar
 
 With `--schemes static-int8-kl,...` (or `--static`: all of them) it also measures static W8A8:
 each sample is calibrated on Samples/calib.txt (`dsconvert calibrate --method kl|percentile|mse|
-minmax --target int8|fp8`) and quantized with `--act static --ranges` before the eval.
+minmax --target int8|fp8`) and quantized with `--act static --ranges` before the eval. The
+`static-int8-M-sqALPHA` schemes calibrate with `--smooth ALPHA` (SmoothQuant, folded by quantize).
 
 usage: eval_table.py [DSCONVERT] [--models a,b] [--schemes a,b | --static] [--work DIR] [--json FILE]
 """
@@ -41,9 +42,14 @@ METHODS = ["kl", "percentile", "mse", "minmax"]
 for t, (flags, label) in STATIC.items():
     for m in METHODS:
         SCHEMES[f"static-{t}-{m}"] = (flags + ["--act", "static"], f"{label}, {m}", (m, t))
+# SmoothQuant (INT8 W8A8): calibrate --smooth ALPHA, s folded by quantize --ranges.
+for alpha in ["0.5", "0.8"]:
+    for m in METHODS:
+        SCHEMES[f"static-int8-{m}-sq{alpha}"] = (STATIC["int8"][0] + ["--act", "static"],
+                                                    f"{STATIC['int8'][1]}, {m}, SmoothQuant α {alpha}", (m, "int8", None, alpha))
 # The INT8-style KL (128 uniform levels) used for an FP8 checkpoint: the comparison the FP8-aware
 # KL is for (its ranges are relabelled --target fp8, which quantize otherwise refuses on purpose).
-SCHEMES["static-fp8-kl-int8grid"] = (STATIC["fp8"][0] + ["--act", "static"], "FP8 static (per tensor), kl on the INT8 grid", ("kl", "int8", "fp8"))
+SCHEMES["static-fp8-kl-int8grid"] = (STATIC["fp8"][0] + ["--act", "static"], "FP8 static (per tensor), kl on the INT8 grid", ("kl", "int8", "fp8", None))
 DEFAULT_SCHEMES = ["fp8-block", "fp8-channel", "fp8-tensor", "int8"]
 
 
@@ -90,12 +96,14 @@ def main():
                 flags, label, *calib = SCHEMES[s]
                 out = os.path.join(work, f"{m}-{s}")
                 if calib:
-                    method, target, *relabel = calib[0]
-                    ranges = os.path.join(work, f"{m}-{method}-{target}.ranges.json")
+                    method, target, *rest = calib[0]
+                    relabel = [rest[0]] if rest and rest[0] else []
+                    smooth = rest[1] if len(rest) > 1 else None
+                    ranges = os.path.join(work, f"{m}-{method}-{target}" + (f"-sq{smooth}" if smooth else "") + ".ranges.json")
                     if not os.path.exists(ranges):
-                        print(f"calibrate {m} {method} {target} ...", file=sys.stderr, flush=True)
+                        print(f"calibrate {m} {method} {target}" + (f" --smooth {smooth}" if smooth else "") + " ...", file=sys.stderr, flush=True)
                         run([a.dsconvert, "calibrate", ref, "--text", os.path.join(ROOT, "Samples/calib.txt"),
-                             "--method", method, "--target", target, "-o", ranges, "-q"])
+                             "--method", method, "--target", target, "-o", ranges, "-q"] + (["--smooth", smooth] if smooth else []))
                     if relabel:
                         with open(ranges) as f:
                             r = json.load(f)

@@ -38,8 +38,13 @@ public struct RangesFile: Sendable, Equatable {
     public var windows: Int
     public var expertMode: String
     public var inputs: [InputRange]
+    /// SmoothQuant (`calibrate --smooth ALPHA`): α, and one entry per smoothed norm output; the
+    /// ranges of those outputs' inputs are then those of the smoothed activations X / s.
+    public var smoothAlpha: Double?
+    public var smoothing: [SmoothingEntry]
 
-    public init(model: String, method: String, target: CalibrationTarget, percentile: Double?, ctx: Int, windows: Int, expertMode: String, inputs: [InputRange]) {
+    public init(model: String, method: String, target: CalibrationTarget, percentile: Double?, ctx: Int, windows: Int, expertMode: String, inputs: [InputRange],
+                smoothAlpha: Double? = nil, smoothing: [SmoothingEntry] = []) {
         self.model = model
         self.method = method
         self.target = target
@@ -48,12 +53,22 @@ public struct RangesFile: Sendable, Equatable {
         self.windows = windows
         self.expertMode = expertMode
         self.inputs = inputs
+        self.smoothAlpha = smoothAlpha
+        self.smoothing = smoothing
     }
 
     public static let methods = ["kl", "percentile", "mse", "minmax"]
 
     public func json() -> JSONValue {
-        .object([
+        func floats(_ v: [Float]) -> JSONValue { .array(v.map { .double(Double($0)) }) }
+        var smooth: [(String, JSONValue)] = []
+        if let a = smoothAlpha {
+            smooth = [("smooth_alpha", .double(a)), ("smoothing", .array(smoothing.map { e in
+                .object([("norm", .string(e.norm)), ("consumers", .array(e.consumers.map { .string($0) })),
+                         ("act_max", floats(e.actMax)), ("weight_max", floats(e.weightMax)), ("scales", floats(e.scales))])
+            }))]
+        }
+        return .object([
             ("format", .string("dsconvert-ranges")),
             ("version", .int(Self.version)),
             ("model", .string(model)),
@@ -75,7 +90,7 @@ public struct RangesFile: Sendable, Equatable {
                     ("bin", r.bin.map { .int($0) } ?? .null),
                 ])
             })),
-        ])
+        ] + smooth)
     }
 
     public func encoded() -> [UInt8] { Array(JSONWriter.pretty(json()).utf8) }
@@ -121,6 +136,45 @@ public struct RangesFile: Sendable, Equatable {
             guard routed == nil || (routed?.intValue ?? -1) >= 0 else { throw fail(.header, input: name, "routed_tokens is a non-negative integer when present") }
             inputs.append(InputRange(name: name, consumers: consumers, tokens: tokens, routedTokens: routed?.intValue, amax: amax, bin: e["bin"]?.intValue))
         }
-        return RangesFile(model: model, method: method, target: target, percentile: percentile, ctx: ctx, windows: windows, expertMode: mode, inputs: inputs)
+        var alpha: Double?
+        var smoothing: [SmoothingEntry] = []
+        if let a = v["smooth_alpha"], a != .null {
+            guard let x = a.doubleValue, x.isFinite, x >= 0, x <= 1 else { throw fail(.badValue, "\"smooth_alpha\" is a number from 0 to 1") }
+            alpha = x
+            guard let entries = v["smoothing"]?.arrayValue else { throw fail(.header, "\"smooth_alpha\" needs the \"smoothing\" list") }
+            var norms = Set<String>()
+            for e in entries {
+                guard let norm = e["norm"]?.stringValue else { throw fail(.header, "a smoothing entry without a norm") }
+                guard norms.insert(norm).inserted else { throw fail(.header, input: norm, "smoothing entry listed twice") }
+                guard let consumers = e["consumers"]?.arrayValue?.compactMap(\.stringValue), !consumers.isEmpty else {
+                    throw fail(.header, input: norm, "smoothing: \"consumers\" (the modules reading the norm's output) is required")
+                }
+                /// An f32 vector whose every element is finite and (for s) positive.
+                func vector(_ key: String, positive: Bool) throws(CalibrationFileError) -> [Float] {
+                    guard let a = e[key]?.arrayValue else { throw fail(.header, input: norm, "smoothing: \"\(key)\" (a list of numbers) is required") }
+                    var out: [Float] = []
+                    out.reserveCapacity(a.count)
+                    for (j, x) in a.enumerated() {
+                        guard let d = x.doubleValue, Float(d).isFinite, positive ? Float(d) > 0 : d >= 0 else {
+                            let shown: String
+                            if case let .number(t) = x { shown = t } else { shown = "\(x)" }
+                            throw fail(.badValue, input: norm, "smoothing \(key)[\(j)] is \(shown); it must be a finite \(positive ? "positive" : "non-negative") f32")
+                        }
+                        out.append(Float(d))
+                    }
+                    return out
+                }
+                let s = try vector("scales", positive: true)
+                let am = try vector("act_max", positive: false), wm = try vector("weight_max", positive: false)
+                guard !s.isEmpty, am.count == s.count, wm.count == s.count else {
+                    throw fail(.sizeMismatch, input: norm, "smoothing: scales (\(s.count)), act_max (\(am.count)) and weight_max (\(wm.count)) must have one value per channel each")
+                }
+                smoothing.append(SmoothingEntry(norm: norm, consumers: consumers, actMax: am, weightMax: wm, scales: s))
+            }
+        } else if v["smoothing"] != nil && v["smoothing"] != .null {
+            throw fail(.header, "\"smoothing\" needs \"smooth_alpha\"")
+        }
+        return RangesFile(model: model, method: method, target: target, percentile: percentile, ctx: ctx, windows: windows, expertMode: mode, inputs: inputs,
+                          smoothAlpha: alpha, smoothing: smoothing)
     }
 }

@@ -1,4 +1,5 @@
 import Calibration
+import Checkpoint
 import Engine
 import Eval
 import SystemIO
@@ -18,6 +19,9 @@ public struct CalibrationPass {
         public var experts: ExpertObservation = .allExperts
         /// An input whose raw rows to keep (CalibrationResult.dumped).
         public var dumpInput: String?
+        /// SmoothQuant's α (`--smooth`): a first pass measures max |X_j| per channel of every norm
+        /// output, s follows (Smoothing), and the histograms are those of X / s.
+        public var smooth: Double?
         public init() {}
     }
 
@@ -32,6 +36,11 @@ public struct CalibrationPass {
         public var seconds: Double
         public var dumped: [(window: Int, rows: Int, width: Int, values: [Float])]
         public var tokens: Int { histograms.ctx * windows }
+        /// `smooth`: one entry per smoothed norm output, the inputs left as they are (no norm
+        /// before them) with the reason, and the first pass's seconds.
+        public var smoothing: [SmoothingEntry] = []
+        public var notSmoothed: [(name: String, reason: String)] = []
+        public var channelSeconds = 0.0
     }
 
     public let model: EvalModel
@@ -58,27 +67,48 @@ public struct CalibrationPass {
     public func run(textFile: String, label: String, progress: EvalObserver? = nil) throws -> Result {
         let text = try Evaluation.readText(textFile)
         let (ws, available, textTokens) = try windows(of: text, file: textFile)
-        let collector = try HistogramCollector(model: model.model, experts: options.experts, dump: options.dumpInput)
         let c = options.context
         let cache = KVCache(config: model.model.config, batch: options.batch, capacity: c)
-        progress?.begin("calibration", tokens: ws.count * c)
-        let t0 = MonotonicClock.seconds()
-        var k = 0
-        while k < ws.count {
-            let b = min(options.batch, ws.count - k)
-            let batchCache = b == options.batch ? cache : KVCache(config: model.model.config, batch: b, capacity: c)
-            batchCache.reset()
-            collector.windowBase = k
-            _ = try model.model.forward(Array(ws[k ..< k + b]), cache: batchCache, logits: .last, pool: pool, observer: collector)
-            try collector.checkFinite()
-            k += b
-            progress?.advance(tokens: b * c)
+        /// Runs every window through the engine with `observer`.
+        func pass(_ what: String, _ observer: ActivationObserver, windowBase: (Int) -> Void, check: () throws -> Void) throws -> Double {
+            progress?.begin(what, tokens: ws.count * c)
+            let t0 = MonotonicClock.seconds()
+            var k = 0
+            while k < ws.count {
+                let b = min(options.batch, ws.count - k)
+                let batchCache = b == options.batch ? cache : KVCache(config: model.model.config, batch: b, capacity: c)
+                batchCache.reset()
+                windowBase(k)
+                _ = try model.model.forward(Array(ws[k ..< k + b]), cache: batchCache, logits: .last, pool: pool, observer: observer)
+                try check()
+                k += b
+                progress?.advance(tokens: b * c)
+            }
+            progress?.end()
+            return MonotonicClock.seconds() - t0
         }
-        let seconds = MonotonicClock.seconds() - t0
-        progress?.end()
+        var plan: SmoothingPlan?
+        var channelSeconds = 0.0
+        if let alpha = options.smooth {
+            let p = try SmoothingPlan(model: model, experts: options.experts)
+            let maxima = ChannelMaxCollector(experts: options.experts, sites: p.sites)
+            channelSeconds = try pass("channel maxima", maxima, windowBase: { maxima.windowBase = $0 }, check: {
+                try maxima.checkFinite(consumers: { n in p.consumers[n] ?? [] })
+            })
+            try p.computeScales(maxima, alpha: alpha)
+            plan = p
+        }
+        let collector = try HistogramCollector(model: model.model, experts: options.experts, dump: options.dumpInput, divisors: plan?.divisors ?? [:])
+        let seconds = try pass("calibration", collector, windowBase: { collector.windowBase = $0 }, check: { try collector.checkFinite() })
         let file = HistogramFile(model: label, ctx: c, windows: ws.count, expertMode: options.experts.rawValue, inputs: collector.observedInputs())
         let short = options.samples.flatMap { $0 > available ? $0 : nil }
-        return Result(histograms: file, windows: ws.count, windowsAvailable: available, shortOf: short,
-                      textTokens: textTokens, seconds: seconds, dumped: collector.dumped)
+        var r = Result(histograms: file, windows: ws.count, windowsAvailable: available, shortOf: short,
+                       textTokens: textTokens, seconds: seconds, dumped: collector.dumped)
+        if let plan {
+            r.smoothing = plan.entries
+            r.notSmoothed = plan.notSmoothed
+            r.channelSeconds = channelSeconds
+        }
+        return r
     }
 }

@@ -8,6 +8,8 @@ public enum CalibrationError: DiagnosticError, Equatable {
     case nonFinite(input: String, consumers: [String], window: Int)
     /// `--dump-input` names no observed input of the model.
     case unknownInput(String)
+    /// `--smooth` cannot use a weight of the model (quantized, or not shaped as a reader).
+    case smoothing(tensor: String, String)
 
     public var category: ErrorCategory { .input }
 
@@ -16,6 +18,7 @@ public enum CalibrationError: DiagnosticError, Equatable {
         case .textTooShort: return "calibrate.text_too_short"
         case .nonFinite: return "calibrate.non_finite"
         case .unknownInput: return "calibrate.unknown_input"
+        case .smoothing: return "calibrate.smoothing"
         }
     }
 
@@ -28,6 +31,7 @@ public enum CalibrationError: DiagnosticError, Equatable {
         switch self {
         case let .nonFinite(input, _, _): return input
         case let .unknownInput(name): return name
+        case let .smoothing(tensor, _): return tensor
         default: return nil
         }
     }
@@ -42,6 +46,8 @@ public enum CalibrationError: DiagnosticError, Equatable {
             return "a NaN or infinity in the input of \(consumers.joined(separator: ", ")) (calibration window \(window)): the model's activations overflow on this text"
         case .unknownInput:
             return "is not an input this model's linear layers read (the names are those of ranges.json)"
+        case let .smoothing(_, m):
+            return m
         }
     }
 }

@@ -5,7 +5,8 @@ import Foundation
 /// The engine's calibration observer: one |x| histogram per observed input (Formats/calibration.md),
 /// one batch per window, the tokens that reached each input and the tokens the router sent to
 /// each expert. Optionally keeps the raw rows of one input (`dump`), to check the histograms
-/// against another implementation.
+/// against another implementation. With `divisors` (SmoothQuant's second pass), a site's rows
+/// are divided channel by channel (x_j / s_j) before they are counted (and dumped).
 ///
 /// Calls for one site never overlap (ActivationObserver), so each site's slot is touched by one
 /// thread at a time; the slot table itself is built up front and only read while observing.
@@ -18,6 +19,9 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
         var tokens = 0
         /// Rows copied out when the observer's rows are not contiguous.
         var scratch: [Float] = []
+        /// SmoothQuant: s of this site (its rows are divided by it), and room for the quotients.
+        var divisor: [Float]?
+        var smoothed: [Float] = []
         var dump: [(window: Int, rows: Int, width: Int, values: [Float])]?
     }
 
@@ -31,12 +35,14 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
     public var windowBase = 0
 
     /// `dump`: the name of one input whose raw rows are kept (nil: none).
-    public init(model: Model, experts: ExpertObservation, dump: String? = nil) throws {
+    /// `divisors`: observed input name → s (one per channel) for the inputs to smooth.
+    public init(model: Model, experts: ExpertObservation, dump: String? = nil, divisors: [String: [Float]] = [:]) throws {
         self.experts = experts
         inputs = model.observedInputs(experts)
         var s: [ObservedSite: Slot] = [:]
         for i in inputs {
             let slot = Slot()
+            slot.divisor = divisors[i.name]
             if i.name == dump { slot.dump = [] }
             s[i.site] = slot
         }
@@ -64,6 +70,26 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
     }
 
     private func add(_ values: UnsafeBufferPointer<Float>, rows: Int, width: Int, to slot: Slot, site: ObservedSite, window: Int) {
+        if let d = slot.divisor {
+            precondition(d.count == width, "divisor of \(d.count) channels for an input of width \(width)")
+            let n = rows * width
+            if slot.smoothed.count < n { slot.smoothed = [Float](repeating: 0, count: n) }
+            slot.smoothed.withUnsafeMutableBufferPointer { out in
+                d.withUnsafeBufferPointer { s in
+                    for r in 0..<rows {
+                        for j in 0..<width { out[r * width + j] = values[r * width + j] / s[j] }
+                    }
+                }
+            }
+            slot.smoothed.withUnsafeBufferPointer { out in
+                addCounted(UnsafeBufferPointer(rebasing: out[0..<n]), rows: rows, width: width, to: slot, site: site, window: window)
+            }
+            return
+        }
+        addCounted(values, rows: rows, width: width, to: slot, site: site, window: window)
+    }
+
+    private func addCounted(_ values: UnsafeBufferPointer<Float>, rows: Int, width: Int, to slot: Slot, site: ObservedSite, window: Int) {
         guard let m = AbsHistogram.absMax(values) else {
             lock.lock()
             if nonFinite == nil { nonFinite = (site, windowBase + window) }

@@ -41,7 +41,7 @@ final class ShardConverter {
         do {
             for (k, t) in plan.tensors.enumerated() {
                 if Interrupt.requested { throw Interrupted() }
-                if case .copy = t.action, t.region.map({ $0.dimension == 0 }) ?? true {
+                if case .copy = t.action, t.fold == nil, t.region.map({ $0.dimension == 0 }) ?? true {
                     // Kept bytes straight from the mapping, batched with their neighbours.
                     try batch(t, pipeline)
                 } else {
@@ -50,7 +50,7 @@ final class ShardConverter {
                     if k + 1 < plan.tensors.count, let next = store.info(plan.tensors[k + 1].source) {
                         store.prefetch(plan.tensors[k + 1].source, bytes: 0..<min(next.byteCount, 2 * Self.chunkBytes))
                     }
-                    if case .copy = t.action {
+                    if case .copy = t.action, t.fold == nil {
                         try stream(t, pipeline)
                     } else {
                         try transform(t, pipeline)
@@ -190,8 +190,9 @@ final class ShardConverter {
 
     /// A tensor computed in a scratch slot (quantize, dequantize, requantize): band by band when
     /// it is larger than a chunk, whole otherwise (and for regions along an inner dimension).
+    /// A SmoothQuant-folded tensor always goes whole (TensorTransform folds it in f32).
     private func transform(_ t: TensorPlan, _ pipeline: WritePipeline) throws {
-        if let info = store.info(t.source), info.shape.count == 2, info.byteCount > Self.chunkBytes,
+        if t.fold == nil, let info = store.info(t.source), info.shape.count == 2, info.byteCount > Self.chunkBytes,
            t.region.map({ $0.dimension == 0 }) ?? true {
             return try bands(t, pipeline)
         }

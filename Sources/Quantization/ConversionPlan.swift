@@ -28,13 +28,17 @@ public struct TensorPlan: Sendable {
     /// Static activations: the `input_scale` value (already rounded to its stored dtype), written
     /// as the third output of a quantize or requantize plan.
     public var inputScale: Float?
+    /// SmoothQuant: the source is folded (norm ÷ s, reader columns × s) in f32 before the action
+    /// (`SmoothingFold`). Such a tensor is transformed whole, never cut into a region.
+    public var fold: SmoothingFold?
 
-    public init(source: String, action: Action, outputs: [TensorSpec], region: TensorRegion? = nil, inputScale: Float? = nil) {
+    public init(source: String, action: Action, outputs: [TensorSpec], region: TensorRegion? = nil, inputScale: Float? = nil, fold: SmoothingFold? = nil) {
         self.source = source
         self.action = action
         self.outputs = outputs
         self.region = region
         self.inputScale = inputScale
+        self.fold = fold
     }
 
     /// Writes the stored bytes of the `input_scale` output (static activations) at `out` (room for
@@ -51,6 +55,7 @@ public struct TensorPlan: Sendable {
     /// scale block.
     public func restricted(to region: TensorRegion, fullShape: [Int]) throws -> TensorPlan {
         try region.validate(fullShape, tensor: source)
+        if fold != nil { throw QuantizationError.invalidOption("\(source) is folded with SmoothQuant factors: a smoothed tensor is converted whole, not split into regions") }
         let shape = region.shape(of: fullShape)
         var out = self
         out.region = region
@@ -106,6 +111,32 @@ public struct ConversionPlan: Sendable {
     /// JSON files the layout adds beside the tensors (output name → contents), written when the
     /// folder is completed, as config.json is: the sharder's `rank-…/rank.json`.
     public var extraFiles: [(name: String, json: JSONValue)] = []
+    /// What SmoothQuant folded (`quantize --ranges` with factors), for the report.
+    public var smoothing: SmoothingReport?
+}
+
+/// The report of a SmoothQuant fold: α, the norms folded with their readers, and the quantized
+/// inputs left unsmoothed because no norm precedes them.
+public struct SmoothingReport: Sendable {
+    public var alpha: Double
+    public var folded: [(norm: String, readers: Int)]
+    public var notSmoothed: [String]
+
+    public var json: JSONValue {
+        .object([
+            ("alpha", .double(alpha)),
+            ("folded", .array(folded.map { .object([("norm", .string($0.norm)), ("readers", .int($0.readers))]) })),
+            ("not_smoothed", .array(notSmoothed.map { .string($0) })),
+            ("not_smoothed_reason", .string("no norm before the input to fold s into (o_proj reads the attention heads, down_proj silu(gate) * up)")),
+        ])
+    }
+
+    public var lines: [String] {
+        let readers = folded.reduce(0) { $0 + $1.readers }
+        return ["SmoothQuant α = \(alpha): s folded into \(folded.count) norm(s) and their \(readers) reader(s)",
+                "not smoothed (no norm before their input): \(notSmoothed.count) module(s)"
+                    + (notSmoothed.isEmpty ? "" : " (\(notSmoothed.prefix(3).joined(separator: ", "))\(notSmoothed.count > 3 ? ", …" : ""))")]
+    }
 }
 
 /// Calibrated ranges for static activations (`quantize --act static --ranges FILE`): the amax of
@@ -114,10 +145,13 @@ public struct InputRanges: Sendable {
     /// The ranges file (for messages).
     public var file: String
     public var amax: [String: Double]
+    /// SmoothQuant factors to fold before quantizing (ranges made with `calibrate --smooth`).
+    public var smoothing: SmoothingFactors?
 
-    public init(file: String, amax: [String: Double]) {
+    public init(file: String, amax: [String: Double], smoothing: SmoothingFactors? = nil) {
         self.file = file
         self.amax = amax
+        self.smoothing = smoothing
     }
 }
 
@@ -206,6 +240,10 @@ public enum PlanBuilder {
                 throw QuantizationError.rangesMismatch(file: ranges.file, "names \(extra.count) input\(extra.count == 1 ? "" : "s") this model does not have (\(some(extra))): it was made for another model")
             }
         }
+        var smoothingReport: SmoothingReport?
+        if let ranges, let factors = ranges.smoothing {
+            smoothingReport = try fold(factors, file: ranges.file, into: &plans, ckpt)
+        }
         var ignoreList: [String] = []
         if !scheme.isDeepSeekNative {
             let kinds = Set(ckpt.roles.values.map(\.kind))
@@ -221,13 +259,76 @@ public enum PlanBuilder {
             config = config.setting("torch_dtype", .string(t))
         }
         let settings = "quantize \(scheme.summary); model dtype \(modelDType.rawValue); ignore \(ignore)"
-        var plan = try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings, counts: counts)
+        var plan = try assemble(ckpt, plans: plans, layout: layout, config: config, settings: settings + (smoothingReport.map { "; SmoothQuant α \($0.alpha)" } ?? ""), counts: counts)
+        plan.smoothing = smoothingReport
         plan.settingsDigest = SettingsDigest.compute(command: "quantize", options: [
             ("format", .string(scheme.format.rawValue)), ("granularity", .string(scheme.granularity.rawValue)),
             ("block_size", .int(scheme.blockSize)), ("weight_only", .bool(scheme.weightOnly)),
             ("ignore", .array(ignore.map { .string($0) })), ("model_dtype", .string(modelDType.rawValue)),
             ("layout", .string(layout.summary)),
         ] + (scheme.staticActivations ? [("activations", .string("static"))] : []), inputConfig: ckpt.config?.json, plan: plan)
+        return plan
+    }
+
+    /// Sets the SmoothQuant fold of every norm in `factors` and of every module reading its
+    /// output (`SmoothingGroups`), refusing factors that do not fit the checkpoint: a norm it does
+    /// not have, s of another length than the norm's, readers other than the model's (folding
+    /// into fewer readers than read the norm would change the model's output).
+    static func fold(_ factors: SmoothingFactors, file: String, into plans: inout [String: TensorPlan], _ ckpt: Checkpoint) throws -> SmoothingReport {
+        let groups = Dictionary(ckpt.smoothingGroups.map { ($0.norm, $0) }, uniquingKeysWith: { a, _ in a })
+        var folded: [(norm: String, readers: Int)] = []
+        var smoothedReaders = Set<String>()
+        for e in factors.entries {
+            let normWeight = e.norm + ".weight"
+            guard let g = groups[e.norm], let info = ckpt.weights.info(normWeight), plans[normWeight] != nil else {
+                throw QuantizationError.smoothingMismatch(file: file, tensor: normWeight, "has SmoothQuant factors for the norm \(e.norm), which this model does not have (or whose output no linear layer reads): the ranges were made for another model, or with the norm renamed")
+            }
+            guard info.shape == [e.scales.count] else {
+                throw QuantizationError.smoothingMismatch(file: file, tensor: normWeight, "has shape \(info.shapeText), but the ranges' s for \(e.norm) has \(e.scales.count) values: one per channel of the norm is needed")
+            }
+            let fileReaders = Set(e.consumers), modelReaders = Set(g.readers)
+            guard fileReaders == modelReaders else {
+                let missing = g.readers.filter { !fileReaders.contains($0) }, extra = e.consumers.filter { !modelReaders.contains($0) }
+                throw QuantizationError.smoothingMismatch(file: file, tensor: normWeight, "the ranges fold s of \(e.norm) into other modules than read its output in this model"
+                    + (missing.isEmpty ? "" : "; not listed: \(missing.prefix(4).joined(separator: ", "))\(missing.count > 4 ? " and \(missing.count - 4) more" : "")")
+                    + (extra.isEmpty ? "" : "; not readers here: \(extra.prefix(4).joined(separator: ", "))\(extra.count > 4 ? " and \(extra.count - 4) more" : "")"))
+            }
+            plans[normWeight]!.fold = SmoothingFold(kind: .divide, norm: e.norm, scales: e.scales)
+            for r in g.readers {
+                let w = r + ".weight"
+                guard let ri = ckpt.weights.info(w), ri.shape.count == 2, ri.shape[1] == e.scales.count, plans[w] != nil else {
+                    throw QuantizationError.smoothingMismatch(file: file, tensor: w, "reads \(e.norm)'s output but is not a [rows, \(e.scales.count)] weight")
+                }
+                plans[w]!.fold = SmoothingFold(kind: .scaleColumns, norm: e.norm, scales: e.scales)
+                smoothedReaders.insert(r)
+            }
+            folded.append((e.norm, g.readers.count))
+        }
+        let notSmoothed = plans.values.filter { p in
+            guard case .quantize = p.action else {
+                if case .requantize = p.action { return !smoothedReaders.contains(String(p.source.dropLast(".weight".count))) }
+                return false
+            }
+            return !smoothedReaders.contains(String(p.source.dropLast(".weight".count)))
+        }.map { String($0.source.dropLast(".weight".count)) }.sorted()
+        return SmoothingReport(alpha: factors.alpha, folded: folded, notSmoothed: notSmoothed)
+    }
+
+    /// Plans a SmoothQuant fold and nothing else: the folded tensors (norms, readers) written as
+    /// `dtype`, every other tensor copied. A check of the fold (the smoothed model computes the
+    /// original's outputs); not a command.
+    public static func smoothOnly(_ ckpt: Checkpoint, factors: SmoothingFactors, dtype: DType, layout: OutputLayout) throws -> ConversionPlan {
+        try ckpt.requireClassified()
+        let classes = try TensorClassification.classify(ckpt)
+        var plans: [String: TensorPlan] = [:]
+        for name in ckpt.weights.tensorNames where !classes.consumed.contains(name) {
+            let info = ckpt.weights.info(name)!
+            plans[name] = TensorPlan(source: name, action: .copy, outputs: [TensorSpec(name: name, dtype: info.dtype, shape: info.shape)])
+        }
+        let report = try fold(factors, file: "(factors)", into: &plans, ckpt)
+        for (k, p) in plans where p.fold != nil { plans[k]!.outputs[0].dtype = dtype }
+        var plan = try assemble(ckpt, plans: plans, layout: layout, config: ckpt.config?.json, settings: "smooth α \(factors.alpha)", counts: ["folded": plans.values.filter { $0.fold != nil }.count])
+        plan.smoothing = report
         return plan
     }
 

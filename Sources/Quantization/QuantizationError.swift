@@ -16,6 +16,9 @@ public enum QuantizationError: DiagnosticError {
     case invalidValue(tensor: String, index: Int, String, file: String?, offset: Int?)
     /// `--act static --ranges FILE` that does not fit this model: inputs missing, extra or renamed.
     case rangesMismatch(file: String, String)
+    /// The SmoothQuant factors of a ranges file that do not fit this model: a norm it does not
+    /// have (or under another name), s of the wrong length, readers that differ from the model's.
+    case smoothingMismatch(file: String, tensor: String, String)
 
     public var category: ErrorCategory {
         if case .invalidOption = self { return .usage }
@@ -33,13 +36,14 @@ public enum QuantizationError: DiagnosticError {
         case .invalidQuantizedInput: return "quantization.invalid_quantized_input"
         case .invalidValue: return "quantization.invalid_value"
         case .rangesMismatch: return "quantization.ranges_mismatch"
+        case .smoothingMismatch: return "quantization.smoothing_mismatch"
         }
     }
 
     public var tensor: String? {
         switch self {
         case let .nonFinite(t, _, _), let .unsupportedDType(t, _, _), let .badShape(t, _, _), let .missingScale(t, _),
-             let .invalidQuantizedInput(t, _, _), let .invalidValue(t, _, _, _, _):
+             let .invalidQuantizedInput(t, _, _), let .invalidValue(t, _, _, _, _), let .smoothingMismatch(_, t, _):
             return t
         case .nothingQuantized, .invalidOption, .rangesMismatch:
             return nil
@@ -50,7 +54,7 @@ public enum QuantizationError: DiagnosticError {
         switch self {
         case let .invalidQuantizedInput(_, _, at): return at?.file
         case let .invalidValue(_, _, _, file, _): return file
-        case let .rangesMismatch(file, _): return file
+        case let .rangesMismatch(file, _), let .smoothingMismatch(file, _, _): return file
         default: return nil
         }
     }
@@ -73,7 +77,7 @@ public enum QuantizationError: DiagnosticError {
             return "shape \(s): \(why)"
         case let .missingScale(_, s):
             return "is FP8/INT8 but its scale tensor '\(Diagnostic.escaped(s))' is missing"
-        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg, _), let .rangesMismatch(_, msg):
+        case let .nothingQuantized(msg), let .invalidOption(msg), let .invalidQuantizedInput(_, msg, _), let .rangesMismatch(_, msg), let .smoothingMismatch(_, _, msg):
             return msg
         case let .invalidValue(_, i, msg, _, _):
             return "element \(i): \(msg)"

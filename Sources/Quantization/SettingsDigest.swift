@@ -47,6 +47,11 @@ public enum SettingsDigest {
                 e.add(describe(t.action))
                 // The calibrated input scale (static activations only: other digests are unchanged).
                 if let a = t.inputScale { e.add("input_scale " + String(a.bitPattern, radix: 16)) }
+                // SmoothQuant's fold (only with factors: other digests are unchanged).
+                if let f = t.fold {
+                    let h = f.scales.withUnsafeBytes { XXH64.hash($0) }
+                    e.add("fold \(f.kind.rawValue) \(f.norm) \(f.scales.count) " + XXH64.hex(h))
+                }
                 e.add(String(t.outputs.count))
                 for o in t.outputs {
                     e.add(o.name)

@@ -59,6 +59,8 @@ public struct TensorTransform {
     public let values = Scratch()
     public let scales = Scratch()
     public let intermediate = Scratch()
+    /// A SmoothQuant-folded weight rounded to its dtype, before quantizing.
+    public let folded = Scratch()
 
     public init() {}
 
@@ -66,6 +68,7 @@ public struct TensorTransform {
         _ plan: TensorPlan, input: TensorView, tensor lookup: (String) throws -> TensorView,
         emit: (TensorSpec, UnsafeRawBufferPointer) throws -> Void
     ) throws {
+        if let fold = plan.fold { return try runFolded(plan, fold, input: input, tensor: lookup, emit: emit) }
         switch plan.action {
         case .copy:
             try emit(plan.outputs[0], input.bytes)
@@ -79,6 +82,49 @@ public struct TensorTransform {
             let tmp = intermediate.reserve(q.weight.elementCount * target.byteSize!)
             try dequantize(q, input: input, scale: lookup(q.scale.name), zeroPoint: q.zeroPoint.map { try lookup($0.name) }, to: target, out: tmp)
             try quantize(plan, scheme: scheme, source: UnsafeRawPointer(tmp), format: target.floatFormat!, emit: emit)
+        }
+    }
+
+    /// A SmoothQuant-folded tensor: its values in f32 (decoded first when quantized), folded,
+    /// then rounded to the output dtype (copy, dequantize) or to the weight's dtype and quantized
+    /// (quantize, requantize).
+    func runFolded(_ plan: TensorPlan, _ fold: SmoothingFold, input: TensorView, tensor lookup: (String) throws -> TensorView,
+                   emit: (TensorSpec, UnsafeRawBufferPointer) throws -> Void) throws {
+        let shape = input.shape
+        let n = fold.scales.count
+        guard shape.last == n, fold.kind == .divide ? shape.count == 1 : shape.count == 2 else {
+            throw QuantizationError.badShape(tensor: plan.source, shape: shape, "SmoothQuant's \(n) factors of \(fold.norm) fold into a [\(n)] norm weight or a [rows, \(n)] reader")
+        }
+        let count = shape.reduce(1, *)
+        let f32 = intermediate.reserve(count * 4).bindMemory(to: Float.self, capacity: count)
+        switch plan.action {
+        case .copy, .quantize:
+            guard let f = input.dtype.floatFormat, [.bf16, .f16, .f32].contains(f) else {
+                throw QuantizationError.unsupportedDType(tensor: plan.source, dtype: input.dtype.rawValue, "cannot be folded with SmoothQuant factors (expected BF16, F16 or F32)")
+            }
+            fold.apply(input.bytes.baseAddress!, f, rows: count / n, into: f32)
+        case let .dequantize(q, _), let .requantize(q, _, _):
+            try dequantize(q, input: input, scale: lookup(q.scale.name), zeroPoint: q.zeroPoint.map { try lookup($0.name) }, to: .f32, out: UnsafeMutableRawPointer(f32))
+            fold.apply(UnsafeRawPointer(f32), .f32, rows: count / n, into: f32)
+        }
+        switch plan.action {
+        case .copy, .dequantize:
+            let o = plan.outputs[0]
+            guard let f = o.dtype.floatFormat else {
+                throw QuantizationError.unsupportedDType(tensor: plan.source, dtype: o.dtype.rawValue, "is not a dtype a folded tensor can be written in")
+            }
+            let out = values.reserve(o.byteCount)
+            FloatFormat.convert(UnsafeRawPointer(f32), from: .f32, to: out, f, count: count)
+            try emit(o, UnsafeRawBufferPointer(start: out, count: o.byteCount))
+        case let .quantize(scheme), let .requantize(_, scheme, _):
+            // The folded weight in its own dtype (a quantized source: the model dtype it is
+            // decoded to), as a fold in place on the model's weights leaves it, then quantized
+            // as any weight of that dtype.
+            var d = input.dtype.floatFormat ?? .f32
+            if case let .requantize(_, _, target) = plan.action { d = target.floatFormat ?? .f32 }
+            let rounded = folded.reserve(count * d.size)
+            FloatFormat.convert(UnsafeRawPointer(f32), from: .f32, to: rounded, d, count: count)
+            try quantize(plan, scheme: scheme, source: UnsafeRawPointer(rounded), format: d, emit: emit)
         }
     }
 

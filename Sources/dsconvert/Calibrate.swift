@@ -50,6 +50,9 @@ extension DSConvert {
         @Option(name: .long, help: "Also write the collected histograms to this file (Formats/calibration.md, \"Histogram file\").")
         var histogramsOut: String?
 
+        @Option(name: .long, parsing: .unconditional, help: "SmoothQuant with migration strength ALPHA (0 to 1, e.g. 0.5): a first pass measures max |X_j| per channel of every norm output, s_j = max|X_j|^α / max|W_j|^(1−α) over every weight reading it, and the histograms are those of X / s; ranges.json holds s and quantize --ranges folds it into the norm and its readers (Formats/calibration.md). Inputs without a norm before them (o_proj, down_proj) are left as they are.")
+        var smooth: String?
+
         @Option(name: .long, help: "Read histograms from this file instead of running a model.")
         var fromHistograms: String?
 
@@ -77,6 +80,11 @@ extension DSConvert {
                 guard p > 0 else { throw UsageError.invalid("--percentile", percentile, "is out of range", allowed: "a number above 0, at most 100") }
             }
             guard (dumpInput == nil) == (dumpTo == nil) else { throw UsageError.conflict("--dump-input NAME and --dump-to FILE go together") }
+            let alpha = try smooth.map { try OptionValue.decimal($0, option: "--smooth", in: 0...1) }
+            if alpha != nil {
+                guard fromHistograms == nil else { throw UsageError.conflict("--smooth measures the model's per-channel maxima and its smoothed activations: it needs MODEL and --text, not --from-histograms") }
+                guard histogramsOut == nil else { throw UsageError.conflict("--smooth: the histograms are of smoothed activations and a histogram file cannot record s; no --histograms-out with it") }
+            }
 
             let histograms: HistogramFile
             var pass: CalibrationPass.Result?
@@ -95,6 +103,7 @@ extension DSConvert {
                 o.batch = try OptionValue.integer(batch, option: "--batch", in: 1...64)
                 o.experts = routedOnly ? .routedOnly : .allExperts
                 o.dumpInput = dumpInput
+                o.smooth = alpha
                 let em = try EvalModel(path: model, verify: load.verify)
                 guard o.context <= em.model.config.maxPositions else {
                     throw UsageError.invalid("--ctx", ctx, "is out of range", allowed: "an integer from 2 to \(em.model.config.maxPositions) (max_position_embeddings)")
@@ -111,7 +120,11 @@ extension DSConvert {
                 histograms = r.histograms
                 pass = r
             }
-            let (ranges, skipped) = RangeSelection.ranges(histograms, method: m, target: t, percentile: p)
+            var (ranges, skipped) = RangeSelection.ranges(histograms, method: m, target: t, percentile: p)
+            if let alpha, let pass {
+                ranges.smoothAlpha = alpha
+                ranges.smoothing = pass.smoothing
+            }
             try ranges.write(to: output)
             report(ranges, skipped: skipped, pass: pass, threads: threads)
         }
@@ -125,6 +138,16 @@ extension DSConvert {
                     ("inputs", .int(ranges.inputs.count)),
                     ("skipped", .array(skipped.map { .object([("name", .string($0.name)), ("reason", .string($0.reason))]) })),
                 ]
+                if let pass, let a = ranges.smoothAlpha {
+                    members.append(("smoothing", .object([
+                        ("alpha", .double(a)), ("channel_pass_seconds", .double(pass.channelSeconds)),
+                        ("smoothed", .array(ranges.smoothing.map { e in
+                            .object([("norm", .string(e.norm)), ("consumers", .int(e.consumers.count)),
+                                     ("s_min", .double(Double(e.scales.min() ?? 0))), ("s_max", .double(Double(e.scales.max() ?? 0)))])
+                        })),
+                        ("not_smoothed", .array(pass.notSmoothed.map { .object([("name", .string($0.name)), ("reason", .string($0.reason))]) })),
+                    ])))
+                }
                 if let pass {
                     members += [
                         ("windows_available", .int(pass.windowsAvailable)), ("samples_requested", pass.shortOf.map { .int($0) } ?? .null),
@@ -143,9 +166,14 @@ extension DSConvert {
             print("\(ranges.inputs.count) input ranges (\(ranges.method)\(pct), \(ranges.target.rawValue)) → \(output)")
             print("\(ranges.windows) window(s) of \(ranges.ctx) tokens, experts: \(ranges.expertMode)" + (histogramsOut.map { ", histograms → \($0)" } ?? ""))
             for s in skipped { print("no range for \(s.name): \(s.reason)") }
+            if let pass, let a = ranges.smoothAlpha {
+                let lo = ranges.smoothing.compactMap { $0.scales.min() }.min() ?? 0, hi = ranges.smoothing.compactMap { $0.scales.max() }.max() ?? 0
+                print("SmoothQuant α = \(a): \(ranges.smoothing.count) norm output(s) smoothed (s from \(lo) to \(hi)), \(pass.notSmoothed.count) input(s) not smoothed (no norm before them: o_proj, down_proj; --json lists them)")
+            }
             if let pass, !common.quiet {
                 printError(String(format: "%@ tokens in %.1f s (%.0f tokens/s, %d threads)", grouped(pass.tokens), pass.seconds,
-                                  pass.seconds > 0 ? Double(pass.tokens) / pass.seconds : 0, threads ?? 0))
+                                  pass.seconds > 0 ? Double(pass.tokens) / pass.seconds : 0, threads ?? 0)
+                           + (ranges.smoothAlpha != nil ? String(format: ", after the channel-maxima pass (%.1f s)", pass.channelSeconds) : ""))
             }
         }
 

@@ -120,12 +120,13 @@ struct RunOptions: ParsableArguments {
                 ("complete", .bool(report.finalized)), ("job_index", .int(jobIndex)), ("jobs", .int(jobs)),
                 ("copied_files", .array(report.copiedFiles.map { .string($0) })),
                 ("not_copied", .array(report.notCopied.map { .string($0) })),
-            ])
+            ] + (plan.smoothing.map { [("smoothing", $0.json)] } ?? []))
             print(JSONWriter.pretty(v), terminator: "")
         } else if !common.quiet {
             let counts = plan.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
             printError("\(counts); \(report.converted.count) shard(s) written, \(report.skipped.count) skipped; "
                 + "\(formatBytes(report.inputBytes)) → \(formatBytes(report.outputBytes)) in \(String(format: "%.2f", report.seconds)) s (\(String(format: "%.2f", gbps)) GB/s)")
+            for line in plan.smoothing?.lines ?? [] { printError(line) }
             if report.finalized { printError("wrote \(output)") }
         }
     }

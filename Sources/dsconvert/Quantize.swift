@@ -17,7 +17,10 @@ extension DSConvert {
             block, loadable by vLLM and SGLang. --granularity tensor|channel and --int8 write the compressed-tensors \
             layout (llm-compressor's), with dynamic per-token activations unless --weight-only; --act static --ranges FILE \
             (from `dsconvert calibrate`) writes static per-tensor activations instead: an input_scale [1] per quantized \
-            linear layer, amax / 448 (FP8) or amax / 127.5 (INT8) in the model dtype. Embeddings, lm_head, \
+            linear layer, amax / 448 (FP8) or amax / 127.5 (INT8) in the model dtype. Ranges made with calibrate --smooth \
+            carry SmoothQuant factors s: each norm weight is divided by s and column j of every layer reading the norm \
+            (the MoE router included) multiplied by s_j, in f32, before quantizing; o_proj and down_proj have no norm \
+            before them and are not smoothed. Embeddings, lm_head, \
             norms, the MoE router and its bias (and the MTP layer's eh_proj) are never quantized; --ignore adds more.
             """)
 
@@ -70,7 +73,10 @@ extension DSConvert {
                 }
                 var amax: [String: Double] = [:]
                 for input in file.inputs { for c in input.consumers { amax[c] = input.amax } }
-                inputRanges = InputRanges(file: ranges, amax: amax)
+                let smoothing = file.smoothAlpha.map { a in
+                    SmoothingFactors(alpha: a, entries: file.smoothing.map { ($0.norm, $0.consumers, $0.scales) })
+                }
+                inputRanges = InputRanges(file: ranges, amax: amax, smoothing: smoothing)
             }
             let ckpt = try convert.checkpoint()
             let plan = try PlanBuilder.quantize(ckpt, scheme: scheme, ignore: ignore, layout: convert.layout, ranges: inputRanges)
