@@ -12,7 +12,9 @@ import XCTest
 /// linear input is quantized with its `input_scale` as a serving engine does, and the logits match
 /// transformers fp32 on the exactly dequantized weights with the same fake quantization as forward
 /// pre-hooks (Tests/Fixtures/static_golden_logits.safetensors, from Tests/Reference/quantized_goldens.py
-/// with the ranges in Tests/Fixtures/static_ranges/, which that script also wrote). The same
+/// with the ranges in Tests/Fixtures/static_ranges/, which that script also wrote; for deepseek_v3 the
+/// script replaces transformers' fused experts module with a per-expert loop that quantizes each
+/// routed expert's gate/up and down inputs with that expert's scales). The same
 /// weights without the activation quantization give logits far from these: it is exercised.
 final class StaticActivationGoldenTests: XCTestCase {
     static var fixture: String { PythonReference.packageRoot.appendingPathComponent("Tests/Fixtures/static_golden_logits.safetensors").path }
@@ -22,6 +24,10 @@ final class StaticActivationGoldenTests: XCTestCase {
     func testQwen2StaticINT8() throws { try check("qwen2-int8-static", "qwen2-tiny", .int8, nil) }
     func testLlamaStaticFP8() throws { try check("llama-fp8-static", "llama-tiny", .fp8, .tensor) }
     func testLlamaStaticINT8() throws { try check("llama-int8-static", "llama-tiny", .int8, nil) }
+    // MLA, the shared expert and every routed expert on its routed tokens with that expert's own
+    // input scales (the reference runs transformers' fused experts as a per-expert loop).
+    func testDeepSeekStaticFP8() throws { try check("ds-fp8-static", "deepseek-v3-tiny", .fp8, .tensor) }
+    func testDeepSeekStaticINT8() throws { try check("ds-int8-static", "deepseek-v3-tiny", .int8, nil) }
 
     private func check(_ name: String, _ sample: String, _ format: QuantizationScheme.Format, _ granularity: QuantizationScheme.Granularity?) throws {
         let tmp = try PythonReference.TemporaryDirectory(prefix: "static-\(name)")

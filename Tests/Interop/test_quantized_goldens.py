@@ -49,7 +49,20 @@ STATIC = {
     "qwen2-int8-static": ("qwen2-tiny", ["--int8"], "int8"),
     "llama-fp8-static": ("llama-tiny", ["--fp8", "--granularity", "tensor"], "fp8"),
     "llama-int8-static": ("llama-tiny", ["--int8"], "int8"),
+    "ds-fp8-static": ("deepseek-v3-tiny", ["--fp8", "--granularity", "tensor"], "fp8"),
+    "ds-int8-static": ("deepseek-v3-tiny", ["--int8"], "int8"),
 }
+
+
+def test_expert_loop_reproduces_transformers_fused_experts():
+    """The per-expert loop the static deepseek golden runs in place of transformers' fused experts
+    gives transformers' own logits when it quantizes nothing (fp32 op-order noise only)."""
+    import json
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check-expert-loop", str(SAMPLES / "deepseek-v3-tiny")],
+                          check=True, capture_output=True, text=True)
+    diff = json.loads(proc.stdout.strip().splitlines()[-1])["max_abs_difference"]
+    print(f"expert loop vs fused experts: max |logit difference| {diff:.3g}")
+    assert diff <= 2e-5, diff
 
 
 def test_committed_static_goldens_and_ranges_are_current(converter, tmp_path):
@@ -57,7 +70,7 @@ def test_committed_static_goldens_and_ranges_are_current(converter, tmp_path):
     quantized_goldens.py computes today (ranges from the BF16 samples; logits of the static
     checkpoints dsconvert writes from those ranges, with pre-hook activation quantization)."""
     import json
-    for sample in ("qwen2-tiny", "llama-tiny"):
+    for sample in ("qwen2-tiny", "llama-tiny", "deepseek-v3-tiny"):
         prefix = tmp_path / sample
         subprocess.run([sys.executable, str(SCRIPT), "--static-ranges", str(SAMPLES / sample), str(prefix)], check=True, capture_output=True)
         for target in ("fp8", "int8"):

@@ -18,11 +18,21 @@ A DIR with `X.input_scale` tensors (static activations, `quantize --act static`)
 engine runs it: a forward pre-hook on each such linear module divides its input by the scale in
 float32, saturates and rounds it (FP8: clamp to +-448, cast to torch.float8_e4m3fn; INT8: torch.round,
 half to even, clamp to -128..127; the type follows the weight's dtype) and multiplies back.
+transformers 5 keeps deepseek_v3's routed experts fused in one module (`mlp.experts`: gate_up_proj
+[E, 2I, H], down_proj [E, H, I]; no nn.Linear per expert), so no pre-hook reaches an expert's input:
+that module's forward is replaced by `expert_loop`, which runs each routed expert on its tokens as
+three separate products (gate, up, down) and quantizes each product's input with that expert's
+own scale. Without quantization the loop gives transformers' own logits (`--check-expert-loop`).
 
 --static-ranges runs the BF16 sample (fp32) on the same ids and writes OUT_PREFIX-fp8.json and
 OUT_PREFIX-int8.json, ranges files (Formats/calibration.md) whose amax per quantized linear input
 is 0.9 x the largest |x| it saw (so that some inputs saturate), at least 0.05 (routed experts no
-token reached).
+token reached). A routed expert's inputs are observed on its routed tokens (through `expert_loop`).
+
+       quantized_goldens.py --check-expert-loop DIR
+
+prints the largest |difference| between transformers' logits of DIR (a deepseek_v3 checkpoint)
+with its own fused experts and with `expert_loop` (no quantization) on the same ids.
 
 --bias-copy writes a copy of the deepseek sample whose `e_score_correction_bias` tensors are
 nonzero and partly negative (seeded), so that the selection-only use of the bias is tested; the
@@ -31,6 +41,7 @@ NAME/bias/<tensor>), from which the Swift test rebuilds the same copy.
 """
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -41,6 +52,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from st_raw import read_dir  # noqa: E402
 
 TOKENS = 16
+EXPERT = re.compile(r"^(.+\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)$")
 
 
 def dequantize(tensors, config):
@@ -89,25 +101,68 @@ def load_model(directory, static=True):
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, os.path.join(tmp, "model.safetensors"))
         model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
     raw = read_dir(directory) if static else {}
+    experts = {}  # fused experts module -> {(expert, projection): quantizer}
     for name, scale in raw.items():
         if not name.endswith(".input_scale"):
             continue
         module = name[: -len(".input_scale")]
         fp8 = raw[module + ".weight"].dtype.itemsize == 1 and raw[module + ".weight"].dtype.kind != "i"
         s = torch.tensor(float(scale.astype(np.float32).reshape(-1)[0]), dtype=torch.float32)
-        model.get_submodule(module).register_forward_pre_hook(static_quantizer(s, fp8))
+        m = EXPERT.match(module)
+        if m:
+            experts.setdefault(m.group(1), {})[(int(m.group(2)), m.group(3))] = static_quantizer(s, fp8)
+        else:
+            q = static_quantizer(s, fp8)
+            model.get_submodule(module).register_forward_pre_hook(lambda _, args, q=q: (q(args[0]),) + tuple(args[1:]))
+    for path, quantizers in experts.items():
+        fused = model.get_submodule(path)
+        want = {(e, p) for e in range(fused.num_experts) for p in ("gate_proj", "up_proj", "down_proj")}
+        if set(quantizers) != want:
+            raise ValueError(f"{directory}: {path}: input_scale for {len(quantizers)} of {len(want)} expert projections")
+        fused.forward = expert_loop(fused, lambda e, p, x, qs=quantizers: qs[(e, p)](x))
     return model
 
 
 def static_quantizer(s, fp8):
-    """A pre-hook quantizing a linear module's input with the static scale `s`."""
+    """x quantized with the static scale `s` and multiplied back, in float32."""
     import torch
 
-    def hook(module, args):
-        x = args[0] / s
+    def quantize(x):
+        x = x / s
         q = x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).to(torch.float32) if fp8 else torch.round(x).clamp(-128.0, 127.0)
-        return (q * s,) + tuple(args[1:])
-    return hook
+        return q * s
+    return quantize
+
+
+def expert_loop(experts, on_input):
+    """A forward for transformers' fused routed experts (DeepseekV3Experts: gate_up_proj [E, 2I, H]
+    with gate rows first, down_proj [E, H, I]) that runs expert e on the rows routed to it as three
+    separate products, each on on_input(e, "gate_proj" | "up_proj" | "down_proj", its input),
+    weighted by the router's weight and added into the output as transformers' eager loop adds."""
+    import torch
+    import torch.nn.functional as F
+    inter = experts.intermediate_dim
+
+    def forward(hidden_states, top_k_index, top_k_weights):
+        out = torch.zeros_like(hidden_states)
+        for e in range(experts.num_experts):
+            token, slot = torch.where(top_k_index == e)
+            if token.numel() == 0:
+                continue
+            x = hidden_states[token]
+            w = experts.gate_up_proj[e]
+            gate = F.linear(on_input(e, "gate_proj", x), w[:inter])
+            up = F.linear(on_input(e, "up_proj", x), w[inter:])
+            h = experts.act_fn(gate) * up
+            y = F.linear(on_input(e, "down_proj", h), experts.down_proj[e])
+            out.index_add_(0, token, (y * top_k_weights[token, slot, None]).to(out.dtype))
+        return out
+    return forward
+
+
+def fused_experts(model):
+    """{path: module} of the model's fused routed-experts modules."""
+    return {n: m for n, m in model.named_modules() if n.endswith(".mlp.experts") and hasattr(m, "gate_up_proj")}
 
 
 def quantized_modules(model):
@@ -125,17 +180,23 @@ def static_ranges(sample, prefix):
     model = load_model(sample)
     seen = {}
 
+    def record(name, x):
+        if x.numel():
+            seen[name] = max(seen.get(name, 0.0), float(x.abs().max()))
+            seen.setdefault(name + "#tokens", 0)
+            seen[name + "#tokens"] += int(x.numel() // x.shape[-1])
+
     def observe(name):
-        def hook(module, args):
-            x = args[0]
-            if x.numel():
-                seen[name] = max(seen.get(name, 0.0), float(x.abs().max()))
-                seen.setdefault(name + "#tokens", 0)
-                seen[name + "#tokens"] += int(x.numel() // x.shape[-1])
-        return hook
+        return lambda module, args: record(name, args[0])
     names = quantized_modules(model)
     for n in names:
         model.get_submodule(n).register_forward_pre_hook(observe(n))
+    for path, fused in fused_experts(model).items():
+        def seen_by(e, p, x, path=path):
+            record(f"{path}.{e}.{p}", x)
+            return x
+        fused.forward = expert_loop(fused, seen_by)
+        names += [f"{path}.{e}.{p}" for e in range(fused.num_experts) for p in ("gate_proj", "up_proj", "down_proj")]
     with open(os.path.join(sample, "config.json")) as f:
         model_type = json.load(f)["model_type"]
     golden = {"deepseek_v3": "deepseek-v3-tiny", "qwen2": "qwen2-tiny", "llama": "llama-tiny"}[model_type]
@@ -157,6 +218,33 @@ def logits(directory, ids, static=True):
     model = load_model(directory, static)
     with torch.no_grad():
         return model(input_ids=torch.tensor(ids, dtype=torch.int64)).logits.numpy().astype(np.float32)
+
+
+def expert_loop_difference(directory):
+    """max |logits(transformers' fused experts) - logits(expert_loop, no quantization)| on the
+    golden ids of DIR."""
+    import torch
+
+    ids = torch.tensor(golden_ids(directory))
+    model = load_model(directory, static=False)
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+        fused = fused_experts(model)
+        if not fused:
+            raise ValueError(f"{directory}: no fused experts module")
+        for m in fused.values():
+            m.forward = expert_loop(m, lambda e, p, x: x)
+        got = model(input_ids=ids).logits
+    return float((got - want).abs().max())
+
+
+def golden_ids(directory):
+    """The first TOKENS ids of the first sequence of the sample's Samples/golden file (int64)."""
+    with open(os.path.join(directory, "config.json")) as f:
+        model_type = json.load(f)["model_type"]
+    golden = {"deepseek_v3": "deepseek-v3-tiny", "qwen2": "qwen2-tiny", "llama": "llama-tiny"}[model_type]
+    here = os.path.dirname(os.path.abspath(__file__))
+    return read_dir(os.path.join(here, "..", "..", "Samples", "golden", golden + ".safetensors"))["input_ids"][:1, :TOKENS].astype(np.int64)
 
 
 def bias_copy(sample, out):
@@ -185,6 +273,9 @@ def bias_copy(sample, out):
 def main(argv):
     if argv[0] == "--static-ranges":
         static_ranges(argv[1], argv[2])
+        return 0
+    if argv[0] == "--check-expert-loop":
+        print(json.dumps({"max_abs_difference": expert_loop_difference(argv[1])}))
         return 0
     if argv[0] == "--bias-copy":
         bias_copy(argv[1], argv[2])
