@@ -217,6 +217,12 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
         return shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound
     }
 
+    /// A safetensors tensor's bytes are stored verbatim at its data offsets.
+    public func storedLocation(of name: String) -> (file: Int, offset: Int)? {
+        guard let l = locations[name] else { return nil }
+        return (l.shard, shards[l.shard].header.dataStart + l.info.dataOffsets.lowerBound)
+    }
+
     /// Mappings opened so far, one per shard, shared by every view.
     private let mappingLock = PThreadLock()
     private var mapped: [Int: SafeTensorsFile] = [:]

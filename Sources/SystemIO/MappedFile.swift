@@ -58,6 +58,20 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, a)
     }
 
+    /// Enters the pages holding `bytes` (which lie in a file mapping, e.g. a view's) into the page
+    /// tables in one call (`MADV_POPULATE_READ`, Linux 5.14+) instead of a fault every few pages
+    /// when they are read; pages not in the page cache are read first. A hint: nothing happens
+    /// where it is unsupported.
+    public static func populate(_ bytes: UnsafeRawBufferPointer) {
+        #if os(Linux)
+        guard let p = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Sys.pageSize
+        let start = Int(bitPattern: p) / page * page
+        let end = (Int(bitPattern: p) + bytes.count + page - 1) / page * page
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 22 /* MADV_POPULATE_READ */)
+        #endif
+    }
+
     /// True when `bytes` lies within the mapping.
     public func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base, let p = bytes.baseAddress else { return false }

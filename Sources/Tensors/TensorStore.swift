@@ -48,6 +48,11 @@ public protocol TensorStore: AnyObject, Sendable {
     func fileIndex(of name: String) -> Int?
     /// Where `name`'s first byte is in its file (for messages); nil when the store cannot say.
     func fileOffset(of name: String) -> Int?
+    /// Where `name`'s bytes are stored verbatim, one after another: the index into `files` and the
+    /// byte offset of the tensor's first byte in that file. A reader may then read them from the
+    /// file itself (`pread`) instead of the mapping; nil when the store cannot promise this (the
+    /// default), and callers use `view`.
+    func storedLocation(of name: String) -> (file: Int, offset: Int)?
     /// Hint that these tensors will be read soon (the kernel may read ahead).
     func prefetch(_ names: [String])
     /// Hint that the caller is done with these tensors: their pages leave this process's resident
@@ -76,6 +81,7 @@ public protocol TensorStore: AnyObject, Sendable {
 }
 
 extension TensorStore {
+    public func storedLocation(of name: String) -> (file: Int, offset: Int)? { nil }
     public var tensorCount: Int { tensorNames.count }
     public func contains(_ name: String) -> Bool { info(name) != nil }
     /// Total bytes of tensor data.

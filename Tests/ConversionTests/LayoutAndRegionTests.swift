@@ -57,9 +57,12 @@ final class LayoutAndRegionTests: XCTestCase {
         let fp8 = tmp.appending("fp8").path
         try CV.quantize(bf16, fp8)
 
-        let saved = ShardConverter.chunkBytes
+        let saved = (ShardConverter.chunkBytes, ShardConverter.copyBufferBytes, ShardConverter.spanBytes)
         ShardConverter.chunkBytes = 4096
-        defer { ShardConverter.chunkBytes = saved }
+        // The writer's read buffer and the gathers' spans cut tensors at odd places too.
+        ShardConverter.copyBufferBytes = 1000
+        ShardConverter.spanBytes = 3000
+        defer { (ShardConverter.chunkBytes, ShardConverter.copyBufferBytes, ShardConverter.spanBytes) = saved }
 
         var entries: [JSONValue] = []
         func entry(_ source: String, _ action: String, _ region: TensorRegion, _ outputs: [String], block: Int = 128, dtype: String = "BF16") {
