@@ -158,7 +158,8 @@ public final class ConversionRunner {
         }
         if options.jobs == 1 {
             // The plan this run wrote (a single run holds the folder alone, so it is still the file's).
-            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true, planned: planFile)
+            let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true, planned: planFile,
+                                                   shardTensors: Dictionary(plan.shards.map { ($0.name, $0.tensors.flatMap(\.outputs)) }, uniquingKeysWith: { a, _ in a }))
             report.finalized = true
             report.copiedFiles = fin.copied
             report.notCopied = fin.notCopied

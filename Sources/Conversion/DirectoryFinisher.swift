@@ -56,8 +56,11 @@ public enum DirectoryFinisher {
     /// the plan that caller wrote to the folder, given instead of reading (and parsing) it back —
     /// for a shard plan it holds every rank.json, and a second copy of those would be the run's
     /// peak memory.
+    /// `shardTensors`: the tensors of each shard in file order, from the plan the caller just
+    /// wrote them by (every shard verified against its record), taken for the indexes instead of
+    /// parsing every shard's header back.
     static func finish(outputDirectory out: String, alreadyVerified: Set<String>, observer: ConversionObserver, lockHeld: Bool,
-                       planned: PlanFile? = nil) throws -> Result {
+                       planned: PlanFile? = nil, shardTensors: [String: [TensorSpec]]? = nil) throws -> Result {
         let folder = OutputFolder(out)
         let state = folder.state
         guard Sys.isDirectory(state) else { throw ConversionError.notAConversionDirectory(out) }
@@ -123,7 +126,7 @@ public enum DirectoryFinisher {
         let config = embeds ? nil : plan.config
         var side = try SideFiles.scan(input)
         if embeds { side.copy = [] }
-        let owned = folder.ownedFiles()
+        let owned = folder.ownedFiles(plan: planned)
         let folders = Self.folders(of: shards)
         var foreign = folder.foreign(finishingFiles(folders: folders, writesIndex: writesIndex, hasConfig: config != nil, copies: side.copy)
                                      + plan.extraFiles.map(\.name), owned: owned)
@@ -137,8 +140,15 @@ public enum DirectoryFinisher {
             var weightMap: [(String, String)] = []
             var folderTotal = 0
             for s in shards where OutputLayout.folder(of: s) == f {
-                let store = try Checkpoint.openStore(path: out + "/" + s)
                 let local = OutputLayout.split(s).file
+                if let specs = shardTensors?[s] {
+                    for t in specs {
+                        weightMap.append((t.name, local))
+                        folderTotal += t.byteCount
+                    }
+                    continue
+                }
+                let store = try Checkpoint.openStore(path: out + "/" + s)
                 for t in store.tensorNames {
                     weightMap.append((t, local))
                     folderTotal += store.info(t)!.byteCount

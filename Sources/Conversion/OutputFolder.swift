@@ -22,9 +22,12 @@ struct OutputFolder {
     /// Names (relative to the folder) of the files a dsconvert run wrote here, as far as the
     /// records show: the last manifest, the plan's files and the shards with resume records.
     /// Unreadable records own nothing (a damaged state file never licenses a deletion).
-    func ownedFiles() -> Set<String> {
+    /// `plan`: the folder's plan, already in hand (the run that wrote it), read instead of
+    /// parsing `plan.json` back.
+    func ownedFiles(plan: PlanFile? = nil) -> Set<String> {
         var owned = Set<String>()
-        for name in [OutputFolder.manifestName, PlanFile.name] {
+        if let plan { owned.formUnion(plan.files); owned.formUnion(plan.shards) }
+        for name in [OutputFolder.manifestName] + (plan == nil ? [PlanFile.name] : []) {
             guard let bytes = try? Sys.readFile(state + "/" + name, limit: 256 << 20), let v = try? JSONParser.parse(bytes) else { continue }
             for key in ["files", "shards"] {
                 for f in v[key]?.arrayValue ?? [] { if let s = f.stringValue { owned.insert(s) } }
