@@ -23,24 +23,25 @@ final class Attention: @unchecked Sendable {
     /// out (rows × hidden) = attention of h's rows.
     func forward(_ h: Matrix, _ s: ForwardStep, into out: Matrix) {
         let m = s.rows
-        let qm = Matrix(rows: m, cols: heads * headDim)
-        let km = Matrix(rows: m, cols: kvHeads * headDim)
-        let vm = Matrix(rows: m, cols: kvHeads * headDim)
+        // Written in full by the products (and attention) before they are read.
+        let qm = Matrix(rows: m, cols: heads * headDim, uninitialized: ())
+        let km = Matrix(rows: m, cols: kvHeads * headDim, uninitialized: ())
+        let vm = Matrix(rows: m, cols: kvHeads * headDim, uninitialized: ())
         q.apply(h.data, rows: m, ldx: h.cols, into: qm.data, ldy: qm.cols, pool: s.pool)
         k.apply(h.data, rows: m, ldx: h.cols, into: km.data, ldy: km.cols, pool: s.pool)
         v.apply(h.data, rows: m, ldx: h.cols, into: vm.data, ldy: vm.cols, pool: s.pool)
         let width = kvHeads * headDim
-        for b in 0..<s.batch {
-            let kc = s.cache.keys(layer, b), vc = s.cache.values(layer, b)
-            for t in 0..<s.tokens {
-                let r = b * s.tokens + t
+        s.pool.forRows(m, width: qm.cols + 2 * width) { rr in
+            for r in rr {
+                let b = r / s.tokens, t = r % s.tokens
+                let kc = s.cache.keys(self.layer, b), vc = s.cache.values(self.layer, b)
                 s.rotate(qm.row(r), token: t, heads: heads, stride: headDim, offset: 0, interleaved: false)
                 s.rotate(km.row(r), token: t, heads: kvHeads, stride: headDim, offset: 0, interleaved: false)
                 (kc + (s.start + t) * width).update(from: km.row(r), count: width)
                 (vc + (s.start + t) * width).update(from: vm.row(r), count: width)
             }
         }
-        let attn = Matrix(rows: m, cols: heads * headDim)
+        let attn = Matrix(rows: m, cols: heads * headDim, uninitialized: ())
         let group = heads / kvHeads, d = headDim, cache = s.cache, layer = layer, tokens = s.tokens
         s.attend(heads: heads, dk: d, dv: d, scale: scale,
                  q: { b, h in (UnsafePointer(qm.row(b * tokens) + h * d), qm.cols) },

@@ -68,8 +68,9 @@ struct ForwardStep {
         let workers = min(pool.threads, batch * heads * chunks)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: need * workers)
         defer { scratch.deallocate() }
+        // The last query chunks see the most keys: they go first, so the workers finish together.
         pool.run(batch * heads * chunks) { item, w in
-            let c = item % chunks, h = (item / chunks) % heads, b = item / (chunks * heads)
+            let c = chunks - 1 - item / (batch * heads), h = item % heads, b = (item / heads) % batch
             let q0 = c * chunk, nq = min(tokens, q0 + chunk) - q0
             let (qp, ldq) = q(b, h), (kp, ldk) = k(b, h), (vp, ldv) = v(b, h), (op, ldo) = out(b, h)
             ek_attention(Int32(nq), Int32(start + q0), Int32(dk), Int32(dv), scale,
@@ -79,9 +80,18 @@ struct ForwardStep {
     }
 }
 
-/// RMSNorm of every row of x (width n) into out (may be x).
-func rmsNormRows(_ x: UnsafePointer<Float>, rows: Int, width n: Int, ldx: Int, weight: [Float], eps: Float, into out: UnsafeMutablePointer<Float>, ldo: Int) {
+/// RMSNorm of every row of x (width n) into out (may be x), rows spread over the workers.
+func rmsNormRows(_ x: UnsafePointer<Float>, rows: Int, width n: Int, ldx: Int, weight: [Float], eps: Float, into out: UnsafeMutablePointer<Float>, ldo: Int, pool: WorkerPool) {
     weight.withUnsafeBufferPointer { w in
-        for r in 0..<rows { ek_rmsnorm(x + r * ldx, w.baseAddress!, Int32(n), eps, out + r * ldo) }
+        pool.forRows(rows, width: n) { rr in
+            for r in rr { ek_rmsnorm(x + r * ldx, w.baseAddress!, Int32(n), eps, out + r * ldo) }
+        }
+    }
+}
+
+/// x += y over rows × width contiguous floats (the residual), rows spread over the workers.
+func addRows(_ y: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>, rows: Int, width: Int, pool: WorkerPool) {
+    pool.forRows(rows, width: width) { rr in
+        ek_axpy(Int32(rr.count * width), 1, y + rr.lowerBound * width, x + rr.lowerBound * width)
     }
 }

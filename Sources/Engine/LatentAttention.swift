@@ -43,7 +43,7 @@ final class LatentAttention: @unchecked Sendable {
         if let qa {
             let a = Matrix(rows: m, cols: qa.outputs, uninitialized: ())
             qa.apply(h.data, rows: m, ldx: h.cols, into: a.data, ldy: a.cols, pool: s.pool)
-            rmsNormRows(a.data, rows: m, width: a.cols, ldx: a.cols, weight: qaNorm, eps: eps, into: a.data, ldo: a.cols)
+            rmsNormRows(a.data, rows: m, width: a.cols, ldx: a.cols, weight: qaNorm, eps: eps, into: a.data, ldo: a.cols, pool: s.pool)
             s.observation(layer: layer)?.all(.queryLatent(layer: layer), a.data, width: a.cols, ld: a.cols)
             qb.apply(a.data, rows: m, ldx: a.cols, into: qm.data, ldy: qm.cols, pool: s.pool)
         } else {
@@ -51,10 +51,10 @@ final class LatentAttention: @unchecked Sendable {
         }
         let ckv = Matrix(rows: m, cols: l.kvLoraRank + l.ropeDim, uninitialized: ())
         kva.apply(h.data, rows: m, ldx: h.cols, into: ckv.data, ldy: ckv.cols, pool: s.pool)
-        for b in 0..<s.batch {
-            let latent = s.cache.keys(layer, b), rope = s.cache.values(layer, b)
-            for t in 0..<s.tokens {
-                let r = b * s.tokens + t, p = s.start + t
+        s.pool.forRows(m, width: qm.cols + ckv.cols) { rr in
+            for r in rr {
+                let b = r / s.tokens, t = r % s.tokens, p = s.start + t
+                let latent = s.cache.keys(layer, b), rope = s.cache.values(layer, b)
                 s.rotate(qm.row(r), token: t, heads: heads, stride: qk, offset: l.nopeDim, interleaved: l.interleaved)
                 kvaNorm.withUnsafeBufferPointer { w in
                     ek_rmsnorm(ckv.row(r), w.baseAddress!, Int32(l.kvLoraRank), eps, latent + p * l.kvLoraRank)
@@ -76,18 +76,21 @@ final class LatentAttention: @unchecked Sendable {
         for b in 0..<s.batch {
             let kv = Matrix(rows: total, cols: heads * kvWidth, uninitialized: ())
             kvb.apply(s.cache.keys(layer, b), rows: total, ldx: l.kvLoraRank, into: kv.data, ldy: kv.cols, pool: s.pool)
-            let k = Matrix(rows: total, cols: heads * qk)
+            // Every row of every head is written: its nope part, then its rope part.
+            let k = Matrix(rows: total, cols: heads * qk, uninitialized: ())
             let rope = s.cache.values(layer, b)
-            for j in 0..<total {
-                for hh in 0..<heads {
-                    (k.row(j) + hh * qk).update(from: kv.row(j) + hh * kvWidth, count: l.nopeDim)
-                    (k.row(j) + hh * qk + l.nopeDim).update(from: rope + j * l.ropeDim, count: l.ropeDim)
+            s.pool.forRows(total, width: k.cols) { rr in
+                for j in rr {
+                    for hh in 0..<heads {
+                        (k.row(j) + hh * qk).update(from: kv.row(j) + hh * kvWidth, count: l.nopeDim)
+                        (k.row(j) + hh * qk + l.nopeDim).update(from: rope + j * l.ropeDim, count: l.ropeDim)
+                    }
                 }
             }
             keys.append(k)
             values.append(kv)
         }
-        let attn = Matrix(rows: m, cols: heads * l.valueDim)
+        let attn = Matrix(rows: m, cols: heads * l.valueDim, uninitialized: ())
         let tokens = s.tokens
         s.attend(heads: heads, dk: qk, dv: l.valueDim, scale: scale,
                  q: { b, h in (UnsafePointer(qm.row(b * tokens) + h * qk), qm.cols) },

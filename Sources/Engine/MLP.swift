@@ -18,7 +18,10 @@ final class MLP: @unchecked Sendable {
         let g = Matrix(rows: m, cols: intermediate, uninitialized: ()), u = Matrix(rows: m, cols: intermediate, uninitialized: ())
         gate.apply(x, rows: m, ldx: ldx, into: g.data, ldy: g.cols, pool: pool)
         up.apply(x, rows: m, ldx: ldx, into: u.data, ldy: u.cols, pool: pool)
-        ek_silu_mul(g.data, u.data, Int32(m * intermediate))
+        let width = intermediate
+        pool.forRows(m, width: width) { rr in
+            ek_silu_mul(g.data + rr.lowerBound * width, u.data + rr.lowerBound * width, Int32(rr.count * width))
+        }
         hidden?(g.data, g.cols)
         down.apply(g.data, rows: m, ldx: g.cols, into: out, ldy: ldo, pool: pool)
     }

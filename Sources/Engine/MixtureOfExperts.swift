@@ -86,7 +86,8 @@ final class MixtureOfExperts: @unchecked Sendable {
             }
             if shared != nil || !routedOnly { seen.all(.mlpInput(layer: seen.layer), h.data, width: hidden, ld: hidden) }
         }
-        let slots = Matrix(rows: m * k, cols: hidden)
+        // Every (token, slot) row is written by the expert the slot routes to.
+        let slots = Matrix(rows: m * k, cols: hidden, uninitialized: ())
         let active = assigned.indices.filter { !assigned[$0].isEmpty }
         pool.run(active.count) { item, w in
             let e = active[item], list = assigned[e]
@@ -110,16 +111,20 @@ final class MixtureOfExperts: @unchecked Sendable {
                 seen.all(.expertHidden(layer: seen.layer, expert: e), g.data, width: g.cols, ld: g.cols)
             }
         }
-        out.zero()
-        for t in 0..<m {
-            let o = out.row(t)
-            for s in 0..<k { ek_axpy(Int32(hidden), 1, slots.row(t * k + s), o) }
-        }
-        if let shared {
-            let sh = Matrix(rows: m, cols: hidden)
+        let sh = shared.map { _ in Matrix(rows: m, cols: hidden, uninitialized: ()) }
+        if let shared, let sh {
             shared.forward(h.data, rows: m, ldx: hidden, into: sh.data, ldo: hidden, pool: pool,
                            hidden: seen.map { o in { g, ld in o.all(.mlpHidden(layer: o.layer), g, width: shared.intermediate, ld: ld) } })
-            for t in 0..<m { ek_axpy(Int32(hidden), 1, sh.row(t), out.row(t)) }
+        }
+        // Per token: 0, + each slot in order, + the shared experts' output (the same order however
+        // the rows are split).
+        pool.forRows(m, width: hidden * (k + 1)) { rr in
+            for t in rr {
+                let o = out.row(t)
+                o.update(repeating: 0, count: hidden)
+                for s in 0..<k { ek_axpy(Int32(hidden), 1, slots.row(t * k + s), o) }
+                if let sh { ek_axpy(Int32(hidden), 1, sh.row(t), o) }
+            }
         }
     }
 }

@@ -97,19 +97,20 @@ public final class Model: @unchecked Sendable {
         }
         let step = ForwardStep(batch: cache.batch, tokens: t, start: start, rope: c.rope, cache: cache, pool: pool, observer: observer)
         let m = step.rows, d = c.hidden
-        let x = Matrix(rows: m, cols: d)
+        // Every buffer below is written in full before it is read (gathered rows, norms, products).
+        let x = Matrix(rows: m, cols: d, uninitialized: ())
         embedding.gatherRows(tokens.flatMap { $0 }, into: x.data, ld: d)
-        let h = Matrix(rows: m, cols: d), y = Matrix(rows: m, cols: d)
+        let h = Matrix(rows: m, cols: d, uninitialized: ()), y = Matrix(rows: m, cols: d, uninitialized: ())
         for (l, layer) in layers.enumerated() {
             let seen = step.observation(layer: l)
-            rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.inputNorm, eps: c.rmsEps, into: h.data, ldo: d)
+            rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.inputNorm, eps: c.rmsEps, into: h.data, ldo: d, pool: pool)
             seen?.all(.attentionInput(layer: l), h.data, width: d, ld: d)
             switch layer.mixer {
             case let .grouped(a): a.forward(h, step, into: y)
             case let .latent(a): a.forward(h, step, into: y)
             }
-            ek_axpy(Int32(m * d), 1, y.data, x.data)
-            rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.postNorm, eps: c.rmsEps, into: h.data, ldo: d)
+            addRows(y.data, into: x.data, rows: m, width: d, pool: pool)
+            rmsNormRows(x.data, rows: m, width: d, ldx: d, weight: layer.postNorm, eps: c.rmsEps, into: h.data, ldo: d, pool: pool)
             switch layer.ffn {
             case let .dense(f):
                 seen?.all(.mlpInput(layer: l), h.data, width: d, ld: d)
@@ -117,7 +118,7 @@ public final class Model: @unchecked Sendable {
                           hidden: seen.map { o in { g, ld in o.all(.mlpHidden(layer: l), g, width: f.intermediate, ld: ld) } })
             case let .experts(f): f.forward(h, pool: pool, into: y, observing: seen)
             }
-            ek_axpy(Int32(m * d), 1, y.data, x.data)
+            addRows(y.data, into: x.data, rows: m, width: d, pool: pool)
         }
         cache.length = start + t
         let rows: [Int]
@@ -126,7 +127,7 @@ public final class Model: @unchecked Sendable {
         case .last: rows = (0..<cache.batch).map { $0 * t + t - 1 }
         case let .rows(r): rows = r
         }
-        let final = Matrix(rows: rows.count, cols: d)
+        let final = Matrix(rows: rows.count, cols: d, uninitialized: ())
         for (i, r) in rows.enumerated() {
             norm.withUnsafeBufferPointer { w in ek_rmsnorm(x.row(r), w.baseAddress!, Int32(d), c.rmsEps, final.row(i)) }
         }

@@ -25,6 +25,22 @@ public final class WorkerPool: @unchecked Sendable {
     /// Worker `w`'s scratch buffer (`scratchFloats` long).
     public func scratch(_ w: Int) -> UnsafeMutablePointer<Float> { scratch[w] }
 
+    /// Below this many elements in all, a row-wise pass runs on the calling thread: handing it
+    /// to the workers costs more than it saves.
+    static let splitElements = 16384
+
+    /// Calls `body(range)` on consecutive row ranges that cover 0..<rows, spread over the workers
+    /// when the rows hold at least `splitElements` elements (`width` each). Every range but the
+    /// last starts and ends at a multiple of 8 rows, so an element-wise kernel's vector blocks and
+    /// scalar tail fall on the same elements whatever the split: results do not depend on it.
+    public func forRows(_ rows: Int, width: Int, _ body: (Range<Int>) -> Void) {
+        if rows <= 0 { return }
+        let parts = threads == 1 || rows * width < WorkerPool.splitElements ? 1 : min((rows + 7) / 8, 4 * threads)
+        if parts <= 1 { return body(0..<rows) }
+        let chunk = ((rows + parts - 1) / parts + 7) / 8 * 8
+        run((rows + chunk - 1) / chunk) { i, _ in body(i * chunk..<min(rows, (i + 1) * chunk)) }
+    }
+
     /// Calls `body(item, worker)` for every item in 0..<items, spread over the workers.
     public func run(_ items: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
         if items <= 0 { return }
