@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsconvert-bench",
         abstract: "Benchmarks: `kernel` (BF16 → block FP8 vs memcpy), `read` (iterate all tensors of a checkpoint), `prefill` (engine forward passes), `open` (.dspack open to first tensor) and `gemm` (the engine's matmul GFLOP/s).",
-        subcommands: [Kernel.self, Read.self, Prefill.self, Open.self, Gemm.self, Hash.self, CalibrateBench.self])
+        subcommands: [Kernel.self, Read.self, Prefill.self, Open.self, Gemm.self, Hash.self, CalibrateBench.self, KLSearchBench.self])
 }
 
 /// Flags both benchmarks have.

@@ -8,50 +8,27 @@ public enum AmaxSearch {
     /// levels, start bin 128, stride 1); for `.fp8` the candidate distribution Q is built on the
     /// E4M3 grid instead (Formats/calibration.md, "FP8-aware KL"). Returns the chosen bin i (the
     /// largest i reaching the minimum KL) and amax = edges[i]; nil for fewer than `startBin` bins.
+    ///
+    /// The same bin as `entropyExhaustive` (the reference's loop, O(bins²) with a log per bin),
+    /// found in O(128 · bins): `KLSearch` gives every candidate's KL from prefix sums with 128
+    /// logs, then the candidates within a rounding bound of the smallest are computed again
+    /// exactly as the reference loop does, and the largest i reaching their minimum is chosen.
     public static func entropy(_ h: AbsHistogram, target: CalibrationTarget = .int8, startBin: Int = 128) -> (bin: Int, amax: Double)? {
-        var bins = h.counts
-        guard bins.count >= 2, bins.count >= startBin else { return nil }
-        bins[0] = bins[1]
-        let n = bins.count
-        // suffix[i] = Σ bins[i...]
-        var suffix = [Double](repeating: 0, count: n + 1)
-        for j in stride(from: n - 1, through: 0, by: -1) { suffix[j] = suffix[j + 1] + bins[j] }
-        let levels = 128  // INT8: floor(j·128/i) ∈ 0…127; E4M3: codes 0…126 (0x7E = 448)
+        guard h.counts.count >= 2, h.counts.count >= startBin else { return nil }
+        var search = KLSearch(h.counts, target: target)
+        guard let bin = search.chosenBin(startBin: startBin) else { return nil }
+        return (bin, h.edge(bin))
+    }
+
+    /// The reference's loop itself: every candidate i's P and Q built bin by bin and its KL summed
+    /// bin by bin. The chosen bin of `entropy` is this one's (tests and the benchmark compare them).
+    public static func entropyExhaustive(_ h: AbsHistogram, target: CalibrationTarget = .int8, startBin: Int = 128) -> (bin: Int, amax: Double)? {
+        guard h.counts.count >= 2, h.counts.count >= startBin else { return nil }
+        var search = KLSearch(h.counts, target: target)
         var best = Double.infinity
         var bestBin = -1
-        var levelSum = [Double](repeating: 0, count: levels)
-        var levelNonZero = [Int](repeating: 0, count: levels)
-        var level = [Int](repeating: 0, count: n)
-        for i in startBin...n {
-            for k in 0..<levels { levelSum[k] = 0; levelNonZero[k] = 0 }
-            switch target {
-            case .int8:
-                // numpy digitize(range(i), linspace(0, i, 129)) − 1 is floor(j · 128 / i) exactly
-                // (the edges k · i / 128 are exact binary fractions).
-                for j in 0..<i { level[j] = (j * levels) / i }
-            case .fp8:
-                level.withUnsafeMutableBufferPointer { lv in
-                    for j in 0..<i { lv[j] = Int(fp8Level(bin: j, of: i)) }
-                }
-            }
-            for j in 0..<i where bins[j] != 0 {
-                levelSum[level[j]] += bins[j]
-                levelNonZero[level[j]] += 1
-            }
-            var qTotal = 0.0
-            for k in 0..<levels where levelNonZero[k] > 0 { qTotal += levelSum[k] }
-            let pTotal = suffix[0]
-            guard pTotal > 0, qTotal > 0 else { continue }
-            var kl = 0.0
-            for j in 0..<i {
-                var p = bins[j]
-                if j == i - 1 { p += suffix[i] }
-                guard p > 0 else { continue }
-                let pn = p / pTotal
-                let q = bins[j] == 0 ? 0 : levelSum[level[j]] / Double(levelNonZero[level[j]])
-                if q == 0 { kl = .infinity; break }
-                kl += pn * log(pn / (q / qTotal))
-            }
+        for i in startBin...search.n {
+            guard let kl = search.exactKL(i) else { continue }
             if kl <= best { best = kl; bestBin = i }
         }
         guard bestBin >= 0 else { return nil }
