@@ -2,6 +2,9 @@
 #include "simd.h"
 #include <math.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 enum { NR = 16, MR = 6 };
 
@@ -189,6 +192,16 @@ EK_CLONES void ek_silu_mul(float *g, const float *u, int n) {
         float v = g[i];
         g[i] = v / (1.0f + expf(-v)) * u[i];
     }
+}
+
+void ek_keep_freed_memory(int mmap_threshold, int trim_threshold) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
+#else
+    (void)mmap_threshold;
+    (void)trim_threshold;
+#endif
 }
 
 long ek_fetch_add(long *counter, long value) { return __atomic_fetch_add(counter, value, __ATOMIC_RELAXED); }

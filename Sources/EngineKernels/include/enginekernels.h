@@ -69,6 +69,10 @@ double ek_log_sum_exp(const float *x, int n, int *argmax);
 void ek_compare_rows(const float *ref, const float *cand, int n, double *lse_ref, double *lse_cand,
                      double *kl, int *arg_ref, int *arg_cand);
 
+/// glibc only (elsewhere nothing): blocks below mmap_threshold bytes come from the heap, and
+/// freed heap memory is given back to the kernel only above trim_threshold (mallopt).
+void ek_keep_freed_memory(int mmap_threshold, int trim_threshold);
+
 /// Atomically adds 1 to *counter and returns its previous value (work distribution).
 long ek_fetch_add(long *counter, long value);
 
