@@ -18,9 +18,31 @@ public struct ModelLayout: Sendable {
     static let layerNorms: Set<String> = ["input_layernorm", "post_attention_layernorm", "enorm", "hnorm"]
 
     /// The role of `name`, or nil when the name does not fit the architecture.
+    /// `name` cut at every "." with empty parts kept: `split(separator: ".",
+    /// omittingEmptySubsequences: false)`, found by bytes for an ASCII name (where every "." is a
+    /// character of its own, so the parts are the same) instead of by grapheme clusters.
+    static func components(_ name: String) -> [Substring] {
+        let u = name.utf8
+        guard !u.contains(where: { $0 >= 0x80 }) else { return name.split(separator: ".", omittingEmptySubsequences: false) }
+        var parts: [Substring] = []
+        parts.reserveCapacity(8)
+        var start = u.startIndex
+        var i = start
+        while i != u.endIndex {
+            if u[i] == 0x2E {
+                parts.append(name[start..<i])
+                start = u.index(after: i)
+            }
+            i = u.index(after: i)
+        }
+        parts.append(name[start...])
+        return parts
+    }
+
     public func role(of name: String) -> TensorRole? {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count >= 2, let lastDot = name.lastIndex(of: ".") else { return nil }
+        let parts = ModelLayout.components(name)
+        guard parts.count >= 2 else { return nil }
+        let lastDot = name.index(before: parts[parts.count - 1].startIndex)
         let parameter = String(name[name.index(after: lastDot)...])
         let module = String(name[..<lastDot])
         var role = TensorRole(kind: .norm, module: module, parameter: parameter, layer: nil, expert: nil, projection: nil)

@@ -161,6 +161,7 @@ public enum ShardPlanner {
             let classes = try TensorClassification.classify(ckpt)
             self.classes = classes
             var owner: [String: QuantizedWeight] = [:]
+            owner.reserveCapacity(classes.quantized.count * 2)
             for q in classes.quantized.values { for t in q.parameterTensors { owner[t.name] = q } }
             let store = ckpt.weights
             let names = store.tensorNames

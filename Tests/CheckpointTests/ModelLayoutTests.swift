@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import Checkpoint
+@testable import Checkpoint
 import JSON
 import SafeTensors
 
@@ -190,6 +190,15 @@ final class ModelLayoutTests: XCTestCase {
             XCTAssertEqual(names, ["model.layers.0.foo.weight"])
             XCTAssertEqual(total, 1)
             XCTAssertTrue("\(error)".contains("'model.layers.0.foo.weight'"), "\(error)")
+        }
+    }
+
+    /// The byte-wise split of ASCII names gives String.split's parts (empty ones kept); other
+    /// names, where a "." may join a combining mark, take String.split itself.
+    func testComponentsAgreeWithSplit() {
+        for name in ["model.layers.0.mlp.experts.12.down_proj.weight", "lm_head.weight", "a", "", ".", "..", "a.", ".a", "a..b",
+                     "model.layers.x\r\n.y", "é.b", "a.\u{301}b.c", "a\u{301}.b", "mödel.layers.0.weight"] {
+            XCTAssertEqual(ModelLayout.components(name), name.split(separator: ".", omittingEmptySubsequences: false), name)
         }
     }
 }
