@@ -88,7 +88,9 @@ final class MixtureOfExperts: @unchecked Sendable {
         }
         // Every (token, slot) row is written by the expert the slot routes to.
         let slots = Matrix(rows: m * k, cols: hidden, uninitialized: ())
-        let active = assigned.indices.filter { !assigned[$0].isEmpty }
+        // Busiest experts first, so the workers finish together (each expert's output goes to its
+        // own slot rows: the order changes no result).
+        let active = assigned.indices.filter { !assigned[$0].isEmpty }.sorted { (assigned[$0].count, $1) > (assigned[$1].count, $0) }
         pool.run(active.count) { item, w in
             let e = active[item], list = assigned[e]
             let x = Matrix(rows: list.count, cols: hidden, uninitialized: ()), y = Matrix(rows: list.count, cols: hidden, uninitialized: ())
