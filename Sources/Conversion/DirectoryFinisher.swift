@@ -191,7 +191,7 @@ public enum DirectoryFinisher {
             }
         }
         for f in plan.extraFiles {
-            try AtomicFile.write(JSONWriter.prettyBytes(f.json), to: out + "/" + f.name)
+            try AtomicFile.write(f.bytes, to: out + "/" + f.name)
             written.append(f.name)
         }
         if !side.notCopied.isEmpty {

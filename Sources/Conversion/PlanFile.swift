@@ -20,8 +20,9 @@ struct PlanFile {
     var writesIndex: Bool
     var indexMetadata: [(String, JSONValue)]
     var config: JSONValue?
-    /// The plan's `extraFiles` (output name → JSON contents).
-    var extraFiles: [(name: String, json: JSONValue)] = []
+    /// The plan's `extraFiles` (output name → contents). plan.json holds each file's text as one
+    /// JSON string (a plan of an older dsconvert: its JSON value, written out pretty as before).
+    var extraFiles: [(name: String, bytes: [UInt8])] = []
     /// The output files embed config.json and the side files (packs): completing the folder
     /// writes no index, config.json or copies.
     var embedsModelFiles = false
@@ -49,7 +50,7 @@ struct PlanFile {
             ("writes_index", .bool(writesIndex)),
             ("index_metadata", .object(indexMetadata)),
             ("config", config ?? .null),
-            ("extra_files", .object(extraFiles.map { ($0.name, $0.json) })),
+            ("extra_files", .object(extraFiles.map { ($0.name, .string(String(decoding: $0.bytes, as: UTF8.self))) })),
             ("embeds_model_files", .bool(embedsModelFiles)),
             ("files", .array(files.map { .string($0) })),
         ])
@@ -91,7 +92,7 @@ struct PlanFile {
                          indexMetadata: v["index_metadata"]?.objectMembers ?? [], config: nil,
                          files: v["files"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         if let c = v["config"], c != .null { p.config = c }
-        p.extraFiles = (v["extra_files"]?.objectMembers ?? []).map { (name: $0.0, json: $0.1) }
+        p.extraFiles = (v["extra_files"]?.objectMembers ?? []).map { (name: $0.0, bytes: $0.1.stringValue.map { Array($0.utf8) } ?? JSONWriter.prettyBytes($0.1)) }
         p.embedsModelFiles = v["embeds_model_files"]?.boolValue ?? false
         return p
     }

@@ -356,7 +356,7 @@ public enum ShardPlanner {
         // Files: a safetensors set per rank folder, or DeepSeek's one file per rank.
         var files: [(name: String, tensors: [TensorPlan])] = []
         let config: JSONValue?
-        var extras: [(name: String, json: JSONValue)] = []
+        var extras: [(name: String, bytes: [UInt8])] = []
         switch o.layout {
         case .hf:
             for r in 0..<n {
@@ -369,7 +369,7 @@ public enum ShardPlanner {
                 }
                 let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
                 files += try layout.files(perRank[r], store: store)
-                extras.append((OutputLayout.join(f, rankFileName), ranks[r].json))
+                extras.append((OutputLayout.join(f, rankFileName), JSONWriter.prettyBytes(ranks[r].json)))
             }
             config = o.quantize.map { scheme in
                 var c = cfg.json.setting("quantization_config", scheme.quantizationConfig(ignore: []))
@@ -379,7 +379,7 @@ public enum ShardPlanner {
         case .deepseek:
             for r in 0..<n { files.append((DeepSeekLayout.fileName(rank: r, of: n), perRank[r])) }
             config = nil
-            extras.append((DeepSeekLayout.modelArgsFileName, try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized)))
+            extras.append((DeepSeekLayout.modelArgsFileName, JSONWriter.prettyBytes(try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized))))
         }
         let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)" + (o.quantize.map { "; quantize \($0.summary)" } ?? "")
         let packs = o.format == .dspack

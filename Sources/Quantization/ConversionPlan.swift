@@ -110,7 +110,9 @@ public struct ConversionPlan: Sendable {
     public var counts: [String: Int]
     /// JSON files the layout adds beside the tensors (output name → contents), written when the
     /// folder is completed, as config.json is: the sharder's `rank-…/rank.json`.
-    public var extraFiles: [(name: String, json: JSONValue)] = []
+    /// Held as the files' bytes (pretty JSON), not as JSON values: a rank.json lists every tensor
+    /// of its rank, and a tree of values per tensor was most of a large plan's memory.
+    public var extraFiles: [(name: String, bytes: [UInt8])] = []
     /// What SmoothQuant folded (`quantize --ranges` with factors), for the report.
     public var smoothing: SmoothingReport?
 }

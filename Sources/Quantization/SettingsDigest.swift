@@ -64,7 +64,7 @@ public enum SettingsDigest {
         // digests are unchanged by this field.
         if !plan.extraFiles.isEmpty {
             e.add("extra files " + String(plan.extraFiles.count))
-            for f in plan.extraFiles { e.add(f.name); e.add(f.json) }
+            for f in plan.extraFiles { e.add(f.name); e.add(bytes: f.bytes) }
         }
         return e.hash.finalize()
     }
@@ -102,6 +102,13 @@ public enum SettingsDigest {
         }
 
         mutating func add(_ v: JSONValue) { add(JSONWriter.compact(SettingsDigest.canonical(v))) }
+
+        /// A field of bytes (a file's contents), as `add` of a string holding them.
+        mutating func add(bytes: [UInt8]) {
+            var n = UInt64(bytes.count).littleEndian
+            withUnsafeBytes(of: &n) { hash.update($0) }
+            bytes.withUnsafeBytes { hash.update($0) }
+        }
     }
 
     /// `v` with object members sorted by key, recursively.
