@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard bench-llamacpp test-llamacpp deps-llamacpp fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop test-serving bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard bench-llamacpp test-llamacpp deps-llamacpp fuzz clean
 
 all: build
 
@@ -54,6 +54,21 @@ test-interop: build
 		{ $(PYTHON) -m pip install -q --disable-pip-version-check --no-deps nvidia-modelopt && \
 		  $(PYTHON) -m pip install -q --disable-pip-version-check omegaconf pulp nvidia-ml-py; }
 	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q Tests/Interop
+
+# Launch commands (`shard --plan --emit`) against vLLM's and SGLang's own argument parsers (opt-in):
+# both installed without their GPU stacks (--no-deps, plus the small packages their parsers import)
+# into .venv-serving, which sees the system's torch and transformers.
+SERVING_VENV := .venv-serving
+SERVING_PKGS := vllm==0.34.0 sglang==0.5.23
+SERVING_DEPS := pybase64 pillow starlette fastapi uvicorn watchfiles msgspec pyzmq aiohttp multidict yarl propcache \
+	aiohappyeyeballs aiosignal frozenlist opentelemetry-api cachetools prometheus-client openai openai-harmony cbor2 \
+	uvloop partial-json-parser llguidance xgrammar apache-tvm-ffi
+test-serving: build
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PKGS) $(INTEROP_PKGS)
+	@[ -x $(SERVING_VENV)/bin/python ] || $(PYTHON) -m venv --system-site-packages $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -c "import vllm, sglang" 2>/dev/null || \
+		$(SERVING_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps $(SERVING_PKGS) $(SERVING_DEPS)
+	VLLM_TARGET_DEVICE=cpu DSCONVERT=$(CURDIR)/$(BIN) $(SERVING_VENV)/bin/python -m pytest -q -p no:cacheprovider Tests/Serving
 
 bench: build deps-pip
 	$(SWIFT) build -c release --product dsconvert-bench
