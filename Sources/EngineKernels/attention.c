@@ -132,6 +132,27 @@ EK_INLINE void attend_block(const int mr, int i0, int p0, int dk, int dv, float 
 EK_CLONES void ek_attention(int nq, int p0, int dk, int dv, float scale,
                             const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                             float *out, int ldo, float *scratch) {
+    if (nq <= 2) {
+        // Decode: packing the keys would move every key once per query row, as much work as
+        // the product itself; the scores are dot products straight on the key rows instead.
+        float *s = scratch;
+        for (int i = 0; i < nq; i++) {
+            int keys = p0 + i + 1, n = (keys + 7) / 8 * 8;
+            const float *qi = q + (size_t)i * ldq;
+            for (int j = 0; j < keys; j++) s[j] = dot_inline(qi, k + (size_t)j * ldk, dk) * scale;
+            float inv = softmax_row(s, keys, n);
+            float *o = out + (size_t)i * ldo;
+            int d = 0;
+            for (; d + 16 <= dv; d += 16) values_block(1, 2, keys, s, 0, v + d, ldv, &inv, o + d, ldo);
+            if (d + 8 <= dv) { values_block(1, 1, keys, s, 0, v + d, ldv, &inv, o + d, ldo); d += 8; }
+            for (; d < dv; d++) {
+                float acc = 0;
+                for (int j = 0; j < keys; j++) acc += s[j] * v[(size_t)j * ldv + d];
+                o[d] = acc * inv;
+            }
+        }
+        return;
+    }
     int total = p0 + nq;
     int lds = (total + AK - 1) / AK * AK;
     float *kt = scratch, *s = scratch + (size_t)lds * dk;

@@ -5,13 +5,15 @@ import XCTest
 
 /// The engine's C kernels against numpy in float64 (Tests/Reference/engine_kernels_reference.py).
 final class EngineKernelTests: XCTestCase {
-    /// ek_attention on shapes that hit every edge of the blocked kernel: query blocks of 1 to 6
-    /// rows, a partial last key panel, widths that are not multiples of 8 or 16, a cached prefix
-    /// (p0 > 0), row strides wider than the rows.
+    /// ek_attention on shapes that hit every edge of the blocked kernel and of the 1-2 row
+    /// (decode) path that skips packing: query blocks of 1 to 6 rows, a partial last key panel,
+    /// widths that are not multiples of 8 or 16, a cached prefix (p0 > 0), row strides wider
+    /// than the rows.
     func testAttentionShapes() throws {
         // (nq, p0, dk, dv)
         let cases = [(1, 0, 32, 32), (7, 0, 32, 32), (64, 0, 48, 32), (64, 448, 32, 32), (13, 37, 13, 20),
-                     (5, 100, 16, 8), (70, 3, 40, 48), (1, 511, 48, 32), (6, 10, 3, 1), (33, 17, 64, 24)]
+                     (5, 100, 16, 8), (70, 3, 40, 48), (1, 511, 48, 32), (6, 10, 3, 1), (33, 17, 64, 24),
+                     (1, 37, 13, 20), (2, 100, 3, 1), (2, 0, 16, 8), (1, 5, 128, 128), (2, 63, 7, 25)]
         for (i, (nq, p0, dk, dv)) in cases.enumerated() {
             try check(nq: nq, p0: p0, dk: dk, dv: dv, seed: i + 1)
         }
