@@ -18,6 +18,21 @@ enum CV {
     static let llama = root + "/Samples/llama-tiny"
     static let deepseekShards = (1...5).map { "model-0000\($0)-of-00005.safetensors" }
 
+    /// Runs `Tests/Reference/shard_gather.py` on a shard output: every rank gathered back and
+    /// compared bit for bit with `input`; `layers` are the expected stages, written by hand;
+    /// `format` is the rank files' (`safetensors` folders or `dspack` packs).
+    static func gatherShards(_ input: String, _ out: String, tp: Int, pp: Int = 1, ep: Int = 1, placement: String = "contiguous",
+                             keepMTP: Bool = false, layers: [[Int]], format: String = "safetensors",
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let spec: JSONValue = .object([
+            ("tp", .int(tp)), ("pp", .int(pp)), ("ep", .int(ep)), ("placement", .string(placement)), ("keep_mtp", .bool(keepMTP)),
+            ("layers", .array(layers.map { .array($0.map { .int($0) }) })), ("format", .string(format)),
+        ])
+        let path = out + ".spec.json"
+        try writeJSON(spec, to: path)
+        XCTAssertNoThrow(try PythonReference.run("shard_gather.py", [input, out, path]), "tp \(tp) pp \(pp) ep \(ep) \(format)", file: file, line: line)
+    }
+
     // MARK: Running conversions through the library
 
     static func scheme(_ format: QuantizationScheme.Format = .fp8, _ granularity: QuantizationScheme.Granularity? = nil) -> QuantizationScheme {

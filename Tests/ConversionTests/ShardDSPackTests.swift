@@ -18,17 +18,6 @@ final class ShardDSPackTests: XCTestCase {
         return r
     }
 
-    private func gather(_ input: String, _ out: String, tp: Int, pp: Int = 1, ep: Int = 1, placement: String = "contiguous",
-                        keepMTP: Bool = false, layers: [[Int]], format: String = "dspack", file: StaticString = #filePath, line: UInt = #line) throws {
-        let spec: JSONValue = .object([
-            ("tp", .int(tp)), ("pp", .int(pp)), ("ep", .int(ep)), ("placement", .string(placement)), ("keep_mtp", .bool(keepMTP)),
-            ("layers", .array(layers.map { .array($0.map { .int($0) }) })), ("format", .string(format)),
-        ])
-        let path = out + ".spec.json"
-        try CV.writeJSON(spec, to: path)
-        XCTAssertNoThrow(try PythonReference.run("shard_gather.py", [input, out, path]), "tp \(tp) pp \(pp) ep \(ep) \(format)", file: file, line: line)
-    }
-
     /// Rank folders hold exactly one pack each, and the packs gather to the source bit for bit
     /// under TP, PP and EP (both placements); `unpack` of each rank's pack gives back the
     /// safetensors rank folder, which gathers too.
@@ -45,7 +34,7 @@ final class ShardDSPackTests: XCTestCase {
             let folders = try CV.files(out).filter { !$0.hasPrefix(".") }
             XCTAssertEqual(folders.count, c.2 * c.3)
             for f in folders { XCTAssertEqual(try CV.files(out + "/" + f), ["model.dspack"], f) }
-            try gather(c.0, out, tp: c.2, pp: c.3, ep: c.4, placement: c.5, layers: c.6)
+            try CV.gatherShards(c.0, out, tp: c.2, pp: c.3, ep: c.4, placement: c.5, layers: c.6, format: "dspack")
         }
         // unpack: each rank's pack back to a safetensors rank folder (with its rank.json).
         let packed = tmp.appending("o0").path, unpacked = tmp.appending("u0").path
@@ -53,7 +42,7 @@ final class ShardDSPackTests: XCTestCase {
             let r = try CLI.run(["unpack", packed + "/" + f + "/model.dspack", unpacked + "/" + f, "-q"])
             XCTAssertEqual(r.status, 0, r.stderr)
         }
-        try gather(CV.deepseek, unpacked, tp: 2, pp: 2, ep: 2, placement: "round-robin", layers: [[0, 1], [2]], format: "safetensors")
+        try CV.gatherShards(CV.deepseek, unpacked, tp: 2, pp: 2, ep: 2, placement: "round-robin", layers: [[0, 1], [2]], format: "safetensors")
     }
 
     /// `shard --fp8 --format dspack` (quantized on the way) writes the same packs as `quantize
@@ -70,7 +59,7 @@ final class ShardDSPackTests: XCTestCase {
             let f = "/rank-0000\(r)-of-00002/model.dspack"
             XCTAssertEqual(try CV.bytes(a + f), try CV.bytes(b + f), f)
         }
-        try gather(fp8, a, tp: 2, ep: 2, layers: [[0, 1]])
+        try CV.gatherShards(fp8, a, tp: 2, ep: 2, layers: [[0, 1]], format: "dspack")
     }
 
     /// The engine runs the packed split rank by rank (`dsconvert forward OUT`) and reproduces

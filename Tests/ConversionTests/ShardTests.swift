@@ -19,18 +19,6 @@ final class ShardTests: XCTestCase {
         return r
     }
 
-    /// Runs the gather check; `layers` are the expected stages, written by hand.
-    private func gather(_ input: String, _ out: String, tp: Int, pp: Int = 1, ep: Int = 1, placement: String = "contiguous",
-                        keepMTP: Bool = false, layers: [[Int]], file: StaticString = #filePath, line: UInt = #line) throws {
-        let spec: JSONValue = .object([
-            ("tp", .int(tp)), ("pp", .int(pp)), ("ep", .int(ep)), ("placement", .string(placement)), ("keep_mtp", .bool(keepMTP)),
-            ("layers", .array(layers.map { .array($0.map { .int($0) }) })),
-        ])
-        let path = out + ".spec.json"
-        try CV.writeJSON(spec, to: path)
-        XCTAssertNoThrow(try PythonReference.run("shard_gather.py", [input, out, path]), "tp \(tp) pp \(pp) ep \(ep)", file: file, line: line)
-    }
-
     /// The BF16 samples under several plans. deepseek-v3-tiny's stages by hand: embedding 2 MiB,
     /// lm_head 2 MiB + norm; layer 0 (dense) ≈ 1.0 MiB, layers 1–2 (16 experts) ≈ 3.45 MiB each:
     /// at PP 2, [0, 1] | [2] gives max(6.5, 5.6) MiB, [0] | [1, 2] max(3.1, 9.0): the first.
@@ -48,7 +36,7 @@ final class ShardTests: XCTestCase {
         for (i, c) in cases.enumerated() {
             let out = tmp.appending("o\(i)").path
             try shard(c.0, out, c.1)
-            try gather(c.0, out, tp: c.2, pp: c.3, ep: c.4, placement: c.5, layers: c.6)
+            try CV.gatherShards(c.0, out, tp: c.2, pp: c.3, ep: c.4, placement: c.5, layers: c.6)
         }
         // The experts of each rank, by hand: 16 experts over EP 4 contiguous, and EP 2 round-robin.
         for (i, r, want) in [(1, 2, Array(8..<12)), (2, 1, [1, 3, 5, 7, 9, 11, 13, 15]), (2, 2, [0, 2, 4, 6, 8, 10, 12, 14])] {
@@ -79,7 +67,7 @@ final class ShardTests: XCTestCase {
             }
             XCTAssertGreaterThanOrEqual(compared, 3, "\(args): the rank files, index or model_args, config")
         }
-        try gather(fp8, tmp.appending("b0").path, tp: 2, layers: [[0, 1]])
+        try CV.gatherShards(fp8, tmp.appending("b0").path, tp: 2, layers: [[0, 1]])
         let out = tmp.appending("refused").path
         let r = try CLI.run(["shard", CV.deepseek, out, "--tp", "2", "--fp8", "--json"])
         XCTAssertEqual(r.status, 64, r.stderr)
@@ -97,20 +85,20 @@ final class ShardTests: XCTestCase {
         try CV.quantize(bf16, fp8)
         var out = tmp.appending("a").path
         try shard(fp8, out, ["--tp", "2"])
-        try gather(fp8, out, tp: 2, layers: [[0, 1]])
+        try CV.gatherShards(fp8, out, tp: 2, layers: [[0, 1]])
         out = tmp.appending("b").path
         try shard(fp8, out, ["--tp", "2", "--pp", "2", "--ep", "2", "--keep-mtp"])
-        try gather(fp8, out, tp: 2, pp: 2, ep: 2, keepMTP: true, layers: [[0], [1, 2]])
+        try CV.gatherShards(fp8, out, tp: 2, pp: 2, ep: 2, keepMTP: true, layers: [[0], [1, 2]])
 
         let channel = tmp.appending("ch").path, int8 = tmp.appending("i8").path
         try CV.quantize(CV.deepseek, channel, CV.scheme(.fp8, .channel))
         try CV.quantize(CV.qwen2, int8, CV.scheme(.int8))
         out = tmp.appending("c").path
         try shard(channel, out, ["--tp", "2"])
-        try gather(channel, out, tp: 2, layers: [[0, 1, 2]])
+        try CV.gatherShards(channel, out, tp: 2, layers: [[0, 1, 2]])
         out = tmp.appending("d").path
         try shard(int8, out, ["--tp", "2"])
-        try gather(int8, out, tp: 2, layers: [[0, 1]])
+        try CV.gatherShards(int8, out, tp: 2, layers: [[0, 1]])
     }
 
     /// The gather check is not vacuous: a rank.json offset moved by one block fails it.
