@@ -13,7 +13,7 @@ OUT        := out
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deps-apt deps-pip build demo test test-interop test-serving bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard bench-llamacpp test-llamacpp deps-llamacpp fuzz clean
+.PHONY: all deps deps-apt deps-pip build demo test test-interop test-serving bench bench-engine bench-eval bench-gemm eval-table bench-transport bench-pack bench-shard bench-llamacpp test-llamacpp deps-llamacpp test-llmcompressor fuzz clean
 
 all: build
 
@@ -129,6 +129,20 @@ bench-llamacpp: build deps-llamacpp
 # llama.cpp reproduces the golden logits, and dsconvert forward agrees with it (Tests/Interop/test_llamacpp.py).
 test-llamacpp: build deps-llamacpp
 	DSCONVERT=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -s Tests/Interop/test_llamacpp.py
+
+# dsconvert's static W8A8 / FP8 checkpoints against llm-compressor's own on the samples (opt-in,
+# Tests/Interop/test_llmcompressor_static.py; 7-12 min). llm-compressor 0.14 pins torch <= 2.14, older
+# than the interop tier's, so it lives in its own venv, .venv-llmc: the CPU build of torch 2.13 where
+# pip finds one (this machine's wheel folder), else PyPI's torch within llm-compressor's pins.
+LLMC_VENV    := .venv-llmc
+LLMC_PKGS    := llmcompressor==0.14.0.1 pytest numpy ml_dtypes safetensors tokenizers
+test-llmcompressor: build
+	@[ -x $(LLMC_VENV)/bin/python ] || $(PYTHON) -m venv $(LLMC_VENV)
+	@$(LLMC_VENV)/bin/python -c "import llmcompressor, pytest, ml_dtypes" 2>/dev/null || { \
+		$(LLMC_VENV)/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0+cpu" 2>/dev/null || \
+		$(LLMC_VENV)/bin/python -m pip install -q --disable-pip-version-check "torch>=2.10,<=2.14.0"; \
+		$(LLMC_VENV)/bin/python -m pip install -q --disable-pip-version-check $(LLMC_PKGS); }
+	DSCONVERT=$(CURDIR)/$(BIN) DSCONVERT_LLMCOMPRESSOR=1 $(LLMC_VENV)/bin/python -m pytest -q -s Tests/Interop/test_llmcompressor_static.py
 
 fuzz: deps
 	Scripts/fuzz.sh

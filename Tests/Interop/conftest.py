@@ -29,6 +29,16 @@ if _missing:
         f"the interop tests need {', '.join(_missing)}: run `make test-interop`, which installs "
         "torch, transformers, compressed-tensors and pytest")
 
+# llm-compressor pins an older torch than this tier's, so its comparison runs in its own venv
+# (`make test-llmcompressor`, which sets DSCONVERT_LLMCOMPRESSOR=1); elsewhere it is not collected.
+if os.environ.get("DSCONVERT_LLMCOMPRESSOR") == "1":
+    if importlib.util.find_spec("llmcompressor") is None:
+        raise pytest.UsageError("DSCONVERT_LLMCOMPRESSOR=1 needs llmcompressor: run `make test-llmcompressor`, "
+                                "which installs it into .venv-llmc")
+    collect_ignore = []
+else:
+    collect_ignore = ["test_llmcompressor_static.py"]
+
 # Arguments of each conversion the tests use, by name.
 QUANTIZE_ARGS = {
     "fp8-block": ["--fp8"],
