@@ -217,16 +217,15 @@ typedef unsigned int v8ui __attribute__((vector_size(32)));
 
 /// The 8 BF16 values at p as f32 (exact: BF16 is the top half of the f32's bits).
 #define WIDEN8_BF16(p) ((v8)(__builtin_convertvector(*(const v8h *)(p), v8ui) << 16))
-/// The 8 E4M3FN codes at p as f32, exactly: the 7 exponent-and-mantissa bits placed at the top
-/// of an f32's (exponent 0 + e, mantissa m) and multiplied by 2^120 re-bias 7 -> 127, which also
-/// turns e = 0 (an f32 subnormal) into the E4M3 subnormal m × 2^-9; 0x7F / 0xFF are NaN.
-#define DECODE8_E4M3(p) ({                                                              \
-    v8ui c_ = __builtin_convertvector(*(const v8b *)(p), v8ui);                         \
-    v8ui em_ = c_ & 0x7F;                                                               \
-    v8 f_ = (v8)((em_ << 20) | ((c_ & 0x80) << 24)) * 0x1p120f;                         \
-    v8i nan_ = (v8i)(em_ == 0x7F);                                                      \
-    (v8)(((v8i)f_ & ~nan_) | (nan_ & 0x7FC00000));                                      \
-})
+typedef signed char v8sb __attribute__((vector_size(8), aligned(1)));
+/// The f32 bit patterns of the 8 E4M3FN codes at p divided by 2^120: each code sign-extended,
+/// its 7 exponent-and-mantissa bits moved to the top of an f32's exponent and mantissa
+/// (exponent 0 + e, mantissa m) and its sign to bit 31. Multiplying by 2^120 re-biases the
+/// exponent 7 -> 127 exactly, which also turns e = 0 (an f32 subnormal) into the E4M3
+/// subnormal m × 2^-9. The NaN codes 0x7F / 0xFF become the largest pattern (bits << 1 ==
+/// E4M3_NAN_TOP), which the caller tracks instead of decoding them.
+#define E4M3_BITS8(p) (((v8ui)__builtin_convertvector(*(const v8sb *)(p), v8i) << 20) & 0x87F00000u)
+#define E4M3_NAN_TOP 0x0FE00000u
 
 EK_INLINE float e4m3_scalar(unsigned c) {
     unsigned em = c & 0x7F;
@@ -246,9 +245,14 @@ EK_INLINE void rows_stored(const int mr, const int kind, int nb, int kb, const f
         v8 a0[3], a1[3];
         float tail[3];
         for (int i = 0; i < mr; i++) { a0[i] = splat8(0.0f); a1[i] = splat8(0.0f); tail[i] = 0; }
+        v8ui top = {0};  // E4M3: the largest code pattern seen (a NaN code makes the row NaN)
         for (int k0 = 0; k0 < kb; k0 += scols) {
             int k1 = kb - k0 < scols ? kb : k0 + scols;
             float s = kind == 1 ? srow[k0 / scols] : 1.0f;
+            // code × s = (pattern × 2^120) × s, where the first product is exact; as one product
+            // pattern × (2^120 × s) it rounds the same exact value once, while 2^120 × s is finite.
+            int folded = fabsf(s) < 256.0f;
+            float f1 = folded ? s * 0x1p120f : 0x1p120f;
             int k = k0;
             for (; k + 16 <= k1; k += 16) {
                 v8 w0, w1;
@@ -256,8 +260,11 @@ EK_INLINE void rows_stored(const int mr, const int kind, int nb, int kb, const f
                     w0 = WIDEN8_BF16(wr + 2 * k);
                     w1 = WIDEN8_BF16(wr + 2 * k + 16);
                 } else {
-                    w0 = DECODE8_E4M3(wr + k) * s;
-                    w1 = DECODE8_E4M3(wr + k + 8) * s;
+                    v8ui b0 = E4M3_BITS8(wr + k), b1 = E4M3_BITS8(wr + k + 8);
+                    top = __builtin_elementwise_max(top, __builtin_elementwise_max(b0 << 1, b1 << 1));
+                    w0 = (v8)b0 * f1;
+                    w1 = (v8)b1 * f1;
+                    if (!folded) { w0 *= s; w1 *= s; }
                 }
                 for (int i = 0; i < mr; i++) {
                     const float *xr = x + (size_t)i * ldx + k;
@@ -266,7 +273,15 @@ EK_INLINE void rows_stored(const int mr, const int kind, int nb, int kb, const f
                 }
             }
             for (; k + 8 <= k1; k += 8) {
-                v8 w0 = kind == 0 ? WIDEN8_BF16(wr + 2 * k) : DECODE8_E4M3(wr + k) * s;
+                v8 w0;
+                if (kind == 0) {
+                    w0 = WIDEN8_BF16(wr + 2 * k);
+                } else {
+                    v8ui b0 = E4M3_BITS8(wr + k);
+                    top = __builtin_elementwise_max(top, b0 << 1);
+                    w0 = (v8)b0 * f1;
+                    if (!folded) w0 *= s;
+                }
                 for (int i = 0; i < mr; i++) a0[i] += load8(x + (size_t)i * ldx + k) * w0;
             }
             for (; k < k1; k++) {
@@ -282,9 +297,11 @@ EK_INLINE void rows_stored(const int mr, const int kind, int nb, int kb, const f
                 for (int i = 0; i < mr; i++) tail[i] += x[(size_t)i * ldx + k] * v;
             }
         }
+        int nan_row = 0;
+        if (kind == 1) for (int l = 0; l < 8; l++) nan_row |= top[l] == E4M3_NAN_TOP;
         for (int i = 0; i < mr; i++) {
             v8 a = a0[i] + a1[i];
-            float d = hsum8(a) + tail[i];
+            float d = nan_row ? NAN : hsum8(a) + tail[i];
             float *yp = y + (size_t)i * ldy + n;
             *yp = set ? d : *yp + d;
         }

@@ -50,16 +50,24 @@ final class EngineKernelTests: XCTestCase {
         for (i, c) in cases.enumerated() { try checkRows(kind: c.0, m: c.1, n: c.2, k: c.3, br: c.4, bc: c.5, seed: 20 + i) }
     }
 
-    /// An E4M3 NaN code (0x7F, 0xFF) makes its row's products NaN, as the tile decoder's NaN does.
+    /// An E4M3 NaN code (0x7F, 0xFF) makes its row's products NaN, as the tile decoder's NaN does,
+    /// wherever it sits: in the 16-wide loop, the 8-wide one or the scalar tail; a row without one
+    /// is exact (1.0 codes times a 0.5 scale); so is a large scale (2^10, not folded into 2^120).
     func testRowsE4M3NaN() {
-        let k = 40
-        var w = [UInt8](repeating: 0x38, count: 2 * k)  // 1.0
-        w[k + 33] = 0xFF
-        let x = [Float](repeating: 1, count: k), s: [Float] = [0.5]
-        var y = [Float](repeating: 0, count: 2)
-        ek_gemm_rows_e4m3(1, 2, Int32(k), x, Int32(k), w, k, s, 0, 1, 0, Int32(k), &y, 2, 1)
-        XCTAssertEqual(y[0], Float(k) * 0.5)
-        XCTAssertTrue(y[1].isNaN)
+        let k = 43
+        var w = [UInt8](repeating: 0x38, count: 4 * k)  // 1.0
+        w[k + 5] = 0xFF
+        w[2 * k + 35] = 0x7F
+        w[3 * k + 41] = 0xFF
+        let x = [Float](repeating: 1, count: 2 * k)
+        for scale: Float in [0.5, 1024] {
+            var y = [Float](repeating: 0, count: 8)
+            ek_gemm_rows_e4m3(2, 4, Int32(k), x, Int32(k), w, k, [scale], 0, 1, 0, Int32(k), &y, 4, 1)
+            for r in 0..<2 {
+                XCTAssertEqual(y[r * 4], Float(k) * scale)
+                for n in 1..<4 { XCTAssertTrue(y[r * 4 + n].isNaN, "row \(n) holds a NaN code (scale \(scale))") }
+            }
+        }
     }
 
     func checkRows(kind: String, m: Int, n: Int, k: Int, br: Int, bc: Int, seed: Int) throws {
