@@ -91,7 +91,7 @@ public struct CalibrationPass {
         var channelSeconds = 0.0
         if let alpha = options.smooth {
             let p = try SmoothingPlan(model: model, experts: options.experts)
-            let maxima = ChannelMaxCollector(experts: options.experts, sites: p.sites)
+            let maxima = ChannelMaxCollector(experts: SmoothingPlan.measureMode, sites: p.sites)
             channelSeconds = try pass("channel maxima", maxima, windowBase: { maxima.windowBase = $0 }, check: {
                 try maxima.checkFinite(consumers: { n in p.consumers[n] ?? [] })
             })
