@@ -30,16 +30,26 @@ def test_committed_quantized_goldens_are_current(converter, tmp_path):
     assert_fixture_current(pairs, "quantized_golden_logits.safetensors", tmp_path)
 
 
+# How far transformers' fp32 logits of the same model may move between torch / transformers
+# builds: the samples' goldens are stable only to 1.3e-5 against float64, and the deepseek
+# entries moved by 1.1–1.5e-5 (qwen2 and llama by under 4e-6) from the build the fixture was made with to transformers
+# 5.25 / torch 2.15. A stale fixture (other weights, ids, scales or a changed script) differs by
+# orders of magnitude more; the engine is held to 1e-4 against these fixtures.
+REGENERATION_TOLERANCE = 3e-5
+
+
 def assert_fixture_current(pairs, fixture, tmp_path):
     """The script's output for NAME=DIR `pairs` equals Tests/Fixtures/`fixture`: the same keys,
-    logits within 1e-5, everything else (ids, biases) identical."""
+    logits within REGENERATION_TOLERANCE, everything else (ids, biases) identical."""
     out = tmp_path / fixture
     subprocess.run([sys.executable, str(SCRIPT), str(out), *pairs], check=True, capture_output=True)
     now, committed = load_file(str(out)), load_file(str(ROOT / "Tests" / "Fixtures" / fixture))
     assert sorted(now) == sorted(committed)
     for k in committed:
         if "/logits" in k:
-            assert np.abs(now[k] - committed[k]).max() <= 1e-5, k
+            d = float(np.abs(now[k] - committed[k]).max())
+            print(f"{fixture} {k}: regenerated logits within {d:.3g} of the committed ones")
+            assert d <= REGENERATION_TOLERANCE, (k, d)
         else:
             assert np.array_equal(now[k], committed[k]), k
 
