@@ -1,4 +1,5 @@
 import JSON
+import SystemIO
 import Tensors
 
 /// `rank.json`: what `dsconvert shard` writes beside each rank's tensors (or embeds in its pack):
@@ -9,6 +10,17 @@ import Tensors
 public struct RankManifest: Sendable {
     public static let fileName = "rank.json"
     public static let formatName = "dsconvert-rank"
+    /// A rank's pack (`shard --format dspack`), which embeds the rank.json.
+    public static let packName = "model.dspack"
+
+    /// What to open for the rank folder `folder`: the folder itself when it holds a rank.json
+    /// beside its safetensors files, its pack when it holds one instead, nil when neither.
+    public static func checkpointPath(ofRankFolder folder: String) -> String? {
+        func isFile(_ p: String) -> Bool { (try? Sys.stat(p))?.isRegular ?? false }
+        if isFile(folder + "/" + fileName) { return folder }
+        if isFile(folder + "/" + packName) { return folder + "/" + packName }
+        return nil
+    }
 
     /// One tensor of the rank: the slice `offset ..< offset + length` of `global` on `splitDim`
     /// (nil: the whole tensor).
@@ -33,6 +45,9 @@ public struct RankManifest: Sendable {
     public var experts: [Int]
     /// By the name stored in this rank, in the file's order.
     public var tensors: [(name: String, slice: Slice)]
+
+    /// How many of the tensors are slices (the rest are held whole).
+    public var slicedCount: Int { tensors.reduce(0) { $0 + ($1.slice.splitDim == nil ? 0 : 1) } }
 
     /// Parses a rank.json; nil when the JSON is not one (no `"format": "dsconvert-rank"`).
     public init?(json: JSONValue, path: String) throws {

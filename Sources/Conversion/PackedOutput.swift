@@ -52,7 +52,7 @@ public enum PackedOutput {
             guard let r = byFolder[OutputLayout.folder(of: shard.name)] else {
                 preconditionFailure("\(shard.name) is in no rank folder")
             }
-            var files = common + [(ShardPlanner.rankFileName, Array(JSONWriter.pretty(r.json).utf8))]
+            var files = common + [(RankManifest.fileName, JSONWriter.prettyBytes(r.json))]
             files.sort { $0.0 < $1.0 }
             let parallel: [(String, JSONValue)] = [
                 ("world_size", .int(p.worldSize)), ("rank", .int(r.rank)), ("tp_size", .int(p.tp)), ("tp_rank", .int(r.tpRank)),
@@ -70,7 +70,7 @@ public enum PackedOutput {
     /// The config.json the conversion writes and the input's side files, by name.
     private static func embeddedFiles(_ plan: ConversionPlan, _ checkpoint: Checkpoint) throws -> [(String, [UInt8])] {
         var files: [(String, [UInt8])] = []
-        if let config = plan.config { files.append((ModelConfig.fileName, Array(JSONWriter.pretty(config).utf8))) }
+        if let config = plan.config { files.append((ModelConfig.fileName, JSONWriter.prettyBytes(config))) }
         for n in try SideFiles.scan(checkpoint.directory).copy { files.append((n, try SideFiles.read(n, of: checkpoint.directory))) }
         files.sort { $0.0 < $1.0 }
         return files
@@ -98,7 +98,7 @@ public enum PackedOutput {
             b.withUnsafeBytes { h.update($0) }
         }
         func add(_ c: DSPackFormat.Contents) {
-            add(Array(JSONWriter.compact(c.metadata).utf8))
+            add(JSONWriter.compactBytes(c.metadata))
             for (n, b) in c.files { add(Array(n.utf8)); add(b) }
         }
         add(format.contents)

@@ -104,7 +104,6 @@ public struct RankContents: Sendable {
 /// weight with the matching cut of its `weight_scale_inv` grid); the runner streams each slice
 /// from the input's mapping.
 public enum ShardPlanner {
-    public static let rankFileName = "rank.json"
 
     public static func folder(rank: Int, of n: Int) -> String { String(format: "rank-%05d-of-%05d", rank, n) }
 
@@ -369,7 +368,7 @@ public enum ShardPlanner {
                 }
                 let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
                 files += try layout.files(perRank[r], store: store)
-                extras.append((OutputLayout.join(f, rankFileName), JSONWriter.prettyBytes(ranks[r].json)))
+                extras.append((OutputLayout.join(f, RankManifest.fileName), JSONWriter.prettyBytes(ranks[r].json)))
             }
             config = o.quantize.map { scheme in
                 var c = cfg.json.setting("quantization_config", scheme.quantizationConfig(ignore: []))

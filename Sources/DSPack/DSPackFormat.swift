@@ -42,7 +42,7 @@ public struct DSPackFormat: TensorFileFormat {
     public var fileExtension: String { "dspack" }
     public var embedsModelFiles: Bool { true }
 
-    private static func metadataBytes(_ c: Contents) -> Int { JSONWriter.compact(c.metadata).utf8.count }
+    private static func metadataBytes(_ c: Contents) -> Int { JSONWriter.compactLength(c.metadata) }
 
     public func fileSize(of tensors: [TensorSpec]) throws -> Int {
         DSPackWriter.fileSize(tensors: tensors, files: files.map { ($0.0, $0.1.count) }, metadataBytes: Self.metadataBytes(contents))

@@ -1,6 +1,5 @@
 import Checkpoint
 import Foundation
-import JSON
 import Tensors
 
 /// A model cut by `dsconvert shard` (OUT/rank-…/, each with rank.json or a pack embedding it), run as the ranks would
@@ -35,13 +34,9 @@ public struct TensorParallelLayout: Sendable {
     /// `model.dspack` that embeds it: `shard --format dspack`); empty when it holds none.
     public static func rankFolders(_ directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { n in
-            n.hasPrefix("rank-") && ["rank.json", packName].contains { FileManager.default.fileExists(atPath: directory + "/" + n + "/" + $0) }
-        }.sorted().map { directory + "/" + $0 }
+        return names.filter { $0.hasPrefix("rank-") && RankManifest.checkpointPath(ofRankFolder: directory + "/" + $0) != nil }
+            .sorted().map { directory + "/" + $0 }
     }
-
-    /// A rank's pack (`shard --format dspack`).
-    public static let packName = "model.dspack"
 
     public init(directory: String) throws {
         let folders = Self.rankFolders(directory)
@@ -51,9 +46,9 @@ public struct TensorParallelLayout: Sendable {
         var roots: [String] = []
         for folder in folders {
             // A folder of loose files (safetensors + rank.json), or one pack embedding rank.json.
-            let pack = folder + "/" + Self.packName
-            let packed = !FileManager.default.fileExists(atPath: folder + "/rank.json") && FileManager.default.fileExists(atPath: pack)
-            let root = packed ? pack : folder
+            guard let root = RankManifest.checkpointPath(ofRankFolder: folder) else {
+                throw EngineError.config(path: folder, "holds neither \(RankManifest.fileName) nor \(RankManifest.packName)")
+            }
             roots.append(root)
             let ckpt = try Checkpoint(path: root)
             guard let c = ckpt.config else { throw EngineError.config(path: ckpt.weights.sideFilePath("config.json"), "missing: every rank carries the model's config.json") }

@@ -27,23 +27,15 @@ enum ExitStatus {
     }
 
     /// Prints `error` (one line on standard error; with `json` also the error object on standard
-    /// output) and exits with its status. Help and version requests exit 0 as ArgumentParser does.
-    static func exit(with error: Error, json: Bool) -> Never {
+    /// output, after `report`'s members when a command prints its report even when it fails, so
+    /// that stdout is one document) and exits with its status. Help and version requests exit 0
+    /// as ArgumentParser does.
+    static func exit(with error: Error, json: Bool, report: [(String, JSONValue)] = []) -> Never {
         let (v, status, text) = describe(error)
         if json {
-            print(JSONWriter.pretty(.object([("error", v)])), terminator: "")
+            print(JSONWriter.pretty(.object(report + [("error", v)])), terminator: "")
             fflush(stdout)
         }
-        printError(text)
-        Foundation.exit(status)
-    }
-
-    /// Exits with `error` after printing `report` with the error object as its `error` member: a
-    /// command whose `--json` report is printed even when it fails (verify) prints one document.
-    static func exit(with error: Error, report: [(String, JSONValue)]) -> Never {
-        let (v, status, text) = describe(error)
-        print(JSONWriter.pretty(.object(report + [("error", v)])), terminator: "")
-        fflush(stdout)
         printError(text)
         Foundation.exit(status)
     }

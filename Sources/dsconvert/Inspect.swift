@@ -88,7 +88,7 @@ extension DSConvert {
                 ("rank", ckpt.rank.map { r in .object([
                     ("rank", .int(r.rank)), ("tp_rank", .int(r.tpRank)), ("pp_stage", .int(r.ppStage)), ("ep_rank", .int(r.epRank)),
                     ("layers", .array(r.layers.map { .int($0) })), ("experts", .array(r.experts.map { .int($0) })),
-                    ("sliced_tensors", .int(r.tensors.filter { $0.slice.splitDim != nil }.count)),
+                    ("sliced_tensors", .int(r.slicedCount)),
                 ]) } ?? .null),
             ]
             if !summary {
@@ -111,9 +111,8 @@ extension DSConvert {
                 print("part of       \(part.indexPath): this file is 1 of \(part.shardCount) shards (\(grouped(s.tensorCount)) of \(grouped(part.tensorCount)) tensors); inspect \(ckpt.directory) for the whole model (quantize and dequantize refuse a lone shard)")
             }
             if let r = ckpt.rank {
-                let sliced = r.tensors.filter { $0.slice.splitDim != nil }.count
                 print("rank          \(r.rank) (tp_rank \(r.tpRank), pp_stage \(r.ppStage), ep_rank \(r.epRank)) of a dsconvert shard output: "
-                      + "layers \(IndexRanges.text(r.layers))\(r.experts.isEmpty ? "" : ", experts \(IndexRanges.text(r.experts))"); \(grouped(sliced)) tensors are slices, checked against rank.json's global shapes")
+                      + "layers \(IndexRanges.text(r.layers))\(r.experts.isEmpty ? "" : ", experts \(IndexRanges.text(r.experts))"); \(grouped(r.slicedCount)) tensors are slices, checked against rank.json's global shapes")
             }
             if let c = ckpt.config {
                 let arch = ckpt.architecture?.rawValue ?? "unsupported (model_type \(c.modelType ?? "missing"))"

@@ -1,5 +1,6 @@
 import Numerics
 import ArgumentParser
+import Checkpoint
 import DSPack
 import Diagnostics
 import Foundation
@@ -91,7 +92,7 @@ extension DSConvert {
                 let error = Diagnostic(.verification, code: first.code, file: first.path, tensor: first.tensor, offset: first.offset,
                                        "\(failures.count) check\(failures.count == 1 ? "" : "s") failed in \(all.count) file\(all.count == 1 ? "" : "s")")
                 // With --json: one document, the report with the error in it.
-                if common.json { ExitStatus.exit(with: error, report: report) }
+                if common.json { ExitStatus.exit(with: error, json: true, report: report) }
                 throw error
             }
             if common.json { print(JSONWriter.pretty(.object(report)), terminator: "") }
@@ -103,7 +104,7 @@ extension DSConvert {
             for n in try Sys.listDirectory(directory).sorted() where !n.hasPrefix(".") {
                 let p = directory + "/" + n
                 if n.hasSuffix(".dspack"), (try? Sys.stat(p))?.isRegular == true { out.append(p) }
-                if n.hasPrefix("rank-"), (try? Sys.stat(p + "/model.dspack"))?.isRegular == true { out.append(p + "/model.dspack") }
+                if n.hasPrefix("rank-"), (try? Sys.stat(p + "/" + RankManifest.packName))?.isRegular == true { out.append(p + "/" + RankManifest.packName) }
             }
             guard !out.isEmpty else {
                 throw Diagnostic(.input, code: "dspack.no_packs", file: directory, tensor: nil, offset: nil, "holds no .dspack files (nor rank-…/model.dspack)")
