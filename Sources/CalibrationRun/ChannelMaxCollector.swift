@@ -15,8 +15,7 @@ public final class ChannelMaxCollector: ActivationObserver, @unchecked Sendable 
 
     private let slots: [ObservedSite: Slot]
     private let names: [ObservedSite: String]
-    private let lock = NSLock()
-    private var nonFinite: (site: ObservedSite, window: Int)?
+    private let nonFinite = NonFiniteSighting()
     /// The global index of window 0 of the current forward call.
     public var windowBase = 0
 
@@ -42,18 +41,14 @@ public final class ChannelMaxCollector: ActivationObserver, @unchecked Sendable 
                 }
             }
         }
-        if bad {
-            lock.lock()
-            if nonFinite == nil { nonFinite = (site, windowBase + window) }
-            lock.unlock()
-        }
+        if bad { nonFinite.record(site, window: windowBase + window) }
     }
 
     public func routed(layer: Int, expert: Int, window: Int, tokens: Int) {}
 
     /// Throws `CalibrationError.nonFinite` naming the input when one was seen.
     public func checkFinite(consumers: (String) -> [String]) throws {
-        guard let bad = nonFinite, let name = names[bad.site] else { return }
+        guard let bad = nonFinite.seen, let name = names[bad.site] else { return }
         throw CalibrationError.nonFinite(input: name, consumers: consumers(name), window: bad.window)
     }
 

@@ -28,9 +28,9 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
     private let slots: [ObservedSite: Slot]
     /// MoE layer → routed tokens per expert.
     private var routedCounts: [Int: [Int]]
+    /// Guards `routedCounts`.
     private let lock = NSLock()
-    /// The first non-finite activation seen: the site and the (global) window.
-    private var nonFinite: (site: ObservedSite, window: Int)?
+    private let nonFinite = NonFiniteSighting()
     /// The global index of window 0 of the current forward call.
     public var windowBase = 0
 
@@ -91,9 +91,7 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
 
     private func addCounted(_ values: UnsafeBufferPointer<Float>, rows: Int, width: Int, to slot: Slot, site: ObservedSite, window: Int) {
         guard let m = AbsHistogram.absMax(values) else {
-            lock.lock()
-            if nonFinite == nil { nonFinite = (site, windowBase + window) }
-            lock.unlock()
+            nonFinite.record(site, window: windowBase + window)
             return
         }
         slot.histogram.add(batch: values, absMax: m)
@@ -109,7 +107,7 @@ public final class HistogramCollector: ActivationObserver, @unchecked Sendable {
 
     /// Throws `CalibrationError.nonFinite` naming the input when one was seen.
     public func checkFinite() throws {
-        guard let bad = nonFinite, let input = inputs.first(where: { $0.site == bad.site }) else { return }
+        guard let bad = nonFinite.seen, let input = inputs.first(where: { $0.site == bad.site }) else { return }
         throw CalibrationError.nonFinite(input: input.name, consumers: input.consumers, window: bad.window)
     }
 
