@@ -6,7 +6,10 @@ import SafeTensors
 ///
 /// `scale` K divides hidden, intermediate and MoE intermediate sizes, the q/kv LoRA ranks and the
 /// vocabulary (integer division, at least 1); counts (layers, heads, experts, the MTP layer) and
-/// head dims are kept.
+/// head dims are kept. `align` N then rounds each of those scaled widths up to a multiple of N,
+/// so a scale that does not divide the real widths evenly still gives widths a tensor-parallel
+/// split accepts (1/10 with N 8: hidden 720, intermediate 1848, MoE intermediate 208, q/kv LoRA
+/// 160/56, vocab 12928, all divisible by TP 8); N 1 (the default) leaves them as divided.
 public struct ModelBlueprint: Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         case deepseekV3 = "deepseek-v3"
@@ -23,10 +26,11 @@ public struct ModelBlueprint: Sendable {
 
     /// - Parameter layers: overrides the layer count (tests and memory benchmarks use it to make
     ///   checkpoints of different sizes with identical tensor shapes); nil keeps the real count.
-    public init(kind: Kind, scale: Int, layers layerOverride: Int? = nil) {
+    ///   `align`: the multiple every scaled width is rounded up to (1: none).
+    public init(kind: Kind, scale: Int, layers layerOverride: Int? = nil, align: Int = 1) {
         self.kind = kind
-        let k = max(1, scale)
-        func d(_ n: Int) -> Int { max(1, n / k) }
+        let k = max(1, scale), a = max(1, align)
+        func d(_ n: Int) -> Int { (max(1, n / k) + a - 1) / a * a }
         var t: [TensorSpec] = []
         func add(_ name: String, _ shape: [Int], _ dtype: DType = .bf16) { t.append(TensorSpec(name: name, dtype: dtype, shape: shape)) }
         switch kind {

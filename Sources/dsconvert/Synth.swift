@@ -12,7 +12,7 @@ extension DSConvert {
     struct Synth: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a random checkpoint with the real tensor names and layout of an architecture (for tests and benchmarks).",
-            discussion: "--scale 1/K divides the widths (hidden, intermediate, MoE intermediate, q/kv LoRA ranks, vocab) by K and keeps layers, heads, experts, head dims and the MTP layer. Values are BF16 N(0, 0.02) (the router bias F32; norms 1.0).")
+            discussion: "--scale 1/K divides the widths (hidden, intermediate, MoE intermediate, q/kv LoRA ranks, vocab) by K and keeps layers, heads, experts, head dims and the MTP layer; --align N then rounds each of those widths up to a multiple of N (e.g. --scale 1/10 --align 8: a ~16 GB deepseek-v3 whose widths TP 8 divides, with the tensor count of every scale). Values are BF16 N(0, 0.02) (the router bias F32; norms 1.0).")
 
         @Option(name: .long, help: "deepseek-v3, qwen2 or llama.")
         var arch: ModelBlueprint.Kind
@@ -24,6 +24,10 @@ extension DSConvert {
         @Option(name: .long, parsing: .unconditional, help: "Override the number of layers, 1 to 10000 (same tensor shapes, different checkpoint size).",
                 transform: { try OptionValue.integer($0, option: "--layers", in: OptionValue.layers) })
         var layers: Int?
+
+        @Option(name: .long, parsing: .unconditional, help: "Round every scaled width up to a multiple of N, 1 to 65536 (default 1: as divided).",
+                transform: { try OptionValue.integer($0, option: "--align", in: OptionValue.scale) })
+        var align: Int = 1
 
         @Option(name: .long, parsing: .unconditional, help: "Random seed, 0 to 2^64-1 (default 0).",
                 transform: { try OptionValue.uint64($0, option: "--seed") })
@@ -62,7 +66,7 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
-            var bp = ModelBlueprint(kind: arch, scale: scale, layers: layers)
+            var bp = ModelBlueprint(kind: arch, scale: scale, layers: layers, align: align)
             if fp8 { bp = bp.blockFP8() }
             var o = SyntheticCheckpoint.Options()
             o.seed = seed
@@ -75,7 +79,7 @@ extension DSConvert {
             bar.finish()
             if common.json {
                 print(JSONWriter.pretty(.object([
-                    ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(scale)),
+                    ("output", .string(output)), ("arch", .string(arch.rawValue)), ("scale", .int(scale)), ("align", .int(align)),
                     ("tensors", .int(bp.tensors.count)), ("bytes", .int(bp.totalBytes)), ("shards", .int(names.count)),
                     ("seconds", .double(MonotonicClock.seconds() - start)),
                 ])), terminator: "")

@@ -75,6 +75,7 @@ final class OptionValueTests: XCTestCase {
             (["synth", "--arch", "llama", "--shards", "0", out], "--shards '0'"),
             (["synth", "--arch", "llama", "--layers", "-2", out], "--layers '-2'"),
             (["synth", "--arch", "llama", "--scale", "1/0", out], "--scale '1/0'"),
+            (["synth", "--arch", "llama", "--align", "0", out], "--align '0'"),
             (["synth", "--arch", "llama", "--shard-size", "1e30B", out], "--shard-size"),
             (["merge-index", out, "--threads", "0"], "--threads"),
         ]

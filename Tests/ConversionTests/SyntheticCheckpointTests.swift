@@ -131,4 +131,54 @@ final class SyntheticCheckpointTests: XCTestCase {
         XCTAssertEqual(try CV.files(tmp.sub("q")), ["config.json", "model.safetensors"])
         XCTAssertNoThrow(try Checkpoint(path: tmp.sub("q")).requireClassified())
     }
+
+    /// `--align N` rounds every scaled width up to a multiple of N. Scale 1/10 divides 7168,
+    /// 18432, 2048, 1536, 512 and 129280 into 716, 1843, 204, 153, 51 and 12928 (TP 8 divides only
+    /// the vocabulary); with N 8 they are 720, 1848, 208, 160, 56 and 12928, the tensor count is
+    /// that of every scale (46,183) and `shard --plan --tp 8 --ep 8` accepts the split that it
+    /// refuses unaligned.
+    func testAlignedWidths() throws {
+        let bp = ModelBlueprint(kind: .deepseekV3, scale: 10, align: 8)
+        let shapes = Dictionary(uniqueKeysWithValues: bp.tensors.map { ($0.name, $0.shape) })
+        XCTAssertEqual(bp.tensors.count, 46_183)
+        XCTAssertEqual(shapes["model.embed_tokens.weight"], [12928, 720])
+        XCTAssertEqual(shapes["model.layers.5.self_attn.q_a_proj.weight"], [160, 720])
+        XCTAssertEqual(shapes["model.layers.5.self_attn.q_b_proj.weight"], [24576, 160])
+        XCTAssertEqual(shapes["model.layers.5.self_attn.kv_a_proj_with_mqa.weight"], [120, 720])
+        XCTAssertEqual(shapes["model.layers.5.self_attn.kv_b_proj.weight"], [32768, 56])
+        XCTAssertEqual(shapes["model.layers.5.self_attn.o_proj.weight"], [720, 16384])
+        XCTAssertEqual(shapes["model.layers.1.mlp.down_proj.weight"], [720, 1848])
+        XCTAssertEqual(shapes["model.layers.5.mlp.experts.3.up_proj.weight"], [208, 720])
+        XCTAssertEqual(shapes["model.layers.61.eh_proj.weight"], [720, 1440])
+        XCTAssertEqual(shapes["lm_head.weight"], [12928, 720])
+        // 1/64 unaligned has a vocabulary of 2020; N 8 makes it 2024 (and leaves 112 / 288 / 32).
+        let s64 = Dictionary(uniqueKeysWithValues: ModelBlueprint(kind: .deepseekV3, scale: 64, align: 8).tensors.map { ($0.name, $0.shape) })
+        XCTAssertEqual(s64["lm_head.weight"], [2024, 112])
+        XCTAssertEqual(s64["model.layers.0.mlp.gate_proj.weight"], [288, 112])
+        XCTAssertEqual(s64["model.layers.3.mlp.experts.0.gate_proj.weight"], [32, 112])
+        XCTAssertEqual(ModelBlueprint(kind: .qwen2, scale: 3, align: 16).tensors.first { $0.name == "model.layers.0.mlp.up_proj.weight" }?.shape,
+                       [6320, 1200], "18944 / 3 = 6314 -> 6320, 3584 / 3 = 1194 -> 1200")
+        // Align 1 is the plain division.
+        XCTAssertEqual(ModelBlueprint(kind: .deepseekV3, scale: 256, align: 1).tensors.map(\.shape),
+                       ModelBlueprint(kind: .deepseekV3, scale: 256).tensors.map(\.shape))
+
+        // The CLI: headers only (sparse), then the TP 8 plan.
+        let tmp = try CVTempDir()
+        for (align, status) in [(nil, 64), ("8", 0)] as [(String?, Int32)] {
+            let dir = tmp.sub("a\(align ?? "1")")
+            let w = try CLI.run(["synth", "--arch", "deepseek-v3", "--scale", "1/10", "--sparse", "-q", dir] + (align.map { ["--align", $0] } ?? []))
+            XCTAssertEqual(w.status, 0, w.stderr)
+            let r = try CLI.run(["shard", dir, "--plan", "--tp", "8", "--ep", "8", "--gpu", "H100", "--json"])
+            XCTAssertEqual(r.status, status, r.stderr)
+            if align == nil {
+                XCTAssertEqual(r.code, "shard.indivisible", r.stdout)
+                XCTAssertTrue(r.stdout.contains("1843"), r.stdout)
+            } else {
+                let ranks = try JSONParser.parse(Array(r.stdout.utf8))["plan"]?["ranks"]?.arrayValue ?? []
+                XCTAssertEqual(ranks.count, 8)
+                // Every rank holds the same bytes: an even split.
+                XCTAssertEqual(Set(ranks.compactMap { $0["weight_bytes"]?.intValue }).count, 1, r.stdout)
+            }
+        }
+    }
 }
