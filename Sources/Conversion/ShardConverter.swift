@@ -183,8 +183,11 @@ final class ShardConverter {
         let region = t.region!
         let shape = view.shape.isEmpty ? [1] : view.shape
         let base = view.bytes.baseAddress!
-        // Inner-dimension region: batches of whole runs up to a chunk (a run larger than a chunk
-        // is split; runs are contiguous in the output, so pieces may cut anywhere).
+        // Inner-dimension region: batches of whole runs up to a span (a run larger than that is
+        // split; runs are contiguous in the output, so pieces may cut anywhere). A span, not a
+        // chunk: the two slots' scratch then stays at 2 × `spanBytes` whatever the tensor's
+        // width (a TP 8 slice of the 671B model's o_proj is 29 MB, of the 1/32 one's 0.9 MB).
+        let limit = min(Self.chunkBytes, Self.spanBytes)
         var runs: [(Int, Int)] = []
         var runBytes = 0
         func flush() throws {
@@ -215,11 +218,11 @@ final class ShardConverter {
         try region.forEachRun(shape: shape, elementSize: elementSize) { start, length in
             var off = start
             while off < start + length {
-                let take = min(start + length - off, Self.chunkBytes - runBytes)
+                let take = min(start + length - off, limit - runBytes)
                 runs.append((off, take))
                 runBytes += take
                 off += take
-                if runBytes == Self.chunkBytes { try flush() }
+                if runBytes == limit { try flush() }
             }
         }
         try flush()
