@@ -1,3 +1,4 @@
+import Dispatch
 import JSON
 import Checkpoint
 import Quantization
@@ -16,13 +17,17 @@ public struct ConversionOptions: Sendable {
     /// Replace (or, for a stale index, remove) files in the output folder that no dsconvert run
     /// wrote; without it such files stop the run before anything is written.
     public var force: Bool = false
+    /// How many output files are written at once (each by its own converter, reading and
+    /// writing in parallel with the others); 1 writes them one after another.
+    public var concurrentFiles: Int = 1
 
-    public init(outputDirectory: String, jobs: Int = 1, jobIndex: Int = 0, durable: Bool = false, force: Bool = false) {
+    public init(outputDirectory: String, jobs: Int = 1, jobIndex: Int = 0, durable: Bool = false, force: Bool = false, concurrentFiles: Int = 1) {
         self.outputDirectory = outputDirectory
         self.jobs = jobs
         self.jobIndex = jobIndex
         self.durable = durable
         self.force = force
+        self.concurrentFiles = concurrentFiles
     }
 }
 
@@ -122,39 +127,21 @@ public final class ConversionRunner {
 
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
-        let converter = ShardConverter(store: checkpoint.weights, format: plan.format)
-        let files = checkpoint.weights.files
+        // Output folders first: the workers below only create files.
+        for dir in Set(mine.filter { $0.name.contains("/") }.map { folder.directory(of: $0.name) }).sorted() { try Sys.makeDirectory(dir) }
+        let outcomes = try convertFiles(mine, into: out)
         var verified = Set<String>()
-        for shard in mine {
-            let path = out + "/" + shard.name
-            if shard.name.contains("/") { try Sys.makeDirectory(folder.directory(of: shard.name)) }
-            let inputs = shard.inputShards.map { i -> ResumeRecord.Input in
-                let s = files[i]
-                return ResumeRecord.Input(name: s.name, size: s.status.size, mtimeNanoseconds: s.status.mtimeNanoseconds)
+        for outcome in outcomes {
+            switch outcome {
+            case let .skipped(name):
+                report.skipped.append(name)
+                verified.insert(name)
+            case let .converted(name, inputBytes, size):
+                report.converted.append(name)
+                report.inputBytes += inputBytes
+                report.outputBytes += size
+                verified.insert(name)
             }
-            let recordPath = ResumeRecord.path(outputDirectory: out, shard: shard.name)
-            var record: ResumeRecord?
-            do { record = try ResumeRecord.load(recordPath) } catch {
-                // Only a record that verifies lets a shard be skipped; this one is replaced.
-                observer.note("\(error); \(shard.name) is converted again")
-            }
-            if let rec = record, rec.settingsDigest == plan.settingsDigestHex, rec.inputs == inputs,
-               let st = try? Sys.stat(path), st.size == rec.size,
-               let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh3 {
-                observer.skipped(shard: shard.name, tensors: shard.tensors.count, inputBytes: shard.inputBytes)
-                report.skipped.append(shard.name)
-                verified.insert(shard.name)
-                continue
-            }
-            Sys.unlink(recordPath)
-            let (size, hash) = try converter.convert(shard, to: path, durable: options.durable, observer: observer)
-            try ResumeRecord(shard: shard.name, settings: plan.settings, settingsDigest: plan.settingsDigestHex,
-                             jobIndex: options.jobIndex, jobs: options.jobs, inputs: inputs, size: size, xxh3: hash).write(outputDirectory: out)
-            observer.shardDone(shard.name, bytes: size)
-            report.converted.append(shard.name)
-            report.inputBytes += shard.inputBytes
-            report.outputBytes += size
-            verified.insert(shard.name)
         }
         if options.jobs == 1 {
             // The plan this run wrote (a single run holds the folder alone, so it is still the file's).
@@ -170,9 +157,115 @@ public final class ConversionRunner {
         return report
     }
 
+    /// What became of one output file.
+    enum FileOutcome: Sendable {
+        case skipped(String)
+        case converted(String, inputBytes: Int, size: Int)
+    }
+
+    /// Converts (or skips, when a previous run finished it and it still verifies) each of
+    /// `shards`, `options.concurrentFiles` at a time; outcomes in the order of `shards`. The first
+    /// error stops the other workers at their next tensor and is the one thrown.
+    private func convertFiles(_ shards: [OutputShardPlan], into out: String) throws -> [FileOutcome] {
+        let workers = max(1, min(options.concurrentFiles, shards.count))
+        if workers == 1 {
+            let converter = ShardConverter(store: checkpoint.weights, format: plan.format)
+            return try shards.map { try convertFile($0, into: out, converter: converter, observer: observer, cancelled: { false }) }
+        }
+        let shared = SharedProgress(count: shards.count)
+        let serialized = SerializedObserver(observer)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let converter = ShardConverter(store: checkpoint.weights, format: plan.format)
+            while let k = shared.next() {
+                do {
+                    shared.record(k, try convertFile(shards[k], into: out, converter: converter, observer: serialized, cancelled: { shared.stopped }))
+                } catch {
+                    shared.fail(error)
+                    return
+                }
+            }
+        }
+        if let error = shared.error { throw error }
+        return shared.outcomes.map { $0! }
+    }
+
+    private func convertFile(_ shard: OutputShardPlan, into out: String, converter: ShardConverter, observer: ConversionObserver,
+                             cancelled: () -> Bool) throws -> FileOutcome {
+        let path = out + "/" + shard.name
+        let files = checkpoint.weights.files
+        let inputs = shard.inputShards.map { i -> ResumeRecord.Input in
+            let s = files[i]
+            return ResumeRecord.Input(name: s.name, size: s.status.size, mtimeNanoseconds: s.status.mtimeNanoseconds)
+        }
+        let recordPath = ResumeRecord.path(outputDirectory: out, shard: shard.name)
+        var record: ResumeRecord?
+        do { record = try ResumeRecord.load(recordPath) } catch {
+            // Only a record that verifies lets a shard be skipped; this one is replaced.
+            observer.note("\(error); \(shard.name) is converted again")
+        }
+        if let rec = record, rec.settingsDigest == plan.settingsDigestHex, rec.inputs == inputs,
+           let st = try? Sys.stat(path), st.size == rec.size,
+           let (_, h) = try? ResumeRecord.hashFile(path), h == rec.xxh3 {
+            observer.skipped(shard: shard.name, tensors: shard.tensors.count, inputBytes: shard.inputBytes)
+            return .skipped(shard.name)
+        }
+        Sys.unlink(recordPath)
+        let (size, hash) = try converter.convert(shard, to: path, durable: options.durable, observer: observer, cancelled: cancelled)
+        try ResumeRecord(shard: shard.name, settings: plan.settings, settingsDigest: plan.settingsDigestHex,
+                         jobIndex: options.jobIndex, jobs: options.jobs, inputs: inputs, size: size, xxh3: hash).write(outputDirectory: out)
+        observer.shardDone(shard.name, bytes: size)
+        return .converted(shard.name, inputBytes: shard.inputBytes, size: size)
+    }
+
     private func conflict(_ planned: PlanFile) -> ConversionError {
         .settingsConflict(directory: options.outputDirectory, planned: planned.settings, plannedDigest: planned.settingsDigest,
                           requested: plan.settings, requestedDigest: plan.settingsDigestHex)
     }
 }
 
+
+/// The work queue and results of concurrent file workers.
+private final class SharedProgress: @unchecked Sendable {
+    private let lock = PThreadLock()
+    private var nextIndex = 0
+    private let count: Int
+    private(set) var outcomes: [ConversionRunner.FileOutcome?]
+    private var firstError: Error?
+
+    init(count: Int) {
+        self.count = count
+        outcomes = Array(repeating: nil, count: count)
+    }
+
+    /// The next file to convert, or nil when every file is taken or a worker failed.
+    func next() -> Int? {
+        lock.withLock {
+            guard firstError == nil, nextIndex < count else { return nil }
+            defer { nextIndex += 1 }
+            return nextIndex
+        }
+    }
+
+    func record(_ k: Int, _ outcome: ConversionRunner.FileOutcome) { lock.withLock { outcomes[k] = outcome } }
+
+    /// The first failure is kept; the others stopped because of it (`Cancelled`) or came after it.
+    func fail(_ error: Error) { lock.withLock { if firstError == nil && !(error is Cancelled) { firstError = error } } }
+
+    var stopped: Bool { lock.withLock { firstError != nil } }
+    var error: Error? { lock.withLock { firstError } }
+}
+
+/// A worker stopped because another one failed.
+struct Cancelled: Error {}
+
+/// Hands an observer's calls over one at a time (it is called from the converting threads).
+private final class SerializedObserver: ConversionObserver, @unchecked Sendable {
+    private let base: ConversionObserver
+    private let lock = PThreadLock()
+    init(_ base: ConversionObserver) { self.base = base }
+    func started(shards: Int, tensors: Int, inputBytes: Int) { lock.withLock { base.started(shards: shards, tensors: tensors, inputBytes: inputBytes) } }
+    func skipped(shard: String, tensors: Int, inputBytes: Int) { lock.withLock { base.skipped(shard: shard, tensors: tensors, inputBytes: inputBytes) } }
+    func tensorDone(_ name: String, inputBytes: Int) { lock.withLock { base.tensorDone(name, inputBytes: inputBytes) } }
+    func shardDone(_ name: String, bytes: Int) { lock.withLock { base.shardDone(name, bytes: bytes) } }
+    func note(_ message: String) { lock.withLock { base.note(message) } }
+}

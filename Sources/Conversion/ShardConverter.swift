@@ -37,7 +37,9 @@ final class ShardConverter {
     }
 
     /// Converts `plan` into `path`; returns the file size and XXH3-64 of what was written.
-    func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver) throws -> (size: Int, xxh3: UInt64) {
+    /// `cancelled` is asked before each tensor: true stops the file (`Cancelled`), nothing renamed.
+    func convert(_ plan: OutputShardPlan, to path: String, durable: Bool = false, observer: ConversionObserver,
+                 cancelled: () -> Bool = { false }) throws -> (size: Int, xxh3: UInt64) {
         let specs = plan.tensors.flatMap(\.outputs)
         let writer = try format.makeWriter(path: path, output: plan.name, tensors: specs)
         let pipeline = WritePipeline(writer: writer, store: store)
@@ -45,6 +47,7 @@ final class ShardConverter {
         do {
             for (k, t) in plan.tensors.enumerated() {
                 if Interrupt.requested { throw Interrupted() }
+                if cancelled() { throw Cancelled() }
                 if case .copy = t.action, t.fold == nil, t.region.map({ $0.dimension == 0 }) ?? true {
                     // Kept bytes straight from the mapping, batched with their neighbours.
                     try batch(t, pipeline)

@@ -86,12 +86,14 @@ struct RunOptions: ParsableArguments {
     }
 
     /// Runs `plan` with a progress display and prints the report.
-    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, input: String, output: String, verb: String, common: CommonOptions) throws {
+    /// `concurrentFiles`: output files written at once (see `ConversionOptions.concurrentFiles`).
+    func run(_ ckpt: Checkpoint, _ plan: ConversionPlan, input: String, output: String, verb: String, common: CommonOptions, concurrentFiles: Int = 1) throws {
         Interrupt.install()
         let progress = TerminalProgress(verb: verb, quiet: common.quiet || common.json)
         let runner = ConversionRunner(
             checkpoint: ckpt, plan: plan,
-            options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync, force: force),
+            options: ConversionOptions(outputDirectory: output, jobs: jobs, jobIndex: jobIndex, durable: fsync, force: force,
+                                       concurrentFiles: concurrentFiles),
             observer: progress)
         let report: ConversionReport
         do {

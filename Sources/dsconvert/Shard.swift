@@ -134,7 +134,10 @@ extension DSConvert {
             if fp8 { options.quantize = try QuantizationScheme(format: .fp8) }
             options.format = format == .dspack ? .dspack : .safetensors
             let (plan, _) = try ShardPlanner.plan(ckpt, options)
-            try how.run(ckpt, plan, input: input, output: output!, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common)
+            try how.run(ckpt, plan, input: input, output: output!, verb: "sharding (tp \(tp), pp \(pp), ep \(ep))", common: common,
+                        // Rank files are mostly copies bound by system calls, not arithmetic: one
+                        // per core at once keeps reading and writing going on every core.
+                        concurrentFiles: min(Parallel.threads, 8))
         }
 
         func runPlan(_ ckpt: Checkpoint) throws {
