@@ -123,6 +123,7 @@ public final class DSPackWriter: TensorFileWriter {
         let f: AtomicFile
         do { f = try AtomicFile(path) } catch { throw DSPackError.io(error, file: path) }
         out = f
+        do { try f.reserve(fileSize) } catch { throw DSPackError.io(error, file: path) }
         try zeroFill(f, count: dataOffset)
         return f
     }

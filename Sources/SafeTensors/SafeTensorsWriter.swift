@@ -37,6 +37,12 @@ public final class SafeTensorsWriter: TensorFileWriter {
         } catch {
             throw SafeTensorsError.io(error)
         }
+        do {
+            try file.reserve(fileSize)
+        } catch {
+            file.abort()
+            throw SafeTensorsError.io(error)
+        }
     }
 
     /// The header block for `tensors` in this order.

@@ -64,6 +64,11 @@ public final class AtomicFile {
         return name.isEmpty ? "host" : name
     }()
 
+    /// Allocates the disk blocks of a file of `bytes` before it is written (`Sys.reserve`): a
+    /// disk too small fails here, before the first byte. False where it cannot be reserved.
+    @discardableResult
+    public func reserve(_ bytes: Int) throws -> Bool { try Sys.reserve(fd, path: path, bytes: bytes) }
+
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         if bytes.isEmpty { return }
         try Sys.writeAll(fd, path: path, bytes)

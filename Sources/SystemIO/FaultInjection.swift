@@ -18,6 +18,8 @@ import Synchronization
 public enum FaultInjection {
     public enum Operation: String, Sendable {
         case write, read, fsync, rename
+        /// `Sys.reserve` (fallocate), e.g. `ENOSPC` for a disk too small for the whole file.
+        case allocate
         /// `flock` in `FileLock.acquire` (e.g. `ENOLCK` or `EOPNOTSUPP`, as a file system without
         /// lock support returns).
         case lock

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CSystemIO
 
 /// The one seam through which dsconvert calls POSIX. Every call is retried on EINTR and turns
 /// a failure into an `IOError` naming the path. Reads, writes, fsync and rename consult
@@ -134,6 +135,25 @@ public enum Sys {
             return Glibc.fsync(fd)
         }
         if r != 0 { throw IOError("fsync", path: path, errno: errno) }
+    }
+
+    /// Allocates `bytes` of disk for the file open as `fd` before it is written, its size
+    /// unchanged: a disk or quota too small for the whole file fails now, before the first byte,
+    /// and the file system can lay the file out in few extents. Throws an `IOError` for a full
+    /// disk or quota, an I/O error or a file too large; returns false where the file system or
+    /// the platform cannot reserve (the writes then allocate as they go).
+    @discardableResult
+    public static func reserve(_ fd: Int32, path: String, bytes: Int) throws -> Bool {
+        guard bytes > 0 else { return true }
+        let r = retrying { () -> Int32 in
+            if case .error(let e)? = FaultInjection.fault(.allocate, path: path) { errno = e; return -1 }
+            return dsc_reserve(fd, Int64(bytes))
+        }
+        if r == 0 { return true }
+        switch errno {
+        case ENOSPC, EDQUOT, EIO, EFBIG: throw IOError("fallocate", path: path, errno: errno)
+        default: return false
+        }
     }
 
     public static func makeDirectory(_ path: String) throws {

@@ -103,4 +103,36 @@ final class FaultInjectionTests: XCTestCase {
         try AtomicFile.write(pattern(50), to: dir.file("g.bin"))
         XCTAssertEqual(try contents(dir.file("g.bin")), pattern(50))
     }
+
+    /// `Sys.reserve` gives the file its blocks (st_blocks from the kernel's own stat) without
+    /// changing its size; a disk too small, injected or real (a reservation of 1 EiB, beyond any
+    /// file system here), is an `IOError` naming the file before anything is written.
+    func testReserveAllocatesWithoutChangingTheSizeAndReportsAFullDisk() throws {
+        let dir = try STTemporaryDirectory("dsconvert-fault")
+        let f = try AtomicFile(dir.file("r.bin"))
+        func blocks() -> (size: Int, allocated: Int) {
+            var st = stat()
+            XCTAssertEqual(fstat(f.fd, &st), 0)
+            return (Int(st.st_size), Int(st.st_blocks) * 512)
+        }
+        if try f.reserve(4 << 20) {
+            XCTAssertEqual(blocks().size, 0, "the size is unchanged")
+            XCTAssertGreaterThanOrEqual(blocks().allocated, 4 << 20, "the blocks are allocated")
+        }
+        try f.write(pattern(5000))
+        XCTAssertEqual(blocks().size, 5000)
+        XCTAssertThrowsError(try f.reserve(1 << 60)) { e in
+            XCTAssertEqual((e as? IOError)?.path, dir.file("r.bin"), "\(e)")
+            XCTAssertTrue([ENOSPC, EFBIG, EDQUOT].contains((e as? IOError)?.errno ?? 0), "\(e)")
+        }
+        FaultInjection.install([.init(.allocate, .error(ENOSPC))])
+        XCTAssertThrowsError(try f.reserve(1 << 20)) { e in
+            XCTAssertTrue((e as? IOError)?.isDiskFull ?? false, "\(e)")
+            XCTAssertTrue("\(e)".contains("No space left on device"), "\(e)")
+        }
+        XCTAssertEqual(FaultInjection.firedCounts, [1])
+        FaultInjection.install([.init(.allocate, .error(EOPNOTSUPP))])
+        XCTAssertFalse(try f.reserve(1 << 20), "a file system that cannot reserve is not an error")
+        f.abort()
+    }
 }

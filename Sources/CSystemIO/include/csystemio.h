@@ -46,4 +46,9 @@ static inline void dsc_fault_injection_set_armed(int armed) {
     __atomic_store_n((int *)&dsc_fault_injection_armed, armed, __ATOMIC_RELAXED);
 }
 
+/// Allocates the blocks of bytes [0, length) of `fd` without changing its size (Linux
+/// fallocate with FALLOC_FL_KEEP_SIZE). Returns 0, or -1 with errno set (EOPNOTSUPP where the
+/// file system or the platform cannot).
+int dsc_reserve(int fd, long long length);
+
 #endif
