@@ -125,6 +125,7 @@ public final class ConversionRunner {
             if let first = try PlanFile.read(folder), first.settingsDigest != plan.settingsDigestHex { throw conflict(first) }
         }
 
+        PhaseTrace.mark("plan.json written")
         observer.started(shards: mine.count, tensors: mine.reduce(0) { $0 + $1.tensors.count }, inputBytes: mine.reduce(0) { $0 + $1.inputBytes })
         var report = ConversionReport()
         // Output folders first: the workers below only create files.
@@ -143,6 +144,7 @@ public final class ConversionRunner {
                 verified.insert(name)
             }
         }
+        PhaseTrace.mark("output files written")
         if options.jobs == 1 {
             // The plan this run wrote (a single run holds the folder alone, so it is still the file's).
             let fin = try DirectoryFinisher.finish(outputDirectory: out, alreadyVerified: verified, observer: observer, lockHeld: true, planned: planFile,
@@ -153,6 +155,7 @@ public final class ConversionRunner {
         } else {
             observer.note("job \(options.jobIndex + 1) of \(options.jobs) done; run `dsconvert merge-index \(out)` after every job has finished")
         }
+        PhaseTrace.mark("folder finished (index, config, copies)")
         report.seconds = MonotonicClock.seconds() - start
         return report
     }

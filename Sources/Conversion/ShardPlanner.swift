@@ -1,3 +1,5 @@
+import Dispatch
+import SystemIO
 import Checkpoint
 import DSPack
 import Foundation
@@ -108,7 +110,10 @@ public enum ShardPlanner {
     public static func folder(rank: Int, of n: Int) -> String { String(format: "rank-%05d-of-%05d", rank, n) }
 
     public static func plan(_ ckpt: Checkpoint, _ o: ShardOptions) throws -> (plan: ConversionPlan, ranks: [RankContents]) {
-        let a = try assign(ckpt, o, sizesOnly: false, facts: Facts(ckpt))
+        let f = try Facts(ckpt)
+        PhaseTrace.mark("per-tensor split facts")
+        let a = try assign(ckpt, o, sizesOnly: false, facts: f)
+        PhaseTrace.mark("ranks and regions assigned")
         return try files(ckpt, o, a)
     }
 
@@ -157,7 +162,9 @@ public enum ShardPlanner {
 
         public init(_ ckpt: Checkpoint) throws {
             try ckpt.requireClassified()
+            PhaseTrace.mark("config validated against the tensors")
             let classes = try TensorClassification.classify(ckpt)
+            PhaseTrace.mark("tensors classified")
             self.classes = classes
             var owner: [String: QuantizedWeight] = [:]
             owner.reserveCapacity(classes.quantized.count * 2)
@@ -358,17 +365,27 @@ public enum ShardPlanner {
         var extras: [(name: String, bytes: [UInt8])] = []
         switch o.layout {
         case .hf:
-            for r in 0..<n {
-                let f = ranks[r].folder
-                if o.format == .dspack {
-                    // One pack per rank folder; its rank.json is embedded (PackedOutput.prepareRanks).
-                    let layout = OutputLayout(format: DSPackFormat(), chunking: .single, folderRule: "rank", folder: { _ in f })
-                    files += try layout.files(perRank[r], store: store)
-                    continue
+            // Ranks are independent: each one's files and rank.json are made on every core.
+            typealias RankFiles = (files: [(name: String, tensors: [TensorPlan])], manifest: (name: String, bytes: [UInt8])?)
+            let made = UnsafeMutableBufferPointer<Result<RankFiles, Error>?>.allocate(capacity: n)
+            made.initialize(repeating: nil)
+            defer { made.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: n) { r in
+                made[r] = Result {
+                    let f = ranks[r].folder
+                    if o.format == .dspack {
+                        // One pack per rank folder; its rank.json is embedded (PackedOutput.prepareRanks).
+                        let layout = OutputLayout(format: DSPackFormat(), chunking: .single, folderRule: "rank", folder: { _ in f })
+                        return (try layout.files(perRank[r], store: store), nil)
+                    }
+                    let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
+                    return (try layout.files(perRank[r], store: store), (OutputLayout.join(f, RankManifest.fileName), JSONWriter.prettyBytes(ranks[r].json)))
                 }
-                let layout = OutputLayout(chunking: .maxFileSize(o.shardSize), folderRule: "rank", folder: { _ in f })
-                files += try layout.files(perRank[r], store: store)
-                extras.append((OutputLayout.join(f, RankManifest.fileName), JSONWriter.prettyBytes(ranks[r].json)))
+            }
+            for r in 0..<n {
+                let m = try made[r]!.get()
+                files += m.files
+                if let manifest = m.manifest { extras.append(manifest) }
             }
             config = o.quantize.map { scheme in
                 var c = cfg.json.setting("quantization_config", scheme.quantizationConfig(ignore: []))
@@ -380,18 +397,21 @@ public enum ShardPlanner {
             config = nil
             extras.append((DeepSeekLayout.modelArgsFileName, JSONWriter.prettyBytes(try DeepSeekLayout.modelArgs(ckpt, quantized: a.quantized))))
         }
+        PhaseTrace.mark("rank files laid out, rank.json made")
         let settings = "shard tp \(p.tp) pp \(p.pp) ep \(p.ep) (\(o.placement.rawValue) experts)\(o.keepMTP ? " with MTP" : ""); layout \(o.layout.rawValue)" + (o.quantize.map { "; quantize \($0.summary)" } ?? "")
         let packs = o.format == .dspack
         var plan = PlanBuilder.assemble(ckpt, files: files, format: packs ? DSPackFormat() : SafeTensorsFormat(),
                                         writesIndex: o.layout == .hf && !packs, config: config, settings: settings + (packs ? "; one .dspack per rank" : ""),
                                         counts: counts)
         plan.extraFiles = extras
+        PhaseTrace.mark("plan assembled")
         plan.settingsDigest = SettingsDigest.compute(command: "shard", options: [
             ("tp", .int(p.tp)), ("pp", .int(p.pp)), ("ep", .int(p.ep)), ("keep_mtp", .bool(o.keepMTP)),
             ("expert_placement", .string(o.placement.rawValue)), ("layout", .string(o.layout.rawValue)),
             ("shard_size", .int(o.shardSize)),
         ] + (o.quantize.map { [("quantize", .string($0.summary))] } ?? []) + (packs ? [("format", .string("dspack"))] : []),
             inputConfig: cfg.json, plan: plan)
+        PhaseTrace.mark("settings digest")
         if packs { plan = try PackedOutput.prepareRanks(plan, checkpoint: ckpt, ranks: ranks, options: o) }
         return (plan, ranks)
     }

@@ -1,3 +1,4 @@
+import SystemIO
 import ArgumentParser
 import Calibration
 import Checkpoint
@@ -62,6 +63,7 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
+            PhaseTrace.mark("quantize started")
             let scheme = try QuantizationScheme(format: fp8 ? .fp8 : .int8, granularity: granularity, blockSize: blockSize ?? 128, weightOnly: weightOnly,
                                                 staticActivations: act == .static)
             var inputRanges: InputRanges?

@@ -1,3 +1,4 @@
+import SystemIO
 import Numerics
 import ArgumentParser
 import Quantization
@@ -126,7 +127,9 @@ extension DSConvert {
 
         func run() throws {
             try common.apply()
+            PhaseTrace.mark("shard started")
             let ckpt = try how.checkpoint(input)
+            PhaseTrace.mark("checkpoint opened (headers, config, roles)")
             if plan { return try runPlan(ckpt) }
             let tp = self.tp!
             var options = ShardOptions(parallel: ParallelPlan(tp: tp, pp: pp, ep: ep), keepMTP: keepMtp, placement: expertPlacement,
