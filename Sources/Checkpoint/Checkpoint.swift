@@ -50,6 +50,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// A checkpoint over an opened store; config.json is the store's side file of that name.
     public init(store: any TensorStore) throws {
+        PhaseTrace.mark("store opened")
         weights = store
         if let st = store as? SafeTensorsCheckpoint {
             directory = st.directory
@@ -88,6 +89,7 @@ public final class Checkpoint: @unchecked Sendable {
                 if let r { roles[name] = r } else { unknown.append(name) }
             }
         }
+        PhaseTrace.mark("roles")
         self.roles = roles
         self.unknownTensors = unknown
         rank = try RankManifest.read(from: store)

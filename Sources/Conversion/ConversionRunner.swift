@@ -85,6 +85,7 @@ public final class ConversionRunner {
         let lock = try FolderLock.acquire(folder, jobs: options.jobs, jobIndex: options.jobIndex, observer: observer)
         defer { lock.release() }
         let owned = folder.ownedFiles()
+        PhaseTrace.mark("output folder locked")
 
         // Settings: the folder's plan (made by the first run into it) names the settings digest
         // every job must share; a single run owns the folder alone and may start it over.
@@ -106,6 +107,7 @@ public final class ConversionRunner {
             + plan.extraFiles.map(\.name)
         let foreign = folder.foreign(writes + (plan.writesIndex ? [] : folders.map { OutputLayout.join($0, SafeTensorsIndex.fileName) }), owned: owned)
         if !foreign.isEmpty && !options.force { throw ConversionError.wouldOverwrite(directory: out, files: foreign) }
+        PhaseTrace.mark("foreign files checked")
 
         if options.jobs == 1 {
             folder.removeAllTemporaries(shards: plan.shards.map(\.name))
@@ -116,6 +118,7 @@ public final class ConversionRunner {
             for shard in mine { folder.removeTemporaries(of: shard.name) }
         }
         // The plan owns what it writes, what the user let it replace, and what earlier runs wrote.
+        PhaseTrace.mark("temporaries removed")
         let planFile = PlanFile(plan, inputDirectory: try Sys.realPath(checkpoint.directory),
                                 files: writes + foreign + owned.filter { folder.holds($0) })
         if options.jobs == 1 {

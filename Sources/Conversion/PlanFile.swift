@@ -113,7 +113,9 @@ struct PlanFile {
 
     /// Writes the plan, replacing any other.
     func write(_ folder: OutputFolder) throws {
-        try AtomicFile.write(bytes, to: PlanFile.path(folder))
+        let b = bytes
+        PhaseTrace.mark("plan.json made")
+        try AtomicFile.write(b, to: PlanFile.path(folder))
     }
 
     /// Creates the plan unless one exists (atomically: of two jobs starting at once, exactly one

@@ -90,24 +90,54 @@ public enum SettingsDigest {
         return "[\(q.weight.dtype.rawValue) \(g) scale \(q.scale.name) \(q.scale.dtype.rawValue) extras \(q.extras.map(\.name).joined(separator: ","))]"
     }
 
-    /// Length-prefixed fields into XXH64.
+    /// Length-prefixed fields into XXH64, gathered in a buffer that is hashed a megabyte at a
+    /// time (the digest of a 46k-tensor plan is some 400k small fields: one streaming update
+    /// each cost more than the hashing).
     struct Encoder {
-        var hash = XXH64()
+        private var state = XXH64()
+        private var buffer: [UInt8] = []
+
+        init() { buffer.reserveCapacity(Self.flushAt + 4096) }
+
+        private static let flushAt = 1 << 20
+
+        private mutating func length(_ n: Int) {
+            withUnsafeBytes(of: UInt64(n).littleEndian) { buffer.append(contentsOf: $0) }
+        }
+
+        private mutating func flushIfFull() {
+            if buffer.count >= Self.flushAt { flush() }
+        }
+
+        private mutating func flush() {
+            buffer.withUnsafeBytes { state.update($0) }
+            buffer.removeAll(keepingCapacity: true)
+        }
 
         mutating func add(_ s: String) {
-            var bytes = Array(s.utf8)
-            var n = UInt64(bytes.count).littleEndian
-            withUnsafeBytes(of: &n) { hash.update($0) }
-            bytes.withUnsafeBytes { hash.update($0) }
+            var s = s
+            s.withUTF8 { b in
+                length(b.count)
+                buffer.append(contentsOf: b)
+            }
+            flushIfFull()
         }
 
         mutating func add(_ v: JSONValue) { add(JSONWriter.compact(SettingsDigest.canonical(v))) }
 
         /// A field of bytes (a file's contents), as `add` of a string holding them.
         mutating func add(bytes: [UInt8]) {
-            var n = UInt64(bytes.count).littleEndian
-            withUnsafeBytes(of: &n) { hash.update($0) }
-            bytes.withUnsafeBytes { hash.update($0) }
+            length(bytes.count)
+            flush()
+            bytes.withUnsafeBytes { state.update($0) }
+        }
+
+        /// The digest of every field added.
+        var hash: XXH64 {
+            mutating get {
+                flush()
+                return state
+            }
         }
     }
 

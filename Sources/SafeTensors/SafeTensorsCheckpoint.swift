@@ -145,6 +145,7 @@ public final class SafeTensorsCheckpoint: TensorStore, @unchecked Sendable {
                 return Shard(name: f, path: path, header: header, status: status)
             }
         }
+        PhaseTrace.mark("headers parsed")
         var shards: [Shard] = []
         shards.reserveCapacity(shardNames.count)
         var locations: [String: Location] = [:]
